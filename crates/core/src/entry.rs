@@ -1,0 +1,138 @@
+//! A metric ⇄ the fields of one Redis stream entry, and the fields of a dead letter.
+//!
+//! Metric entries carry `lp` (the normalised line with a nanosecond timestamp), `db` (the
+//! target database or bucket, omitted when the request named none) and `rp` (retention
+//! policy, when given). Entries written by other tools may lack `lp` or hold bytes that are
+//! not UTF-8: decoding says so instead of guessing, and the consumer dead-letters them.
+
+use std::collections::HashMap;
+
+use redis::Value;
+
+/// Field: the normalised line-protocol line.
+pub const FIELD_LP: &str = "lp";
+/// Field: target database (v1) or bucket (v2).
+pub const FIELD_DB: &str = "db";
+/// Field: retention policy.
+pub const FIELD_RP: &str = "rp";
+
+/// Dead-letter field: why the entry was dead-lettered.
+pub const DLQ_REASON: &str = "reason";
+/// Dead-letter field: the id of the entry in the metric stream.
+pub const DLQ_SOURCE_ID: &str = "source_id";
+/// Dead-letter field: the source stream key.
+pub const DLQ_SOURCE_STREAM: &str = "source_stream";
+/// Dead-letter field: how many times the entry had been delivered.
+pub const DLQ_DELIVERIES: &str = "deliveries";
+/// Dead-letter field: the consumer group.
+pub const DLQ_GROUP: &str = "group";
+/// Dead-letter field: the consumer that gave up.
+pub const DLQ_CONSUMER: &str = "consumer";
+/// Dead-letter field: when, in Unix milliseconds.
+pub const DLQ_FAILED_AT_MS: &str = "failed_at_ms";
+
+/// One metric as stored in a stream entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The normalised line with a nanosecond timestamp.
+    pub lp: String,
+    /// Target database or bucket; `None` means the consumer's default.
+    pub db: Option<String>,
+    /// Retention policy, when one was given.
+    pub rp: Option<String>,
+}
+
+/// A stream entry that is not a redline metric.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// No `lp` field.
+    #[error("entry has no '{FIELD_LP}' field")]
+    MissingLine,
+    /// A field is not a string.
+    #[error("entry field '{field}' is not a UTF-8 string")]
+    NotText {
+        /// The field's name.
+        field: String,
+    },
+}
+
+impl Entry {
+    /// The (field, value) pairs for XADD, in a stable order.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::with_capacity(3);
+        out.push((FIELD_LP, self.lp.as_str()));
+        if let Some(db) = &self.db {
+            out.push((FIELD_DB, db.as_str()));
+        }
+        if let Some(rp) = &self.rp {
+            out.push((FIELD_RP, rp.as_str()));
+        }
+        out
+    }
+
+    /// Decodes the field map of an XREADGROUP / XRANGE reply.
+    ///
+    /// # Errors
+    /// [`Error::MissingLine`] without `lp`, [`Error::NotText`] for non-UTF-8 values.
+    pub fn decode(map: &HashMap<String, Value>) -> Result<Self, Error> {
+        let lp = text(map, FIELD_LP)?.ok_or(Error::MissingLine)?;
+        Ok(Self {
+            lp,
+            db: text(map, FIELD_DB)?.filter(|s| !s.is_empty()),
+            rp: text(map, FIELD_RP)?.filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// A field's value as text, `None` when absent.
+///
+/// # Errors
+/// [`Error::NotText`] when the value is not a UTF-8 string.
+pub fn text(map: &HashMap<String, Value>, field: &str) -> Result<Option<String>, Error> {
+    let not_text = || Error::NotText {
+        field: field.to_string(),
+    };
+    match map.get(field) {
+        None | Some(Value::Nil) => Ok(None),
+        Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone())
+            .map(Some)
+            .map_err(|_| not_text()),
+        Some(Value::SimpleString(s)) => Ok(Some(s.clone())),
+        Some(Value::Int(i)) => Ok(Some(i.to_string())),
+        Some(_) => Err(not_text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &[u8])]) -> HashMap<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::BulkString(v.to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_fields() {
+        let entry = Entry {
+            lp: "cpu,host=a v=1 1".into(),
+            db: Some("telegraf".into()),
+            rp: None,
+        };
+        let fields = entry.fields();
+        assert_eq!(fields, [("lp", "cpu,host=a v=1 1"), ("db", "telegraf")]);
+        let m = map(&[("lp", b"cpu,host=a v=1 1"), ("db", b"telegraf")]);
+        assert_eq!(Entry::decode(&m).unwrap(), entry);
+    }
+
+    #[test]
+    fn foreign_entries_are_refused_with_a_reason() {
+        assert_eq!(Entry::decode(&map(&[("x", b"1")])), Err(Error::MissingLine));
+        assert_eq!(
+            Entry::decode(&map(&[("lp", &[0xff, 0xfe])])),
+            Err(Error::NotText { field: "lp".into() })
+        );
+    }
+}

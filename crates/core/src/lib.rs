@@ -1,0 +1,24 @@
+//! redline-core: the vocabulary every redline component shares.
+//!
+//! - [`line`]: InfluxDB line protocol → validated, normalised [`line::Metric`]s, with the
+//!   precision converted to nanoseconds and missing timestamps stamped at receive time;
+//! - [`series`]: the series key of a metric and the stable partition hash built on it;
+//! - [`entry`]: a metric ⇄ the fields of one Redis stream entry, and dead-letter fields;
+//! - [`keys`]: every Redis key name redline uses;
+//! - [`redis`]: connection pools from a [`redis::RedisConfig`] and Redis error classification;
+//! - [`shutdown`]: a cloneable shutdown handle fed by SIGTERM/SIGINT;
+//! - [`telemetry`]: metric names and the Prometheus `/metrics` rendering;
+//! - [`units`]: durations (`500ms`, `10s`) and sizes (`512KiB`, `25MB`) as the CLI takes them.
+//!
+//! Nothing here listens on a socket or runs a long-lived task.
+
+pub mod entry;
+pub mod keys;
+pub mod line;
+pub mod redis;
+pub mod series;
+pub mod shutdown;
+pub mod telemetry;
+pub mod units;
+
+pub use shutdown::Shutdown;

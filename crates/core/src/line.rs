@@ -1,0 +1,367 @@
+//! InfluxDB line protocol → validated, normalised metrics.
+//!
+//! Parsing is `influxdb_line_protocol`'s; this module adds what InfluxDB 1.x checks on
+//! top (finite floats, no `time` key, timestamps in range), converts the request's
+//! precision to nanoseconds, stamps lines without a timestamp with the receive time, and
+//! writes each metric back as one canonical line: tags sorted by key, escapes minimal,
+//! timestamp in ns. A stamped line is idempotent in InfluxDB: delivering it twice yields
+//! one point, which is what makes at-least-once delivery harmless.
+//!
+//! A body is judged line by line, as InfluxDB's partial write does: the good lines are
+//! kept and the first bad one is reported by number (1-based, counting every physical
+//! line of the body, blank and comment lines included).
+
+use std::fmt::Write as _;
+
+use influxdb_line_protocol::{parse_lines, split_lines, FieldValue, ParsedLine};
+
+/// Timestamps InfluxDB accepts, in ns (`models.MinNanoTime` / `MaxNanoTime`).
+const MIN_NANOS: i64 = i64::MIN + 2;
+const MAX_NANOS: i64 = i64::MAX - 1;
+/// How much of a bad line an error message quotes.
+const QUOTE_LIMIT: usize = 120;
+
+/// The unit of the timestamps in a request (`precision=` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Nanoseconds (`n`, `ns`, the default).
+    #[default]
+    Nanoseconds,
+    /// Microseconds (`u`, `us`, `µ`).
+    Microseconds,
+    /// Milliseconds (`ms`).
+    Milliseconds,
+    /// Seconds (`s`).
+    Seconds,
+    /// Minutes (`m`).
+    Minutes,
+    /// Hours (`h`).
+    Hours,
+}
+
+/// A precision InfluxDB does not know.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid precision '{0}': use one of n, ns, u, us, ms, s, m, h")]
+pub struct PrecisionError(pub String);
+
+impl Precision {
+    /// Reads every value InfluxDB 1.x and 2.x accept; the empty string is nanoseconds.
+    ///
+    /// # Errors
+    /// [`PrecisionError`] naming the value.
+    pub fn parse(value: &str) -> Result<Self, PrecisionError> {
+        Ok(match value {
+            "" | "n" | "ns" => Self::Nanoseconds,
+            "u" | "us" | "µ" | "µs" => Self::Microseconds,
+            "ms" => Self::Milliseconds,
+            "s" => Self::Seconds,
+            "m" => Self::Minutes,
+            "h" => Self::Hours,
+            other => return Err(PrecisionError(other.to_string())),
+        })
+    }
+
+    /// Nanoseconds per unit.
+    pub fn nanos(self) -> i64 {
+        match self {
+            Self::Nanoseconds => 1,
+            Self::Microseconds => 1_000,
+            Self::Milliseconds => 1_000_000,
+            Self::Seconds => 1_000_000_000,
+            Self::Minutes => 60_000_000_000,
+            Self::Hours => 3_600_000_000_000,
+        }
+    }
+}
+
+/// One validated metric, written back as a canonical line with a ns timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    lp: String,
+    series_len: usize,
+}
+
+impl Metric {
+    /// The normalised line: `measurement[,tags sorted] fields timestamp_ns`.
+    pub fn line(&self) -> &str {
+        &self.lp
+    }
+
+    /// The line, owned.
+    pub fn into_line(self) -> String {
+        self.lp
+    }
+
+    /// The series key: measurement plus tags sorted by key, as escaped in the line.
+    pub fn series_key(&self) -> &str {
+        &self.lp[..self.series_len]
+    }
+}
+
+/// Why one line was refused, with its number in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number in the body.
+    pub line: usize,
+    /// What is wrong.
+    pub reason: String,
+    /// The start of the offending line.
+    pub text: String,
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unable to parse line {} '{}': {}",
+            self.line, self.text, self.reason
+        )
+    }
+}
+
+/// The outcome of parsing one body.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// The valid lines, in body order.
+    pub metrics: Vec<Metric>,
+    /// The first refused line, if any.
+    pub first_error: Option<LineError>,
+    /// How many lines were refused.
+    pub rejected: usize,
+}
+
+/// Parses a body of line protocol. Lines without a timestamp get `now_ns`.
+pub fn parse(body: &str, precision: Precision, now_ns: i64) -> Parsed {
+    let mut out = Parsed::default();
+    for (index, raw) in split_lines(body).enumerate() {
+        let Some(result) = parse_lines(raw).next() else {
+            continue; // blank line or comment
+        };
+        match result
+            .map_err(|e| describe(&e))
+            .and_then(|parsed| normalise(&parsed, precision, now_ns))
+        {
+            Ok(metric) => out.metrics.push(metric),
+            Err(reason) => {
+                out.rejected += 1;
+                if out.first_error.is_none() {
+                    out.first_error = Some(LineError {
+                        line: index + 1,
+                        reason,
+                        text: quote(raw),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The parser's message, except for its catch-all, which names a nom combinator.
+fn describe(error: &influxdb_line_protocol::Error) -> String {
+    match error {
+        influxdb_line_protocol::Error::GenericParsingError { .. } => {
+            "invalid line protocol: expected 'measurement[,tag=value...] field=value[,...] [timestamp]'"
+                .to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn quote(raw: &str) -> String {
+    let raw = raw.trim_end_matches(['\r', '\n']);
+    match raw.char_indices().nth(QUOTE_LIMIT) {
+        Some((cut, _)) => format!("{}…", &raw[..cut]),
+        None => raw.to_string(),
+    }
+}
+
+/// Validates one parsed line and writes its canonical form.
+fn normalise(line: &ParsedLine<'_>, precision: Precision, now_ns: i64) -> Result<Metric, String> {
+    let measurement = line.series.measurement.as_str();
+    if measurement.is_empty() {
+        return Err("missing measurement".into());
+    }
+    let timestamp = match line.timestamp {
+        Some(ts) => ts
+            .checked_mul(precision.nanos())
+            .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))
+            .ok_or_else(|| format!("timestamp {ts} is out of range at this precision"))?,
+        None => now_ns,
+    };
+
+    let mut tags: Vec<(&str, &str)> = line
+        .series
+        .tag_set
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for pair in tags.windows(2) {
+        if pair[0].0 == pair[1].0 {
+            return Err(format!("duplicate tag '{}'", pair[0].0));
+        }
+    }
+    if tags.iter().any(|(k, _)| *k == "time") {
+        return Err("invalid tag key 'time'".into());
+    }
+
+    let mut lp = String::with_capacity(measurement.len() + 64);
+    escape(&mut lp, measurement, &[',', ' ']);
+    for (k, v) in &tags {
+        lp.push(',');
+        escape(&mut lp, k, &[',', '=', ' ']);
+        lp.push('=');
+        escape(&mut lp, v, &[',', '=', ' ']);
+    }
+    let series_len = lp.len();
+    lp.push(' ');
+    for (i, (key, value)) in line.field_set.iter().enumerate() {
+        if key.as_str() == "time" {
+            return Err("invalid field name 'time'".into());
+        }
+        if i > 0 {
+            lp.push(',');
+        }
+        escape(&mut lp, key, &[',', '=', ' ']);
+        lp.push('=');
+        write_value(&mut lp, key, value)?;
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(lp, " {timestamp}");
+    Ok(Metric { lp, series_len })
+}
+
+fn write_value(lp: &mut String, key: &str, value: &FieldValue<'_>) -> Result<(), String> {
+    // Writing to a String cannot fail.
+    let _ = match value {
+        FieldValue::I64(v) => write!(lp, "{v}i"),
+        FieldValue::U64(v) => write!(lp, "{v}u"),
+        FieldValue::F64(v) if !v.is_finite() => {
+            return Err(format!("field '{key}' is not a finite number ({v})"))
+        }
+        FieldValue::F64(v) => write!(lp, "{v}"),
+        FieldValue::Boolean(v) => write!(lp, "{v}"),
+        FieldValue::String(s) => {
+            lp.push('"');
+            escape(lp, s, &['"', '\\']);
+            lp.push('"');
+            Ok(())
+        }
+    };
+    Ok(())
+}
+
+fn escape(out: &mut String, value: &str, special: &[char]) {
+    for c in value.chars() {
+        if special.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000_000_000;
+
+    fn lines(body: &str, precision: Precision) -> Vec<String> {
+        let parsed = parse(body, precision, NOW);
+        assert!(parsed.first_error.is_none(), "{:?}", parsed.first_error);
+        parsed.metrics.into_iter().map(Metric::into_line).collect()
+    }
+
+    #[test]
+    fn sorts_tags_and_stamps_missing_timestamps() {
+        assert_eq!(
+            lines("cpu,z=1,a=2 usage=0.5", Precision::Nanoseconds),
+            [format!("cpu,a=2,z=1 usage=0.5 {NOW}")]
+        );
+    }
+
+    #[test]
+    fn converts_every_precision_to_nanoseconds() {
+        for (p, expected) in [
+            ("ns", 5_i64),
+            ("u", 5_000),
+            ("ms", 5_000_000),
+            ("s", 5_000_000_000),
+            ("m", 300_000_000_000),
+            ("h", 18_000_000_000_000),
+        ] {
+            let precision = Precision::parse(p).unwrap();
+            assert_eq!(lines("m v=1i 5", precision), [format!("m v=1i {expected}")]);
+        }
+        assert_eq!(
+            Precision::parse("minutes").unwrap_err().to_string(),
+            "invalid precision 'minutes': use one of n, ns, u, us, ms, s, m, h"
+        );
+    }
+
+    #[test]
+    fn keeps_types_and_escapes() {
+        let body = r#"my\ meas,tag\,k=v\=1 s="a \"q\" \\ b",i=-3i,u=7u,b=true,f=1.5 10"#;
+        assert_eq!(
+            lines(body, Precision::Nanoseconds),
+            [r#"my\ meas,tag\,k=v\=1 s="a \"q\" \\ b",i=-3i,u=7u,b=true,f=1.5 10"#]
+        );
+    }
+
+    #[test]
+    fn normalised_lines_parse_back_to_themselves() {
+        let body = "weather,city=São\\ Paulo,zone=b\\=c temp=21.5,note=\"ok, fine\" 1\n";
+        let once = lines(body, Precision::Nanoseconds);
+        let twice = lines(&once.join("\n"), Precision::Nanoseconds);
+        assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn series_key_is_measurement_and_sorted_tags() {
+        let parsed = parse("cpu,b=2,a=1 v=1 1", Precision::Nanoseconds, NOW);
+        assert_eq!(parsed.metrics[0].series_key(), "cpu,a=1,b=2");
+    }
+
+    #[test]
+    fn bad_lines_are_counted_and_the_first_is_named() {
+        let body =
+            "ok v=1\n\n# comment\ncpu,host=a\nok v=2\nbad v=NaN 1\nok v=\"x\" 99999999999999999999";
+        let parsed = parse(body, Precision::Nanoseconds, NOW);
+        assert_eq!(parsed.metrics.len(), 2);
+        assert_eq!(parsed.rejected, 3);
+        let first = parsed.first_error.unwrap();
+        assert_eq!(first.line, 4);
+        assert_eq!(first.text, "cpu,host=a");
+        assert!(first
+            .to_string()
+            .starts_with("unable to parse line 4 'cpu,host=a': "));
+    }
+
+    #[test]
+    fn refuses_what_influxdb_refuses() {
+        for (body, reason) in [
+            ("m time=1 1", "invalid field name 'time'"),
+            ("m,time=x v=1 1", "invalid tag key 'time'"),
+            ("m,a=1,a=2 v=1 1", "duplicate tag 'a'"),
+            ("m v=inf 1", ""), // refused by the parser itself
+        ] {
+            let parsed = parse(body, Precision::Nanoseconds, NOW);
+            let err = parsed.first_error.expect(body);
+            assert!(err.reason.contains(reason), "{body}: {}", err.reason);
+        }
+        let parsed = parse("m v=1 9223372036854775", Precision::Seconds, NOW);
+        assert!(parsed.first_error.unwrap().reason.contains("out of range"));
+    }
+
+    #[test]
+    fn long_lines_are_quoted_truncated() {
+        let body = format!("m,{} v=", "t=1".repeat(100));
+        let err = parse(&body, Precision::Nanoseconds, NOW)
+            .first_error
+            .unwrap();
+        assert!(err.text.ends_with('…'));
+        assert!(err.text.chars().count() <= QUOTE_LIMIT + 1);
+    }
+}
