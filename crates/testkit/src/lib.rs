@@ -1,0 +1,89 @@
+//! redline-testkit: real servers for tests and benchmarks, one set per test.
+//!
+//! - [`RedisServer`] runs `redis-server` and [`InfluxServer`] runs InfluxDB 1.x `influxd`, each
+//!   on free loopback ports with its data in its own temporary directory. Both can be stopped,
+//!   killed and started again on the same ports and data, and are killed, reaped and deleted
+//!   on drop.
+//! - [`ChildGuard`] runs our own binary (`env!("CARGO_BIN_EXE_redline")`) with its output
+//!   captured, and kills it on drop.
+//! - [`wait_until`], [`wait_for`] and [`wait_until_sync`] poll a condition with a deadline;
+//!   tests never sleep to synchronise.
+//!
+//! Process management is synchronous (`std::process`), so the harness works from plain
+//! `#[test]`s, `#[tokio::test]`s and bench binaries alike; only the client helpers
+//! ([`RedisServer::conn`], the [`InfluxServer`] queries) are async and need a Tokio runtime.
+//!
+//! Binaries are found through `REDLINE_REDIS_SERVER` / `REDLINE_INFLUXD`, else on `PATH`.
+//! `scripts/test` installs them (`apt-get install redis-server influxdb`) when missing.
+//!
+//! ```no_run
+//! # async fn example() {
+//! use std::time::Duration;
+//! use redline_testkit::{wait_until, InfluxServer, RedisServer};
+//!
+//! let redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+//! let influx = InfluxServer::start();
+//! influx.create_db("telegraf").await;
+//! // ... run the producer and consumer against redis.url() and influx.url() ...
+//! wait_until("3 points in InfluxDB", Duration::from_secs(10), || async {
+//!     influx.count_points("telegraf", "cpu").await == 3
+//! })
+//! .await;
+//! # }
+//! ```
+
+mod influx;
+mod process;
+mod redis;
+mod wait;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::Mutex;
+
+pub use crate::influx::{InfluxOptions, InfluxServer};
+pub use crate::process::ChildGuard;
+pub use crate::redis::RedisServer;
+pub use crate::wait::{wait_for, wait_until, wait_until_sync, POLL_INTERVAL};
+
+/// Ports this process has already handed out. Tests run in parallel threads; without this,
+/// two of them could be handed the same just-released port before either server binds it.
+/// (A port taken by another process is handled by the servers' retry on a new port.)
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed
+/// out before: binds `127.0.0.1:0`, reads the port the OS chose, and drops the listener.
+///
+/// # Panics
+/// If no loopback port can be bound.
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap_or_else(|error| panic!("cannot bind 127.0.0.1:0: {error}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("bound socket has no address: {error}"))
+            .port();
+        // A poisoned lock only means another test panicked while holding it; the set is
+        // still a valid set of ports.
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_port_is_bindable_and_never_repeats() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let unique: BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(unique.len(), ports.len());
+        TcpListener::bind((Ipv4Addr::LOCALHOST, ports[0])).expect("the port is free");
+    }
+}

@@ -1,0 +1,122 @@
+# shellcheck shell=bash
+# Shared by scripts/test and scripts/dev (sourced, not executed).
+#
+# redline's tests and demo run their own redis-server and influxd on their own ports, so all
+# we need from the system is the binaries: Debian/Ubuntu packages redis-server, redis-tools,
+# influxdb (InfluxDB 1.6 on Debian 12) and influxdb-client.
+
+# Prints a section header.
+redline_section() {
+    printf '\n==> %s\n' "$*"
+}
+
+# The apt package that provides command $1.
+redline_package_of() {
+    case "$1" in
+        redis-server) echo redis-server ;;
+        redis-cli) echo redis-tools ;;
+        influxd) echo influxdb ;;
+        influx) echo influxdb-client ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# redline_stop_package_services PKG...: stops the services that installing PKG... may have
+# started (only those: a redis or influxd that ran before is left alone). They would hold the
+# default ports 6379 and 8086, and nothing of ours uses them. Every step may fail harmlessly
+# (no init system in a container, service not installed, already stopped).
+redline_stop_package_services() {
+    local pkg service pidfiles pidfile pid
+    for pkg in "$@"; do
+        case "$pkg" in
+            redis-server)
+                service=redis-server
+                pidfiles=(/run/redis/redis-server.pid /var/run/redis/redis-server.pid)
+                ;;
+            influxdb)
+                service=influxdb
+                pidfiles=(/run/influxdb/influxd.pid /var/run/influxdb/influxd.pid)
+                ;;
+            *) continue ;;
+        esac
+        if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+            systemctl stop "$service" >/dev/null 2>&1 || true
+        fi
+        if command -v service >/dev/null 2>&1; then
+            service "$service" stop >/dev/null 2>&1 || true
+        fi
+        # Without an init system the daemon may still run: stop exactly the process the
+        # package started, found through its pid file.
+        for pidfile in "${pidfiles[@]}"; do
+            if [[ -r "$pidfile" ]]; then
+                pid=$(cat "$pidfile" 2>/dev/null || true)
+                if [[ "$pid" =~ ^[0-9]+$ ]]; then
+                    kill -TERM "$pid" 2>/dev/null || true
+                fi
+            fi
+        done
+    done
+}
+
+# redline_ensure_tools [--optional PKG]... CMD...
+#
+# Makes sure every CMD is on PATH. Missing ones are installed with apt-get when running as
+# root (and the --optional packages too, best effort: e.g. docker-compose, which not every
+# release has); otherwise prints the apt-get command to run and exits 1.
+redline_ensure_tools() {
+    local optional=() missing=() packages=() cmd pkg
+    while [[ $# -gt 0 && "$1" == --optional ]]; do
+        optional+=("$2")
+        shift 2
+    done
+    for cmd in "$@"; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            missing+=("$cmd")
+            pkg=$(redline_package_of "$cmd")
+            if [[ " ${packages[*]} " != *" $pkg "* ]]; then
+                packages+=("$pkg")
+            fi
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+
+    echo "missing: ${missing[*]} (apt packages: ${packages[*]})" >&2
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "install them, then run this again:" >&2
+        echo "  sudo apt-get install -y --no-install-recommends ${packages[*]}" >&2
+        exit 1
+    fi
+
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y --no-install-recommends "${packages[@]}"
+    if [[ ${#optional[@]} -gt 0 ]]; then
+        apt-get install -y --no-install-recommends "${optional[@]}" ||
+            echo "note: could not install ${optional[*]}; continuing without" >&2
+    fi
+    redline_stop_package_services "${packages[@]}"
+
+    for cmd in "${missing[@]}"; do
+        if ! command -v "$cmd" >/dev/null 2>&1; then
+            echo "error: $cmd is still missing after installing ${packages[*]}" >&2
+            exit 1
+        fi
+    done
+}
+
+# redline_wait_for SECONDS DESCRIPTION COMMAND...: runs COMMAND every 0.1 s until it
+# succeeds; fails with DESCRIPTION after SECONDS.
+redline_wait_for() {
+    local seconds=$1 what=$2 deadline
+    shift 2
+    deadline=$((SECONDS + seconds))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            echo "error: timed out after ${seconds}s waiting for $what" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
