@@ -1,0 +1,319 @@
+//! The InfluxDB-compatible HTTP API: `POST /write` (v1), `POST /api/v2/write` (v2),
+//! `GET /ping`, `GET /health`, `GET /metrics`.
+//!
+//! Answers follow InfluxDB: 204 once every metric is stored; 400 with `{"error": …}`
+//! naming the first bad line when some lines were refused (the valid ones are stored);
+//! 413 for a body over `max_body_size`; 415 for an unknown `Content-Encoding`; 503 with
+//! `Retry-After` while Redis is unreachable. v2 answers also carry `code` and `message`,
+//! which v2 clients read.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::Bytes,
+    extract::{DefaultBodyLimit, Form, Query, State as AxumState},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use redline_core::{line::Precision, telemetry};
+use serde::Deserialize;
+
+use crate::{
+    ingest,
+    writer::{self, Target, Writer},
+};
+
+/// Shared by every request.
+#[derive(Debug, Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    writer: Writer,
+    max_body_size: u64,
+    retry_after: Duration,
+}
+
+impl State {
+    /// State for a router over `writer` with `config`'s limits.
+    pub fn new(writer: Writer, config: &crate::Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                writer,
+                max_body_size: config.max_body_size,
+                retry_after: config.retry_after,
+            }),
+        }
+    }
+}
+
+/// The producer's routes.
+pub fn router(state: State) -> Router {
+    // Compressed bodies are bounded here, decoded ones again in `ingest::decode`.
+    let limit = usize::try_from(state.inner.max_body_size).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/write", post(write_v1))
+        .route("/api/v2/write", post(write_v2))
+        .route("/query", get(query).post(query))
+        .route("/ping", get(ping).head(ping))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// v1 `/write` query parameters.
+#[derive(Debug, Deserialize)]
+struct V1Params {
+    db: Option<String>,
+    rp: Option<String>,
+    #[serde(default)]
+    precision: String,
+}
+
+/// v2 `/api/v2/write` query parameters.
+#[derive(Debug, Deserialize)]
+struct V2Params {
+    bucket: Option<String>,
+    #[serde(default)]
+    precision: String,
+}
+
+/// Which API answered, for the error body shape and the metrics label.
+#[derive(Debug, Clone, Copy)]
+enum Api {
+    V1,
+    V2,
+}
+
+impl Api {
+    fn label(self) -> &'static str {
+        match self {
+            Api::V1 => "/write",
+            Api::V2 => "/api/v2/write",
+        }
+    }
+}
+
+async fn write_v1(
+    AxumState(state): AxumState<State>,
+    Query(params): Query<V1Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = Target {
+        db: params.db.filter(|s| !s.is_empty()),
+        rp: params.rp.filter(|s| !s.is_empty()),
+    };
+    write(&state, Api::V1, &params.precision, target, &headers, &body).await
+}
+
+async fn write_v2(
+    AxumState(state): AxumState<State>,
+    Query(params): Query<V2Params>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(bucket) = params.bucket.filter(|s| !s.is_empty()) else {
+        return refuse(
+            &state,
+            Api::V2,
+            ingest::Error::MissingParameter("bucket").into(),
+        );
+    };
+    let target = Target {
+        db: Some(bucket),
+        rp: None,
+    };
+    write(&state, Api::V2, &params.precision, target, &headers, &body).await
+}
+
+/// Everything that turns a write into a non-204 answer.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
+    #[error(transparent)]
+    Store(#[from] writer::Error),
+}
+
+async fn write(
+    state: &State,
+    api: Api,
+    precision: &str,
+    target: Target,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let now_ns = now_ns();
+    let result = async {
+        let precision = Precision::parse(precision).map_err(ingest::Error::from)?;
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let decoded = ingest::decode(body, encoding, state.inner.max_body_size)?;
+        let mut parsed = ingest::parse(&decoded, precision, now_ns);
+        let metrics = ingest::take_metrics(&mut parsed);
+        let stored = state.inner.writer.store(metrics, &target).await?;
+        metrics::counter!(telemetry::LINES_ACCEPTED).increment(stored as u64);
+        if parsed.rejected > 0 {
+            metrics::counter!(telemetry::LINES_REJECTED, "reason" => "parse")
+                .increment(parsed.rejected as u64);
+        }
+        match ingest::partial_write(parsed.first_error, parsed.rejected, stored) {
+            Some(err) => Err(Failure::from(err)),
+            None => Ok(()),
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            count_request(api, StatusCode::NO_CONTENT);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(failure) => refuse(state, api, failure),
+    }
+}
+
+fn refuse(state: &State, api: Api, failure: Failure) -> Response {
+    let (status, code) = match &failure {
+        Failure::Ingest(ingest::Error::TooLarge { .. }) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "request too large")
+        }
+        Failure::Ingest(ingest::Error::UnsupportedEncoding(_)) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid")
+        }
+        Failure::Ingest(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        Failure::Store(
+            writer::Error::Unavailable(_) | writer::Error::Full(_) | writer::Error::Replicas { .. },
+        ) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Failure::Store(writer::Error::Refused(msg)) if msg.contains("OOM") => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        Failure::Store(writer::Error::Refused(_)) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    };
+    let message = failure.to_string();
+    count_request(api, status);
+    if let Failure::Store(writer::Error::Full(_)) = &failure {
+        tracing::debug!(error = %message, "Write refused: buffer full.");
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        let cause = match &failure {
+            Failure::Store(writer::Error::Replicas { .. }) => "replicas",
+            _ => "redis",
+        };
+        metrics::counter!(telemetry::UNAVAILABLE, "cause" => cause).increment(1);
+        tracing::warn!(error = %message, "Write refused: Redis unavailable.");
+    } else if status.is_server_error() {
+        tracing::error!(error = %message, "Write failed.");
+    } else {
+        tracing::debug!(error = %message, status = status.as_u16(), "Write refused.");
+    }
+    let body = match api {
+        Api::V1 => serde_json::json!({ "error": message }),
+        Api::V2 => serde_json::json!({ "code": code, "message": message, "error": message }),
+    };
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&sanitize_header(&message)) {
+        headers.insert("X-Influxdb-Error", v);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let secs = state.inner.retry_after.as_secs().max(1);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// Header values must be visible ASCII; error texts quote user input.
+fn sanitize_header(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(512)
+        .collect()
+}
+
+fn count_request(api: Api, status: StatusCode) {
+    metrics::counter!(
+        telemetry::HTTP_REQUESTS,
+        "endpoint" => api.label(),
+        "status" => status.as_str().to_owned()
+    )
+    .increment(1);
+}
+
+/// `/query` parameters: only `CREATE DATABASE` is understood.
+#[derive(Debug, Deserialize)]
+struct QueryParams {
+    #[serde(default)]
+    q: String,
+}
+
+/// Telegraf's `outputs.influxdb` sends `CREATE DATABASE "x"` at start. The consumer
+/// creates databases in the real InfluxDB on first write, so the statement is answered
+/// as InfluxDB would; queries are not served here.
+async fn query(Form(params): Form<QueryParams>) -> Response {
+    let statement = params.q.trim_start().to_ascii_uppercase();
+    if statement.starts_with("CREATE DATABASE") {
+        let body = serde_json::json!({"results": [{"statement_id": 0}]});
+        return (StatusCode::OK, Json(body)).into_response();
+    }
+    let message = "redline accepts writes only; send queries to InfluxDB";
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": message })),
+    )
+        .into_response()
+}
+
+async fn ping() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            "X-Influxdb-Version",
+            concat!("redline-", env!("CARGO_PKG_VERSION")),
+        )],
+    )
+        .into_response()
+}
+
+async fn health(AxumState(state): AxumState<State>) -> Response {
+    let redis_ok = state.inner.writer.ping().await;
+    let body = serde_json::json!({
+        "name": "redline-producer",
+        "status": "pass",
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": [{
+            "name": "redis",
+            "status": if redis_ok { "pass" } else { "fail" },
+        }],
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+async fn metrics() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::render(),
+    )
+        .into_response()
+}
+
+fn now_ns() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,164 @@
+//! Request body → metrics: decoding (gzip), UTF-8, line protocol, with every refusal
+//! typed so the HTTP edge can answer as InfluxDB does.
+//!
+//! Invalid UTF-8 spoils only the lines that hold it: they are refused by number like any
+//! other bad line, and the rest of the body is still stored.
+
+use std::io::Read;
+
+use redline_core::line::{self, LineError, Metric, Parsed, Precision, PrecisionError};
+
+/// A request the producer refuses as a whole, or in part.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `Content-Encoding` is neither gzip nor identity.
+    #[error("unsupported Content-Encoding '{0}': send gzip or no encoding")]
+    UnsupportedEncoding(String),
+    /// The gzip stream is corrupt.
+    #[error("invalid gzip body: {0}")]
+    BadGzip(String),
+    /// Decoded body too large.
+    #[error("request body too large: more than {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: u64,
+    },
+    /// Unknown `precision`.
+    #[error(transparent)]
+    Precision(#[from] PrecisionError),
+    /// A query parameter InfluxDB requires is missing (`bucket` on v2).
+    #[error("missing required parameter '{0}'")]
+    MissingParameter(&'static str),
+    /// Some lines were refused; the valid ones were stored.
+    #[error("partial write: {first} ({rejected} of {total} lines rejected; the other {stored} were stored)")]
+    PartialWrite {
+        /// The first bad line.
+        first: LineError,
+        /// How many lines were refused.
+        rejected: usize,
+        /// How many were stored.
+        stored: usize,
+        /// Lines in the body.
+        total: usize,
+    },
+}
+
+/// Decodes a body by its `Content-Encoding`, refusing more than `limit` decoded bytes.
+///
+/// # Errors
+/// [`Error::UnsupportedEncoding`], [`Error::BadGzip`], [`Error::TooLarge`].
+pub fn decode(body: &[u8], encoding: Option<&str>, limit: u64) -> Result<Vec<u8>, Error> {
+    match encoding.map(str::trim) {
+        None | Some("") | Some("identity") => {
+            if body.len() as u64 > limit {
+                return Err(Error::TooLarge { limit });
+            }
+            Ok(body.to_vec())
+        }
+        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4));
+            flate2::read::MultiGzDecoder::new(body)
+                .take(limit + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| Error::BadGzip(e.to_string()))?;
+            if out.len() as u64 > limit {
+                return Err(Error::TooLarge { limit });
+            }
+            Ok(out)
+        }
+        Some(other) => Err(Error::UnsupportedEncoding(other.to_string())),
+    }
+}
+
+/// Parses a decoded body. Lines that are not UTF-8 are refused by number.
+pub fn parse(body: &[u8], precision: Precision, now_ns: i64) -> Parsed {
+    match std::str::from_utf8(body) {
+        Ok(text) => line::parse(text, precision, now_ns),
+        Err(_) => parse_lossy(body, precision, now_ns),
+    }
+}
+
+fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64) -> Parsed {
+    // Keep the line numbering: an invalid line becomes an empty one, refused separately.
+    let mut text = String::with_capacity(body.len());
+    let mut bad: Option<LineError> = None;
+    let mut bad_count = 0;
+    for (index, raw) in body.split(|b| *b == b'\n').enumerate() {
+        if index > 0 {
+            text.push('\n');
+        }
+        match std::str::from_utf8(raw) {
+            Ok(s) => text.push_str(s),
+            Err(e) => {
+                bad_count += 1;
+                bad.get_or_insert_with(|| LineError {
+                    line: index + 1,
+                    reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                    text: String::from_utf8_lossy(&raw[..raw.len().min(120)]).into_owned(),
+                });
+            }
+        }
+    }
+    let mut parsed = line::parse(&text, precision, now_ns);
+    parsed.rejected += bad_count;
+    parsed.first_error = match (parsed.first_error.take(), bad) {
+        (Some(a), Some(b)) => Some(if a.line < b.line { a } else { b }),
+        (a, b) => a.or(b),
+    };
+    parsed
+}
+
+/// The error to answer once the valid metrics of `parsed` are stored, if any line was bad.
+pub fn partial_write(first: Option<LineError>, rejected: usize, stored: usize) -> Option<Error> {
+    first.map(|first| Error::PartialWrite {
+        first,
+        rejected,
+        stored,
+        total: rejected + stored,
+    })
+}
+
+/// Splits off the metrics of a parse, leaving what the error report needs.
+pub fn take_metrics(parsed: &mut Parsed) -> Vec<Metric> {
+    std::mem::take(&mut parsed.metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_bodies_are_decoded_and_bounded() {
+        let body = b"cpu v=1 1\n".repeat(100);
+        assert_eq!(decode(&gzip(&body), Some("gzip"), 10_000).unwrap(), body);
+        assert!(matches!(
+            decode(&gzip(&body), Some("gzip"), 999),
+            Err(Error::TooLarge { limit: 999 })
+        ));
+        let err = decode(b"not gzip at all", Some("gzip"), 10_000).unwrap_err();
+        assert!(err.to_string().starts_with("invalid gzip body"), "{err}");
+        let err = decode(b"x", Some("br"), 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported Content-Encoding 'br': send gzip or no encoding"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_spoils_only_its_line() {
+        let body = b"a v=1 1\nb,t=\xff v=1 1\nc v=1 1\n";
+        let parsed = parse(body, Precision::Nanoseconds, 0);
+        assert_eq!(parsed.metrics.len(), 2);
+        assert_eq!(parsed.rejected, 1);
+        let first = parsed.first_error.unwrap();
+        assert_eq!(first.line, 2);
+        assert!(first.reason.contains("invalid UTF-8"), "{}", first.reason);
+    }
+}

@@ -1,0 +1,157 @@
+//! Pipelined XADD: one entry per metric, each into its series' partition, answered only
+//! after Redis replied to every command of the batch.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use deadpool_redis::Pool;
+use redline_core::{entry::Entry, keys::StreamKeys, line::Metric, series, telemetry};
+
+/// Why a batch was not (fully) stored. Some entries may have been stored anyway; the
+/// client retries, and stamped metrics written twice are the same InfluxDB point.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Redis cannot be reached or did not answer in time.
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(String),
+    /// Redis refused the write (e.g. out of memory under `maxmemory`).
+    #[error("Redis refused the write: {0}")]
+    Refused(String),
+    /// The buffer limit is reached under `buffer_full = block`; nothing was stored.
+    #[error(transparent)]
+    Full(#[from] crate::buffer::Full),
+    /// Fewer replicas than `wait_replicas` confirmed the write in `wait_timeout`.
+    #[error("only {confirmed} of {wanted} replicas confirmed the write within {timeout:?}; it is stored on the primary, retry to be sure")]
+    Replicas {
+        /// Replicas that confirmed.
+        confirmed: u64,
+        /// Replicas asked for.
+        wanted: u32,
+        /// How long the producer waited.
+        timeout: Duration,
+    },
+}
+
+/// Where a request's metrics go.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// Database (v1 `db`) or bucket (v2 `bucket`).
+    pub db: Option<String>,
+    /// Retention policy (v1 `rp`).
+    pub rp: Option<String>,
+}
+
+/// Stores metrics in Redis. Cheap to clone: the pool and the buffer are shared.
+#[derive(Clone)]
+pub struct Writer {
+    pool: Pool,
+    keys: StreamKeys,
+    buffer: Arc<crate::buffer::Buffer>,
+    /// `WAIT numreplicas timeout` after each batch, when replicas are asked for.
+    wait: Option<(u32, Duration)>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// A writer for `config`'s Redis and stream; connects lazily.
+    ///
+    /// # Errors
+    /// A bad Redis URL.
+    pub fn new(config: &crate::Config) -> Result<Self, redline_core::redis::Error> {
+        Ok(Self {
+            pool: config.redis.pool()?,
+            keys: config.keys(),
+            buffer: Arc::new(crate::buffer::Buffer::new(
+                config.buffer_limit,
+                config.buffer_full,
+                config.keys(),
+            )),
+            wait: (config.wait_replicas > 0).then_some((config.wait_replicas, config.wait_timeout)),
+        })
+    }
+
+    /// True when Redis answers PING.
+    pub async fn ping(&self) -> bool {
+        let Ok(mut conn) = self.pool.get().await else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut *conn)
+            .await
+            .is_ok()
+    }
+
+    /// XADDs every metric (one pipeline), returning how many Redis confirmed.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when Redis is down or slow, [`Error::Full`] when the buffer
+    /// limit refuses the batch, [`Error::Replicas`] when too few replicas confirmed,
+    /// [`Error::Refused`] otherwise.
+    pub async fn store(&self, metrics: Vec<Metric>, target: &Target) -> Result<usize, Error> {
+        if metrics.is_empty() {
+            return Ok(0);
+        }
+        let started = Instant::now();
+        let count = metrics.len();
+        let partitions = self.keys.count();
+        let mut incoming = vec![0_u64; partitions];
+        let mut pipe = redis::pipe();
+        for metric in metrics {
+            let partition = series::partition(metric.series_key(), partitions);
+            incoming[partition] += 1;
+            let entry = Entry {
+                lp: metric.into_line(),
+                db: target.db.clone(),
+                rp: target.rp.clone(),
+            };
+            pipe.xadd(self.keys.partition(partition), "*", &entry.fields())
+                .ignore();
+        }
+        if let Some((replicas, timeout)) = self.wait {
+            let millis = u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            pipe.cmd("WAIT").arg(replicas).arg(millis);
+        }
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        self.buffer
+            .admit(&mut *conn, &incoming)
+            .await
+            .map_err(classify)??;
+        let result = pipe.query_async::<Vec<u64>>(&mut *conn).await;
+        metrics::histogram!(telemetry::XADD_SECONDS).record(started.elapsed().as_secs_f64());
+        let replies = result.map_err(classify)?;
+        if let Some((wanted, timeout)) = self.wait {
+            let confirmed = replies.first().copied().unwrap_or(0);
+            if confirmed < u64::from(wanted) {
+                return Err(Error::Replicas {
+                    confirmed,
+                    wanted,
+                    timeout,
+                });
+            }
+        }
+        Ok(count)
+    }
+}
+
+fn classify(e: redis::RedisError) -> Error {
+    if redline_core::redis::is_transient(&e) {
+        Error::Unavailable(e.to_string())
+    } else {
+        Error::Refused(e.to_string())
+    }
+}
