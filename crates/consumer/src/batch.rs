@@ -1,0 +1,305 @@
+//! Batches: the messages one delivery handles, how Redis replies become them, and "size or
+//! interval": a batch goes out when it holds `batch_size` entries or `flush_interval` after
+//! its first entry arrived, whichever comes first (as Telegraf's `metric_batch_size` and
+//! `flush_interval`).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::Value;
+use redline_core::entry::{self, Entry};
+use redline_core::Shutdown;
+use tokio::time::Instant;
+
+use crate::reader::{self, Reader};
+
+/// One stream entry handed to this consumer.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Message {
+    /// Index of its stream in the partition keys.
+    pub(crate) stream: usize,
+    /// The entry id.
+    pub(crate) id: String,
+    /// What the entry holds.
+    pub(crate) body: Body,
+    /// Deliveries, when the read itself tells: 1 for a first delivery (`XREADGROUP … >`);
+    /// `None` for re-read or claimed entries, whose count only XPENDING knows.
+    pub(crate) deliveries: Option<u64>,
+}
+
+/// The content of a stream entry.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Body {
+    /// A redline metric.
+    Metric(Entry),
+    /// Not a redline metric; dead-lettered with `error` as the reason.
+    Invalid {
+        /// Why it does not decode.
+        error: entry::Error,
+        /// Its `lp` field, lossily as text, when there is one.
+        lp: Option<String>,
+        /// Its `db` field, lossily as text, when there is one.
+        db: Option<String>,
+    },
+    /// The id is pending but the stream no longer holds the entry (XDEL): nothing to write.
+    Deleted,
+}
+
+impl Body {
+    fn from_fields(fields: Option<HashMap<String, Value>>) -> Self {
+        let Some(fields) = fields else {
+            return Self::Deleted;
+        };
+        match Entry::decode(&fields) {
+            Ok(entry) => Self::Metric(entry),
+            Err(error) => Self::Invalid {
+                error,
+                lp: lossy(&fields, entry::FIELD_LP),
+                db: lossy(&fields, entry::FIELD_DB),
+            },
+        }
+    }
+}
+
+fn lossy(fields: &HashMap<String, Value>, name: &str) -> Option<String> {
+    match fields.get(name)? {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// A Redis reply that does not have the shape its command documents.
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected {command} reply: {reply}")]
+pub(crate) struct ReplyError {
+    /// The command.
+    pub(crate) command: &'static str,
+    /// The reply, shortened.
+    pub(crate) reply: String,
+}
+
+impl ReplyError {
+    pub(crate) fn new(command: &'static str, reply: &Value) -> Self {
+        let mut reply = format!("{reply:?}");
+        if reply.len() > 200 {
+            let mut end = 200;
+            while !reply.is_char_boundary(end) {
+                end -= 1;
+            }
+            reply.truncate(end);
+            reply.push('…');
+        }
+        Self { command, reply }
+    }
+}
+
+/// Parses a list of stream entries, `[[id, [field, value, …] | nil], …]`, as XREADGROUP and
+/// XAUTOCLAIM return them, into messages of stream `stream`.
+pub(crate) fn parse_entries(
+    command: &'static str,
+    stream: usize,
+    deliveries: Option<u64>,
+    value: Value,
+) -> Result<Vec<Message>, ReplyError> {
+    let Value::Array(items) = value else {
+        return Err(ReplyError::new(command, &value));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Array(pair) = &item else {
+            return Err(ReplyError::new(command, &item));
+        };
+        let (id, fields) = match pair.as_slice() {
+            [id, fields] => (id, fields),
+            _ => return Err(ReplyError::new(command, &item)),
+        };
+        let id = text(id).ok_or_else(|| ReplyError::new(command, id))?;
+        let fields = match fields {
+            Value::Nil => None,
+            Value::Array(flat) => {
+                Some(pairs(flat).ok_or_else(|| ReplyError::new(command, fields))?)
+            }
+            Value::Map(map) => Some(
+                map.iter()
+                    .map(|(k, v)| Some((text(k)?, v.clone())))
+                    .collect::<Option<HashMap<_, _>>>()
+                    .ok_or_else(|| ReplyError::new(command, fields))?,
+            ),
+            other => return Err(ReplyError::new(command, other)),
+        };
+        out.push(Message {
+            stream,
+            id,
+            body: Body::from_fields(fields),
+            deliveries,
+        });
+    }
+    Ok(out)
+}
+
+/// A flat `[field, value, …]` list as a map.
+fn pairs(flat: &[Value]) -> Option<HashMap<String, Value>> {
+    if !flat.len().is_multiple_of(2) {
+        return None;
+    }
+    flat.chunks_exact(2)
+        .map(|kv| Some((text(&kv[0])?, kv[1].clone())))
+        .collect()
+}
+
+/// A bulk or simple string as text.
+pub(crate) fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `messages` in batches of at most `size`, in order.
+pub(crate) fn split(messages: Vec<Message>, size: usize) -> Vec<Vec<Message>> {
+    let size = size.max(1);
+    let mut batches = Vec::with_capacity(messages.len().div_ceil(size));
+    let mut current = Vec::with_capacity(size.min(messages.len()));
+    for message in messages {
+        current.push(message);
+        if current.len() == size {
+            batches.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// What [`collect`] gathered: the batch, and the read error that ended it early, if any.
+#[derive(Debug)]
+pub(crate) struct Collected {
+    /// The batch; may be empty.
+    pub(crate) messages: Vec<Message>,
+    /// The read failure that cut the batch short; the messages before it are still valid.
+    pub(crate) error: Option<reader::Error>,
+}
+
+/// Reads one batch: up to `batch_size` messages, waiting at most `flush_interval` after the
+/// first one for more. Returns empty after `flush_interval` with nothing to read, at once
+/// with what it has on shutdown, and with the messages so far plus the error on a failure.
+/// Re-read pending entries (after a restart) go out at once: they are old already.
+pub(crate) async fn collect(
+    reader: &mut Reader,
+    batch_size: usize,
+    flush_interval: Duration,
+    shutdown: &Shutdown,
+) -> Collected {
+    let mut messages = Vec::new();
+    let mut first_at: Option<Instant> = None;
+    loop {
+        let block = match first_at {
+            None => flush_interval,
+            Some(at) => flush_interval.saturating_sub(at.elapsed()),
+        };
+        if first_at.is_some() && block.is_zero() {
+            break;
+        }
+        let count = batch_size - messages.len();
+        let read = tokio::select! {
+            biased;
+            () = shutdown.wait() => break,
+            read = reader.read(count, block) => read,
+        };
+        match read {
+            Err(error) => {
+                return Collected {
+                    messages,
+                    error: Some(error),
+                }
+            }
+            Ok(read) => {
+                let empty = read.messages.is_empty();
+                messages.extend(read.messages);
+                if empty || read.history || messages.len() >= batch_size {
+                    break;
+                }
+                first_at.get_or_insert_with(Instant::now);
+            }
+        }
+    }
+    Collected {
+        messages,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn entries_decode_with_deleted_and_foreign_ones() {
+        let reply = Value::Array(vec![
+            Value::Array(vec![
+                bulk("1-0"),
+                Value::Array(vec![bulk("lp"), bulk("m v=1 1"), bulk("db"), bulk("x")]),
+            ]),
+            Value::Array(vec![bulk("2-0"), Value::Nil]),
+            Value::Array(vec![
+                bulk("3-0"),
+                Value::Array(vec![bulk("foo"), bulk("bar")]),
+            ]),
+        ]);
+        let messages = parse_entries("XREADGROUP", 1, Some(1), reply).unwrap();
+        assert_eq!(messages.len(), 3);
+        assert_eq!(
+            messages[0].body,
+            Body::Metric(Entry {
+                lp: "m v=1 1".into(),
+                db: Some("x".into()),
+                rp: None
+            })
+        );
+        assert_eq!((messages[0].stream, messages[0].id.as_str()), (1, "1-0"));
+        assert_eq!(messages[1].body, Body::Deleted);
+        assert!(matches!(
+            messages[2].body,
+            Body::Invalid {
+                error: entry::Error::MissingLine,
+                lp: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn batches_split_at_the_size_in_order() {
+        let message = |i: usize| Message {
+            stream: 0,
+            id: format!("{i}-0"),
+            body: Body::Deleted,
+            deliveries: None,
+        };
+        let batches = split((0..5).map(message).collect(), 2);
+        let ids: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| b.iter().map(|m| m.id.as_str()).collect())
+            .collect();
+        assert_eq!(ids, [vec!["0-0", "1-0"], vec!["2-0", "3-0"], vec!["4-0"]]);
+        assert!(split(Vec::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn malformed_replies_are_errors() {
+        let error = parse_entries("XAUTOCLAIM", 0, None, Value::Int(3)).unwrap_err();
+        assert!(error.to_string().contains("XAUTOCLAIM"), "{error}");
+        let odd = Value::Array(vec![Value::Array(vec![
+            bulk("1-0"),
+            Value::Array(vec![bulk("lp")]),
+        ])]);
+        assert!(parse_entries("XREADGROUP", 0, None, odd).is_err());
+    }
+}

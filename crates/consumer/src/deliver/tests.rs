@@ -1,0 +1,314 @@
+//! Delivery against a real `redis-server`, with scripted sinks standing in for sink
+//! behaviour that a real InfluxDB cannot be made to show on demand (a 5xx that repeats).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use redline_core::redis::RedisConfig;
+use redline_testkit::RedisServer;
+
+use super::*;
+use crate::reader::Reader;
+
+const KEY: &str = "m";
+const GROUP: &str = "g";
+
+/// What a scripted sink saw: calls and accepted lines.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    calls: usize,
+    written: Vec<String>,
+}
+
+/// A sink whose answer `decide(call number, batch)` picks.
+struct Scripted<F> {
+    decide: F,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl<F> Sink for Scripted<F>
+where
+    F: FnMut(usize, &[Entry]) -> Result<(), SinkError> + Send,
+{
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    async fn write(&mut self, batch: &[Entry]) -> Result<(), SinkError> {
+        let mut seen = self.seen.lock().unwrap();
+        seen.calls += 1;
+        let answer = (self.decide)(seen.calls, batch);
+        if answer.is_ok() {
+            seen.written.extend(batch.iter().map(|e| e.lp.clone()));
+        }
+        answer
+    }
+}
+
+/// A fresh Redis holding `entries` (line, db), read once by consumer `c1`.
+async fn read_entries(entries: &[(String, Option<&str>)]) -> (RedisServer, Vec<Message>) {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(KEY)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let mut pipe = redis::pipe();
+    for (lp, db) in entries {
+        let cmd = pipe.cmd("XADD").arg(KEY).arg("*").arg("lp").arg(lp);
+        if let Some(db) = db {
+            cmd.arg("db").arg(*db);
+        }
+        cmd.ignore();
+    }
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+    let config = RedisConfig {
+        url: redis.url(),
+        ..RedisConfig::default()
+    };
+    let mut reader = Reader::new(config, vec![KEY.into()], GROUP.into(), "c1".into());
+    let read = reader
+        .read(10_000, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(!read.history);
+    assert_eq!(read.messages.len(), entries.len());
+    (redis, read.messages)
+}
+
+fn deliverer<F>(
+    redis: &RedisServer,
+    decide: F,
+    max_deliveries: u64,
+) -> (Deliverer<Scripted<F>>, Arc<Mutex<Seen>>)
+where
+    F: FnMut(usize, &[Entry]) -> Result<(), SinkError> + Send,
+{
+    let pool = RedisConfig {
+        url: redis.url(),
+        ..RedisConfig::default()
+    }
+    .pool()
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sink = Scripted {
+        decide,
+        seen: seen.clone(),
+    };
+    let settings = Settings {
+        group: GROUP.into(),
+        consumer: "c1".into(),
+        max_deliveries,
+        retry_initial: Duration::from_millis(1),
+        retry_max: Duration::from_millis(5),
+        min_idle: Duration::from_secs(10),
+    };
+    let deliverer = Deliverer::new(sink, pool, vec![KEY.into()], format!("{KEY}:dlq"), settings);
+    (deliverer, seen)
+}
+
+async fn pending_count(redis: &RedisServer) -> usize {
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(KEY)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    rows.len()
+}
+
+async fn dead_letters(redis: &RedisServer) -> Vec<HashMap<String, String>> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{KEY}:dlq"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            e.map
+                .keys()
+                .map(|k| (k.clone(), e.get::<String>(k).unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+fn lines(n: usize, db: Option<&'static str>) -> Vec<(String, Option<&'static str>)> {
+    (0..n).map(|i| (format!("m,i={i} v={i} {i}"), db)).collect()
+}
+
+#[tokio::test]
+async fn a_failing_sink_counts_deliveries_until_the_dead_letter_stream() {
+    let (redis, batch) = read_entries(&lines(5, None)).await;
+    let (mut deliverer, seen) = deliverer(
+        &redis,
+        |_, _| Err(SinkError::Transient("500: boom".into())),
+        3,
+    );
+    deliverer.deliver(batch).await;
+
+    assert_eq!(
+        seen.lock().unwrap().calls,
+        3,
+        "one attempt per allowed delivery"
+    );
+    assert_eq!(pending_count(&redis).await, 0);
+    let letters = dead_letters(&redis).await;
+    assert_eq!(letters.len(), 5);
+    for letter in letters {
+        assert_eq!(
+            letter["reason"],
+            "max deliveries exceeded: sink write failed: 500: boom"
+        );
+        assert_eq!(letter["deliveries"], "4");
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_sink_is_retried_without_counting_deliveries() {
+    let (redis, batch) = read_entries(&lines(5, None)).await;
+    let decide = |call: usize, _: &[Entry]| {
+        if call <= 20 {
+            Err(SinkError::Unavailable("connection refused".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let (mut deliverer, seen) = deliverer(&redis, decide, 2);
+    deliverer.deliver(batch).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.calls, 21);
+    assert_eq!(seen.written.len(), 5);
+    assert_eq!(pending_count(&redis).await, 0);
+    assert!(dead_letters(&redis).await.is_empty());
+}
+
+#[tokio::test]
+async fn rejected_entries_are_isolated_and_the_rest_acked() {
+    let mut entries = lines(64, None);
+    for i in [3, 40, 41] {
+        entries[i].0 = format!("poison,i={i} v=1 {i}");
+    }
+    let (redis, batch) = read_entries(&entries).await;
+    let decide = |_: usize, batch: &[Entry]| {
+        if batch.iter().any(|e| e.lp.starts_with("poison")) {
+            Err(SinkError::Rejected {
+                reason: "field type conflict".into(),
+                whole: false,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let (mut deliverer, seen) = deliverer(&redis, decide, 5);
+    deliverer.deliver(batch).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.written.len(), 61);
+    assert!(
+        seen.calls <= 1 + 2 * 3 * 6,
+        "{} writes to isolate 3 of 64",
+        seen.calls
+    );
+    let mut written = seen.written.clone();
+    written.sort();
+    written.dedup();
+    assert_eq!(written.len(), 61, "each accepted entry written once");
+    assert_eq!(pending_count(&redis).await, 0);
+    let letters = dead_letters(&redis).await;
+    let poisoned: Vec<&str> = letters.iter().map(|l| l["lp"].as_str()).collect();
+    assert_eq!(
+        poisoned,
+        [
+            "poison,i=3 v=1 3",
+            "poison,i=40 v=1 40",
+            "poison,i=41 v=1 41"
+        ]
+    );
+    assert!(letters.iter().all(|l| l["reason"] == "field type conflict"));
+}
+
+#[tokio::test]
+async fn a_whole_rejection_dead_letters_only_its_route() {
+    let mut entries = lines(10, Some("good"));
+    entries.extend(lines(6, Some("gone")));
+    let (redis, batch) = read_entries(&entries).await;
+    let decide = |_: usize, batch: &[Entry]| {
+        if batch.iter().any(|e| e.db.as_deref() == Some("gone")) {
+            Err(SinkError::Rejected {
+                reason: "database not found: \"gone\"".into(),
+                whole: true,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let (mut deliverer, seen) = deliverer(&redis, decide, 5);
+    deliverer.deliver(batch).await;
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.calls, 2, "one write per route, no splitting");
+    assert_eq!(seen.written.len(), 10);
+    assert_eq!(pending_count(&redis).await, 0);
+    let letters = dead_letters(&redis).await;
+    assert_eq!(letters.len(), 6);
+    assert!(letters.iter().all(|l| l["db"] == "gone"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_claimed_by_another_consumer_are_left_to_it() {
+    let (redis, batch) = read_entries(&lines(5, None)).await;
+    let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    let mut other = redis.sync_conn();
+    let decide = move |call: usize, _: &[Entry]| {
+        if call == 1 {
+            // While this consumer's first attempt hangs, another one takes the entries over.
+            let _: Vec<String> = redis::cmd("XCLAIM")
+                .arg(KEY)
+                .arg(GROUP)
+                .arg("c2")
+                .arg(0)
+                .arg(&ids)
+                .arg("JUSTID")
+                .query(&mut other)
+                .unwrap();
+        }
+        Err(SinkError::Unavailable("timed out".into()))
+    };
+    let (mut deliverer, seen) = deliverer(&redis, decide, 5);
+    deliverer.deliver(batch).await;
+
+    assert_eq!(
+        seen.lock().unwrap().calls,
+        1,
+        "not retried once they are someone else's"
+    );
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(KEY)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter().all(|(_, owner, _, _)| owner == "c2"),
+        "{rows:?}"
+    );
+    assert!(dead_letters(&redis).await.is_empty());
+}

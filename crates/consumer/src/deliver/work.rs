@@ -1,0 +1,112 @@
+//! A batch in delivery: the entries still to write, and the fates decided for the others
+//! that wait for Redis to record them.
+
+use std::collections::BTreeMap;
+
+use redline_core::entry::Entry;
+
+use crate::batch::{Body, Message};
+use crate::dlq::{Cause, DeadLetter};
+
+/// An entry still to be written.
+#[derive(Debug)]
+pub(super) struct Todo {
+    pub(super) stream: usize,
+    pub(super) id: String,
+    pub(super) entry: Entry,
+    pub(super) deliveries: Option<u64>,
+    /// The last attempt reached the sink and failed: it counts as a delivery.
+    pub(super) counted: bool,
+}
+
+/// A batch in delivery: what is still to write and what waits for Redis to record it.
+#[derive(Debug, Default)]
+pub(super) struct Work {
+    pub(super) todo: Vec<Todo>,
+    /// Accepted (or deleted) entries, to XACK.
+    pub(super) acks: Vec<(usize, String)>,
+    /// To XADD to the dead-letter stream and XACK, atomically.
+    pub(super) dead: Vec<DeadLetter>,
+}
+
+impl Work {
+    pub(super) fn new(batch: Vec<Message>) -> Self {
+        let mut work = Self::default();
+        for message in batch {
+            let (stream, id, deliveries) = (message.stream, message.id, message.deliveries);
+            match message.body {
+                Body::Metric(entry) => work.todo.push(Todo {
+                    stream,
+                    id,
+                    entry,
+                    deliveries,
+                    counted: false,
+                }),
+                Body::Invalid { error, lp, db } => work.dead.push(DeadLetter {
+                    stream,
+                    id,
+                    lp: lp.unwrap_or_default(),
+                    db,
+                    rp: None,
+                    reason: format!("undecodable entry: {error}"),
+                    cause: Cause::Undecodable,
+                    deliveries,
+                }),
+                Body::Deleted => work.acks.push((stream, id)),
+            }
+        }
+        work
+    }
+
+    /// True when every delivery count is known from the read itself (a first delivery).
+    pub(super) fn counts_known(&self) -> bool {
+        self.acks.is_empty()
+            && self.todo.iter().all(|t| t.deliveries.is_some())
+            && self.dead.iter().all(|d| d.deliveries.is_some())
+    }
+
+    /// Every id by stream.
+    pub(super) fn ids(&self) -> BTreeMap<usize, Vec<&str>> {
+        let mut ids: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        let all = self.todo.iter().map(|t| (t.stream, t.id.as_str()));
+        let all = all.chain(self.acks.iter().map(|(s, id)| (*s, id.as_str())));
+        let all = all.chain(self.dead.iter().map(|d| (d.stream, d.id.as_str())));
+        for (stream, id) in all {
+            ids.entry(stream).or_default().push(id);
+        }
+        ids
+    }
+}
+
+/// What became of one entry in one attempt.
+pub(super) enum Fate {
+    Accepted,
+    Rejected(String),
+    Unwritten { counted: bool },
+}
+
+/// Indexes of `todo` grouped by (database, retention policy), in order of first appearance.
+pub(super) fn routes(todo: &[Todo]) -> Vec<Vec<usize>> {
+    let mut routes: Vec<(&Option<String>, &Option<String>, Vec<usize>)> = Vec::new();
+    for (i, t) in todo.iter().enumerate() {
+        let (db, rp) = (&t.entry.db, &t.entry.rp);
+        match routes.iter_mut().find(|(d, r, _)| *d == db && *r == rp) {
+            Some((_, _, indexes)) => indexes.push(i),
+            None => routes.push((db, rp, vec![i])),
+        }
+    }
+    routes.into_iter().map(|(_, _, indexes)| indexes).collect()
+}
+
+pub(super) fn letter(t: Todo, cause: Cause, reason: String) -> DeadLetter {
+    DeadLetter {
+        stream: t.stream,
+        id: t.id,
+        lp: t.entry.lp,
+        db: t.entry.db,
+        rp: t.entry.rp,
+        reason,
+        cause,
+        deliveries: t.deliveries,
+    }
+}

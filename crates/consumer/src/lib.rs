@@ -1,0 +1,287 @@
+//! redline-consumer: reads the metric streams as one consumer of a Redis consumer group,
+//! writes batches to a sink, and acknowledges only what the sink accepted.
+//!
+//! The loop of [`run`]:
+//! 1. create the group on every partition unless it exists (`group.rs`);
+//! 2. re-read this consumer's own pending entries, then read new ones, a batch being
+//!    `batch_size` entries or what arrived within `flush_interval` (`reader.rs`, `batch.rs`);
+//! 3. deliver the batch: write, XACK what the sink accepted, dead-letter what it rejected,
+//!    retry the rest with backoff (`deliver.rs`, `dlq.rs`, [`sink`]);
+//! 4. every `min(min_idle / 2, 5 s)`, claim entries other consumers left idle longer than
+//!    `min_idle` and deliver them the same way (`claim.rs`).
+//!
+//! Redis or the sink being down never ends the loop: it logs, backs off and carries on.
+//! On shutdown it stops reading, gives the in-flight batch up to `shutdown_timeout`, and
+//! returns; whatever is not acknowledged by then stays pending for a restart or another
+//! consumer.
+
+mod backoff;
+mod batch;
+mod claim;
+mod config;
+mod conn;
+mod deliver;
+mod dlq;
+mod group;
+mod http;
+mod maintain;
+mod pending;
+mod reader;
+pub mod sink;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use redline_core::keys::StreamKeys;
+use redline_core::redis::redact_url;
+use redline_core::Shutdown;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::batch::Message;
+use crate::claim::Claimer;
+use crate::deliver::{Deliverer, Settings};
+use crate::reader::Reader;
+use crate::sink::{FileSink, InfluxSink, Sink, StdoutSink};
+
+pub use crate::config::{Config, InvalidConfig, StartFrom};
+pub use crate::sink::{SinkConfig, SinkError};
+
+/// Why the consumer could not run. Only set-up problems end it: Redis or the sink being
+/// unreachable are waited out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
+    /// The Redis settings are unusable (bad URL).
+    #[error(transparent)]
+    Redis(#[from] redline_core::redis::Error),
+    /// The sink cannot be set up.
+    #[error("cannot set up the sink: {0}")]
+    Sink(#[from] sink::OpenError),
+    /// The consumer group cannot be created for a reason other than Redis being down.
+    #[error("cannot create consumer group '{group}' on '{stream}': {source}")]
+    Group {
+        /// The group.
+        group: String,
+        /// The stream key.
+        stream: String,
+        /// What Redis answered.
+        source: redis::RedisError,
+    },
+    /// The metrics address cannot be bound.
+    #[error("cannot listen on {addr} for /metrics: {source}")]
+    MetricsListen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs the consumer until `shutdown` is triggered.
+///
+/// # Errors
+/// Only for set-up problems: an invalid setting, an unusable Redis URL, a sink that cannot
+/// be opened, a metrics address that cannot be bound, or a consumer group that Redis refuses
+/// to create (e.g. the key holds something else than a stream).
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
+    config.validate()?;
+    match &config.sink {
+        SinkConfig::Influxdb {
+            url,
+            db,
+            timeout,
+            create_database,
+            username,
+            password,
+        } => {
+            let sink = InfluxSink::new(
+                url,
+                db.as_deref(),
+                *timeout,
+                *create_database,
+                username.as_deref(),
+                password.as_deref(),
+            )?;
+            consume(config, sink, shutdown).await
+        }
+        SinkConfig::File { path } => {
+            let sink = FileSink::open(path).await?;
+            consume(config, sink, shutdown).await
+        }
+        SinkConfig::Stdout => consume(config, StdoutSink::new(), shutdown).await,
+    }
+}
+
+async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result<()> {
+    let keys = StreamKeys::new(&config.stream, config.partitions);
+    let partitions = keys.partitions().to_vec();
+    let pool = config.redis.pool()?;
+    // The metrics listener; stopped by `shutdown`, awaited below.
+    let mut tasks = JoinSet::new();
+    if let Some(addr) = config.metrics_listen {
+        redline_core::telemetry::install();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::MetricsListen { addr, source })?;
+        info!(%addr, "Serving /metrics and /health.");
+        tasks.spawn(http::serve(listener, shutdown.clone()));
+    }
+    info!(redis = %redact_url(&config.redis.url), stream = %keys.base(), partitions = keys.count(),
+        group = %config.group, consumer = %config.consumer, sink = sink.name(), "Consumer starting.");
+
+    tasks.spawn(maintain::run(
+        config.redis.clone(),
+        keys.clone(),
+        config.group.clone(),
+        config.trim_interval,
+        config.prune_idle,
+        shutdown.clone(),
+    ));
+
+    let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
+    if !create_group(&config, &pool, &partitions, &shutdown, &mut backoff).await? {
+        return Ok(());
+    }
+    let mut reader = Reader::new(
+        config.redis.clone(),
+        partitions.clone(),
+        config.group.clone(),
+        config.consumer.clone(),
+    );
+    let mut claimer = Claimer::new(
+        partitions.clone(),
+        config.group.clone(),
+        config.consumer.clone(),
+        config.min_idle,
+        config.batch_size,
+    );
+    let settings = Settings {
+        group: config.group.clone(),
+        consumer: config.consumer.clone(),
+        max_deliveries: config.max_deliveries,
+        retry_initial: config.retry_initial,
+        retry_max: config.retry_max,
+        min_idle: config.min_idle,
+    };
+    let mut deliverer =
+        Deliverer::new(sink, pool.clone(), partitions.clone(), keys.dlq(), settings);
+
+    while !shutdown.is_triggered() {
+        if claimer.is_due() {
+            match claimer.next(&pool).await {
+                Ok(claimed) if !claimed.is_empty() => {
+                    deliver(
+                        &mut deliverer,
+                        vec![claimed],
+                        &shutdown,
+                        config.shutdown_timeout,
+                    )
+                    .await;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "Cannot claim idle entries; trying again later."),
+            }
+        }
+        let collected = batch::collect(
+            &mut reader,
+            config.batch_size,
+            config.flush_interval,
+            &shutdown,
+        )
+        .await;
+        if !collected.messages.is_empty() {
+            // One read of several partitions may return up to `batch_size` from each.
+            let batches = batch::split(collected.messages, config.batch_size);
+            deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout).await;
+        }
+        match collected.error {
+            None => backoff.reset(),
+            Some(error) => {
+                warn!(%error, redis = %redact_url(&config.redis.url),
+                    "Cannot read from Redis; reconnecting after a pause.");
+                if error.is_no_group()
+                    && !create_group(&config, &pool, &partitions, &shutdown, &mut backoff).await?
+                {
+                    break;
+                }
+                tokio::select! {
+                    () = shutdown.wait() => {}
+                    () = backoff.wait() => {}
+                }
+            }
+        }
+    }
+    info!(consumer = %config.consumer, "Consumer stopped reading; shutting down.");
+    // The listener stops on `shutdown`; a scraper holding a connection open gets a second.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    Ok(())
+}
+
+/// Delivers `batches` in turn; once shutdown is triggered, gives them at most
+/// `shutdown_timeout` more in all.
+async fn deliver<S: Sink>(
+    deliverer: &mut Deliverer<S>,
+    batches: Vec<Vec<Message>>,
+    shutdown: &Shutdown,
+    shutdown_timeout: Duration,
+) {
+    let entries: usize = batches.iter().map(Vec::len).sum();
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(shutdown_timeout).await;
+    };
+    let all = async {
+        for batch in batches {
+            deliverer.deliver(batch).await;
+        }
+    };
+    tokio::select! {
+        () = all => {}
+        () = deadline => warn!(entries, ?shutdown_timeout,
+            "Shutdown deadline reached; what is not acknowledged stays pending for a restart or another consumer."),
+    }
+}
+
+/// Creates the group on every partition, waiting out Redis being down. `Ok(false)` when
+/// shutdown came first.
+async fn create_group(
+    config: &Config,
+    pool: &deadpool_redis::Pool,
+    partitions: &[String],
+    shutdown: &Shutdown,
+    backoff: &mut Backoff,
+) -> Result<bool> {
+    loop {
+        match group::ensure(pool, partitions, &config.group, config.start_from).await {
+            Ok(()) => {
+                backoff.reset();
+                return Ok(true);
+            }
+            Err(conn::Error::Redis(source)) if !redline_core::redis::is_transient(&source) => {
+                return Err(Error::Group {
+                    group: config.group.clone(),
+                    stream: partitions.join(","),
+                    source,
+                });
+            }
+            Err(error) => warn!(%error, redis = %redact_url(&config.redis.url),
+                "Cannot create the consumer group yet; retrying."),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return Ok(false),
+            () = backoff.wait() => {}
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Sinks: where batches go. A sink either accepts a whole write or says why not, and how
+//! the consumer should treat the failure (Vector's Delivered / Errored / Rejected).
+//!
+//! - [`influxdb::InfluxSink`]: InfluxDB 1.x `POST /write`, gzip, per database and
+//!   retention policy;
+//! - [`file::FileSink`]: appends lines to a file and fsyncs before accepting;
+//! - [`stdout::StdoutSink`]: prints lines.
+
+pub mod file;
+pub mod influxdb;
+pub mod stdout;
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redline_core::entry::Entry;
+use serde::{Deserialize, Serialize};
+
+pub use file::FileSink;
+pub use influxdb::InfluxSink;
+pub use stdout::StdoutSink;
+
+/// The InfluxDB URL when none is configured.
+pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
+/// The InfluxDB request timeout when none is configured.
+pub const DEFAULT_INFLUX_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Which sink the consumer writes to, with its settings. In TOML, a `[sink]` table whose
+/// `kind` is `influxdb`, `file` or `stdout`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// InfluxDB 1.x: `POST {url}/write?db=…&rp=…&precision=ns`.
+    Influxdb {
+        /// Base URL, e.g. `http://127.0.0.1:8086` (plain HTTP).
+        #[serde(default = "default_influx_url")]
+        url: String,
+        /// The database for entries that name none. An entry without a database while
+        /// this is unset is dead-lettered.
+        #[serde(default)]
+        db: Option<String>,
+        /// Bound on one HTTP request (connect, send, answer).
+        #[serde(
+            default = "default_influx_timeout",
+            with = "redline_core::units::duration"
+        )]
+        timeout: Duration,
+        /// On `404 database not found`, run `CREATE DATABASE` and retry, as Telegraf does.
+        #[serde(default = "default_true")]
+        create_database: bool,
+        /// User for HTTP basic authentication.
+        #[serde(default)]
+        username: Option<String>,
+        /// Password for HTTP basic authentication; never logged or printed by `Debug`.
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// Appends line protocol to a file, fsynced before each ack.
+    File {
+        /// The file; created when missing, always appended to.
+        path: PathBuf,
+    },
+    /// Prints line protocol on standard output.
+    #[default]
+    Stdout,
+}
+
+fn default_influx_url() -> String {
+    DEFAULT_INFLUX_URL.to_string()
+}
+
+fn default_influx_timeout() -> Duration {
+    DEFAULT_INFLUX_TIMEOUT
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Influxdb {
+                url,
+                db,
+                timeout,
+                create_database,
+                username,
+                password,
+            } => f
+                .debug_struct("Influxdb")
+                .field("url", url)
+                .field("db", db)
+                .field("timeout", timeout)
+                .field("create_database", create_database)
+                .field("username", username)
+                .field("password", &password.as_ref().map(|_| "***"))
+                .finish(),
+            Self::File { path } => f.debug_struct("File").field("path", path).finish(),
+            Self::Stdout => f.write_str("Stdout"),
+        }
+    }
+}
+
+/// Why a sink did not accept a write, classified by what the consumer does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The sink could not be reached or asked to be left alone (connection refused, timeout,
+    /// 429, 502/503/504, unauthorized, disk full). Retried with backoff for as long as it
+    /// lasts; it does not count against `max_deliveries`, so an outage dead-letters nothing.
+    #[error("sink unavailable: {0}")]
+    Unavailable(String),
+    /// The sink was reached and failed this write (an unexpected 5xx, a connection broken
+    /// mid-request). Retried with backoff; every such attempt counts as a delivery, and an
+    /// entry delivered more than `max_deliveries` times is dead-lettered.
+    #[error("sink write failed: {0}")]
+    Transient(String),
+    /// The sink refused the write for good (4xx). Entries are dead-lettered with `reason`
+    /// after the consumer isolated them by splitting the write.
+    #[error("sink rejected the write: {reason}")]
+    Rejected {
+        /// What the sink said, e.g. InfluxDB's error text.
+        reason: String,
+        /// True when the cause applies to every entry of the write (unknown database or
+        /// retention policy), so splitting the write cannot isolate anything.
+        whole: bool,
+    },
+}
+
+/// A sink that could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file sink's file cannot be opened for appending.
+    #[error("cannot open '{path}' for appending: {source}")]
+    File {
+        /// The path as configured.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The InfluxDB URL is not a plain `http://` URL (this build has no TLS).
+    #[error("invalid InfluxDB URL '{url}': expected http://host:port (https is not supported)")]
+    Url {
+        /// The URL as configured.
+        url: String,
+    },
+    /// The HTTP client cannot be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Where batches are written. A write accepts every entry of `batch` or fails: a sink never
+/// reports success for entries it did not durably take (the consumer acks on `Ok`).
+pub trait Sink: Send {
+    /// A short name for logs: `influxdb`, `file`, `stdout`.
+    fn name(&self) -> &'static str;
+
+    /// Writes `batch`, in order.
+    ///
+    /// # Errors
+    /// A [`SinkError`] saying whether to retry, count a delivery, or dead-letter.
+    fn write(&mut self, batch: &[Entry]) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// The entries' lines, each followed by `\n`.
+pub(crate) fn lines<'a, I>(batch: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = &'a Entry>,
+    I::IntoIter: Clone,
+{
+    let batch = batch.into_iter();
+    let len = batch.clone().map(|e| e.lp.len() + 1).sum();
+    let mut out = Vec::with_capacity(len);
+    for entry in batch {
+        out.extend_from_slice(entry.lp.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn influxdb_settings_take_defaults_and_hide_the_password() {
+        let config: SinkConfig =
+            serde_json::from_str(r#"{"kind":"influxdb","db":"telegraf","password":"s3cret"}"#)
+                .unwrap();
+        let SinkConfig::Influxdb {
+            url,
+            db,
+            timeout,
+            create_database,
+            ..
+        } = &config
+        else {
+            panic!("not influxdb: {config:?}");
+        };
+        assert_eq!(url, DEFAULT_INFLUX_URL);
+        assert_eq!(db.as_deref(), Some("telegraf"));
+        assert_eq!(*timeout, DEFAULT_INFLUX_TIMEOUT);
+        assert!(create_database);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn unknown_sink_keys_are_refused() {
+        let error = serde_json::from_str::<SinkConfig>(r#"{"kind":"file","path":"x","pth":"y"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pth"), "{error}");
+        let file: SinkConfig = serde_json::from_str(r#"{"kind":"file","path":"m.lp"}"#).unwrap();
+        assert_eq!(
+            file,
+            SinkConfig::File {
+                path: "m.lp".into()
+            }
+        );
+    }
+}

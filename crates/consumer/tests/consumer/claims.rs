@@ -1,0 +1,100 @@
+//! Entries other consumers left behind: claimed after `min_idle`, dead-lettered once
+//! delivered more than `max_deliveries` times.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use redline_testkit::{wait_until, RedisServer};
+
+use crate::support::{
+    add_metrics, config, dead_letters, file_lines, file_sink, pending, pending_entries,
+    read_and_abandon, Consumer, GROUP, PATIENCE, STREAM,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_consumer_entries_are_claimed_after_min_idle() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    add_metrics(&mut conn, STREAM, "cpu", 0..30, None).await;
+    assert_eq!(read_and_abandon(&mut conn, STREAM, "dead", 30).await, 30);
+    add_metrics(&mut conn, STREAM, "cpu", 30..40, None).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let consumer = Consumer::start(redline_consumer::Config {
+        min_idle: Duration::from_millis(500),
+        ..config(&redis, "alive", file_sink(&path))
+    });
+    wait_until("40 lines", PATIENCE, || async {
+        file_lines(&path).len() >= 40
+    })
+    .await;
+    wait_until("nothing pending", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { pending(&mut conn, STREAM).await == 0 }
+    })
+    .await;
+    consumer.stop().await;
+    let unique: HashSet<String> = file_lines(&path).into_iter().collect();
+    assert_eq!(unique.len(), 40);
+    assert_eq!(file_lines(&path).len(), 40, "each entry written once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_delivered_more_than_max_deliveries_are_dead_lettered() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    add_metrics(&mut conn, STREAM, "cpu", 0..20, None).await;
+    assert_eq!(read_and_abandon(&mut conn, STREAM, "crashy", 20).await, 20);
+    // Ten of them were delivered to crashing consumers five times already.
+    let entries = pending_entries(&mut conn, STREAM).await;
+    let poisoned: Vec<&str> = entries[..10].iter().map(|(id, _, _)| id.as_str()).collect();
+    redis::cmd("XCLAIM")
+        .arg(STREAM)
+        .arg(GROUP)
+        .arg("crashy")
+        .arg(0)
+        .arg(&poisoned)
+        .arg("RETRYCOUNT")
+        .arg(5)
+        .arg("JUSTID")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    // Restarted under the same name: the re-read is delivery 6 for those ten.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let consumer = Consumer::start(redline_consumer::Config {
+        max_deliveries: 5,
+        ..config(&redis, "crashy", file_sink(&path))
+    });
+    wait_until("10 dead letters", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { dead_letters(&mut conn).await.len() >= 10 }
+    })
+    .await;
+    wait_until("10 lines", PATIENCE, || async {
+        file_lines(&path).len() >= 10
+    })
+    .await;
+    wait_until("nothing pending", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { pending(&mut conn, STREAM).await == 0 }
+    })
+    .await;
+    consumer.stop().await;
+
+    let letters = dead_letters(&mut conn).await;
+    assert_eq!(letters.len(), 10);
+    let ids: Vec<&str> = letters.iter().map(|l| l["source_id"].as_str()).collect();
+    assert_eq!(ids, poisoned);
+    for letter in &letters {
+        assert_eq!(letter["deliveries"], "6");
+        assert_eq!(
+            letter["reason"],
+            "max deliveries exceeded: delivered 6 times without being acknowledged"
+        );
+    }
+    assert_eq!(file_lines(&path).len(), 10, "the other ten were written");
+}

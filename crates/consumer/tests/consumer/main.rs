@@ -1,0 +1,8 @@
+//! The consumer against real `redis-server` and `influxd` processes from `redline-testkit`,
+//! one set of servers per test.
+
+mod claims;
+mod file_sink;
+mod influx_sink;
+mod lifecycle;
+mod support;
