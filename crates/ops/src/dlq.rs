@@ -1,0 +1,359 @@
+//! `redline dlq list | show | replay | purge`: inspect, re-inject and drop dead letters.
+//!
+//! Invariant: a replayed dead letter leaves the dead-letter stream only in the same step
+//! that adds it back to its metric stream partition (one script: it checks the letter is
+//! still there, `XADD`s, then `XDEL`s), so a replay interrupted at any point loses nothing,
+//! and two replays racing re-inject each letter once.
+
+use redis::aio::ConnectionLike;
+use redis::{Script, Value};
+use redline_core::entry::{
+    Entry, DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_FAILED_AT_MS, DLQ_GROUP, DLQ_REASON, DLQ_SOURCE_ID,
+    DLQ_SOURCE_STREAM, FIELD_DB, FIELD_LP, FIELD_RP,
+};
+use redline_core::keys::StreamKeys;
+use redline_core::line::{self, Precision};
+use redline_core::series;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::reply::{self, Fields};
+use crate::stream;
+
+/// How many dead letters one `XRANGE` of a replay fetches.
+const REPLAY_CHUNK: usize = 500;
+
+/// KEYS[1] dead-letter stream, KEYS[2] metric stream; ARGV[1] the letter's id, ARGV[2..]
+/// the metric's field-value pairs. Returns the new entry id, or nil when the letter is gone.
+/// `XADD` runs before `XDEL`: if it fails, the letter stays (scripts do not roll back).
+const REPLAY_SCRIPT: &str = r"
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return false end
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+redis.call('XDEL', KEYS[1], ARGV[1])
+return id
+";
+
+/// One dead letter. Fields a foreign writer left out are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Its id in the dead-letter stream.
+    pub id: String,
+    /// The metric's line.
+    pub lp: Option<String>,
+    /// Target database or bucket.
+    pub db: Option<String>,
+    /// Retention policy.
+    pub rp: Option<String>,
+    /// Why it was dead-lettered.
+    pub reason: Option<String>,
+    /// How many times it had been delivered.
+    pub deliveries: Option<u64>,
+    /// Its id in the metric stream.
+    pub source_id: Option<String>,
+    /// The metric stream it came from.
+    pub source_stream: Option<String>,
+    /// The group that gave up on it.
+    pub group: Option<String>,
+    /// The consumer that gave up on it.
+    pub consumer: Option<String>,
+    /// When, in Unix milliseconds.
+    pub failed_at_ms: Option<u64>,
+}
+
+impl DeadLetter {
+    fn decode(id: String, f: &Fields) -> Self {
+        Self {
+            lp: f.text(FIELD_LP),
+            db: f.text(FIELD_DB).filter(|s| !s.is_empty()),
+            rp: f.text(FIELD_RP).filter(|s| !s.is_empty()),
+            reason: f.text(DLQ_REASON),
+            deliveries: f.uint(DLQ_DELIVERIES),
+            source_id: f.text(DLQ_SOURCE_ID),
+            source_stream: f.text(DLQ_SOURCE_STREAM),
+            group: f.text(DLQ_GROUP),
+            consumer: f.text(DLQ_CONSUMER),
+            failed_at_ms: f.uint(DLQ_FAILED_AT_MS),
+            id,
+        }
+    }
+}
+
+/// The first dead letters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DlqList {
+    /// The dead-letter stream key.
+    pub dlq: String,
+    /// How many dead letters there are in all.
+    pub length: u64,
+    /// The oldest `count` of them; this array is what `redline dlq list --json` prints.
+    pub letters: Vec<DeadLetter>,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Dead letters put back into a metric stream and removed from the dead-letter stream.
+    pub replayed: u64,
+    /// Dead letters left where they were, each with why.
+    pub failed: Vec<ReplayFailure>,
+}
+
+/// A dead letter that was not replayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayFailure {
+    /// Its id.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// How many dead letters were deleted.
+    pub removed: u64,
+}
+
+/// The oldest `count` dead letters and the total.
+///
+/// # Errors
+/// Redis errors; [`Error::NotAStream`] when the key holds another type.
+pub async fn dlq_list<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    count: usize,
+) -> Result<DlqList> {
+    const CMD: &str = "XRANGE";
+    let dlq = keys.dlq();
+    let length = stream::len(conn, &dlq).await?;
+    let value: Value = redis::cmd(CMD)
+        .arg(&dlq)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis(e, CMD, &dlq))?;
+    let letters = reply::entries(CMD, value)?
+        .into_iter()
+        .map(|(id, f)| DeadLetter::decode(id, &f))
+        .collect();
+    Ok(DlqList {
+        dlq,
+        length,
+        letters,
+    })
+}
+
+/// The dead letter `id`.
+///
+/// # Errors
+/// [`Error::InvalidId`], [`Error::NoSuchDeadLetter`]; Redis errors.
+pub async fn dlq_show<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    id: &str,
+) -> Result<DeadLetter> {
+    let id = canonical(id)?;
+    let dlq = keys.dlq();
+    match stream::entry(conn, &dlq, &id).await? {
+        Some(fields) => Ok(DeadLetter::decode(id, &fields)),
+        None => Err(Error::NoSuchDeadLetter { id, dlq }),
+    }
+}
+
+/// Re-injects dead letters into the metric stream partition of their series, each removed
+/// from the dead-letter stream in the same step: those in `ids`, or with `None` every
+/// letter present when the replay starts. `progress(done, total)` is called after each.
+///
+/// A letter without an `lp` field is left in place and reported in
+/// [`ReplayReport::failed`], as is an id that is not in the dead-letter stream.
+///
+/// # Errors
+/// [`Error::InvalidId`]; Redis errors (letters replayed until then stay replayed).
+pub async fn dlq_replay<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    ids: Option<&[String]>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<ReplayReport> {
+    let dlq = keys.dlq();
+    let script = Script::new(REPLAY_SCRIPT);
+    let mut report = ReplayReport {
+        replayed: 0,
+        failed: Vec::new(),
+    };
+    let mut done = 0;
+    if let Some(ids) = ids {
+        let ids = reply::canonical_ids(ids)?;
+        let total = ids.len() as u64;
+        for id in ids {
+            match stream::entry(conn, &dlq, &id).await? {
+                Some(fields) => replay_one(conn, keys, &script, id, &fields, &mut report).await?,
+                None => report.failed.push(ReplayFailure {
+                    id,
+                    reason: "not in the dead-letter stream".into(),
+                }),
+            }
+            done += 1;
+            progress(done, total);
+        }
+        return Ok(report);
+    }
+    // Every letter up to the newest one present now; letters arriving meanwhile wait.
+    let total = stream::len(conn, &dlq).await?;
+    let Some((newest, _)) = range(conn, &dlq, "+", "-", 1, "XREVRANGE").await?.pop() else {
+        return Ok(report);
+    };
+    let mut cursor = "-".to_string();
+    loop {
+        let chunk = range(conn, &dlq, &cursor, &newest, REPLAY_CHUNK, "XRANGE").await?;
+        let full = chunk.len() == REPLAY_CHUNK;
+        for (id, fields) in chunk {
+            cursor = format!("({id}");
+            replay_one(conn, keys, &script, id, &fields, &mut report).await?;
+            done += 1;
+            progress(done, total.max(done));
+        }
+        if !full {
+            return Ok(report);
+        }
+    }
+}
+
+/// Replays one letter whose fields were just read.
+async fn replay_one<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    script: &Script,
+    id: String,
+    fields: &Fields,
+    report: &mut ReplayReport,
+) -> Result<()> {
+    let letter = DeadLetter::decode(id, fields);
+    let Some(lp) = letter.lp else {
+        report.failed.push(ReplayFailure {
+            id: letter.id,
+            reason: format!("dead letter has no '{FIELD_LP}' field"),
+        });
+        return Ok(());
+    };
+    let target = keys.partition(partition_of(&lp, keys.count()));
+    let entry = Entry {
+        lp,
+        db: letter.db,
+        rp: letter.rp,
+    };
+    let mut invocation = script.key(keys.dlq());
+    invocation.key(target).arg(&letter.id);
+    for (field, value) in entry.fields() {
+        invocation.arg(field).arg(value);
+    }
+    let new_id: Option<String> = invocation
+        .invoke_async(conn)
+        .await
+        .map_err(|e| Error::redis(e, "XADD", target))?;
+    match new_id {
+        Some(_) => report.replayed += 1,
+        None => report.failed.push(ReplayFailure {
+            id: letter.id,
+            reason: "removed from the dead-letter stream meanwhile".into(),
+        }),
+    }
+    Ok(())
+}
+
+/// The partition of a line: by its series key as the producer computes it (tags sorted),
+/// or, for a line that does not parse, by its text up to the first unescaped space.
+fn partition_of(lp: &str, partitions: usize) -> usize {
+    if partitions <= 1 {
+        return 0;
+    }
+    let parsed = line::parse(lp, Precision::Nanoseconds, 0);
+    match parsed.metrics.as_slice() {
+        [metric] => series::partition(metric.series_key(), partitions),
+        _ => series::partition(series::key_of_line(lp), partitions),
+    }
+}
+
+/// Deletes the dead letters in `ids`, or with `None` all of them (`XTRIM MAXLEN 0`, which
+/// keeps the key and any group reading it).
+///
+/// # Errors
+/// [`Error::InvalidId`]; Redis errors.
+pub async fn dlq_purge<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    ids: Option<&[String]>,
+) -> Result<PurgeReport> {
+    let dlq = keys.dlq();
+    let removed = match ids {
+        Some([]) => 0,
+        Some(ids) => {
+            let ids = reply::canonical_ids(ids)?;
+            redis::cmd("XDEL")
+                .arg(&dlq)
+                .arg(&ids)
+                .query_async(conn)
+                .await
+                .map_err(|e| Error::redis(e, "XDEL", &dlq))?
+        }
+        None => {
+            stream::exists(conn, &dlq).await?;
+            redis::cmd("XTRIM")
+                .arg(&dlq)
+                .arg("MAXLEN")
+                .arg(0)
+                .query_async(conn)
+                .await
+                .map_err(|e| Error::redis(e, "XTRIM", &dlq))?
+        }
+    };
+    Ok(PurgeReport { removed })
+}
+
+fn canonical(id: &str) -> Result<String> {
+    reply::Id::parse(id)
+        .map(|id| id.to_string())
+        .ok_or_else(|| Error::invalid_id(id))
+}
+
+async fn range<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    start: &str,
+    end: &str,
+    count: usize,
+    command: &'static str,
+) -> Result<Vec<(String, Fields)>> {
+    let value: Value = redis::cmd(command)
+        .arg(key)
+        .arg(start)
+        .arg(end)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis(e, command, key))?;
+    reply::entries(command, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_letter_goes_to_the_partition_of_its_series() {
+        let sorted = "cpu,a=1,b=2 v=1 5";
+        let unsorted = "cpu,b=2,a=1 v=1 5";
+        let expected = series::partition("cpu,a=1,b=2", 8);
+        assert_eq!(partition_of(sorted, 8), expected);
+        assert_eq!(partition_of(unsorted, 8), expected);
+        assert_eq!(
+            partition_of("not line protocol", 8),
+            series::partition("not", 8)
+        );
+        assert_eq!(partition_of(sorted, 1), 0);
+    }
+}
