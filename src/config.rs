@@ -1,0 +1,268 @@
+//! Layering of configuration: flags > `REDLINE_*` environment variables > TOML file >
+//! defaults, validated once, into each crate's `Config`.
+//!
+//! The TOML file is flat: its keys are the long flag names with `_` for `-`
+//! (`redis_url`, `batch_size`, …). A key no command knows is an error naming the key and
+//! its line, so a typo never silently falls back to a default.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::{anyhow, bail, Context, Result};
+use redline_core::units;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::cli::{
+    BufferFull, CommonArgs, ConsumerArgs, LogFormat, ProducerArgs, SinkKind, StartFrom,
+};
+
+/// Keys of the file that are not command options.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GlobalArgs {
+    /// Log format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Log filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) log_level: Option<String>,
+}
+
+/// A parsed configuration file (empty without `--config`).
+#[derive(Debug, Default)]
+pub(crate) struct File {
+    table: Map<String, Value>,
+}
+
+impl File {
+    /// Reads and checks `path`: TOML syntax, and no key outside the known options.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let known: Vec<&str> = [
+            serde_aux::serde_introspection::serde_introspect::<GlobalArgs>(),
+            serde_aux::serde_introspection::serde_introspect::<CommonArgs>(),
+            serde_aux::serde_introspection::serde_introspect::<ProducerArgs>(),
+            serde_aux::serde_introspection::serde_introspect::<ConsumerArgs>(),
+        ]
+        .concat();
+        for key in table.keys() {
+            if !known.contains(&key.as_str()) {
+                let line = text
+                    .lines()
+                    .position(|l| {
+                        let l = l.trim_start();
+                        l.strip_prefix(key.as_str())
+                            .is_some_and(|rest| rest.trim_start().starts_with('='))
+                    })
+                    .map_or(String::new(), |i| format!(" (line {})", i + 1));
+                bail!(
+                    "unknown key '{key}' in config file {}{line}; known keys: {}",
+                    path.display(),
+                    known.join(", ")
+                );
+            }
+        }
+        let table = match serde_json::to_value(table)? {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        Ok(Self { table })
+    }
+
+    /// `cli` with every option it leaves unset taken from the file.
+    pub(crate) fn layer<T: Serialize + DeserializeOwned>(&self, cli: &T) -> Result<T> {
+        let fields = serde_aux::serde_introspection::serde_introspect::<T>();
+        let mut merged: Map<String, Value> = self
+            .table
+            .iter()
+            .filter(|(k, _)| fields.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Value::Object(flags) = serde_json::to_value(cli)? {
+            merged.extend(flags.into_iter().filter(|(_, v)| !v.is_null()));
+        }
+        serde_json::from_value(Value::Object(merged))
+            .map_err(|e| anyhow!("invalid value in config file: {e}"))
+    }
+}
+
+pub(crate) fn duration(value: Option<&str>, name: &str, default: Duration) -> Result<Duration> {
+    value.map_or(Ok(default), |v| {
+        units::parse_duration(v).map_err(|e| anyhow!("{}: {e}", describe(name)))
+    })
+}
+
+fn address(value: Option<&str>, name: &str, default: &str) -> Result<SocketAddr> {
+    let v = value.unwrap_or(default);
+    v.parse().map_err(|e| {
+        anyhow!(
+            "{}: invalid address '{v}' ({e}); use HOST:PORT",
+            describe(name)
+        )
+    })
+}
+
+/// "--flush-interval (REDLINE_FLUSH_INTERVAL, config key flush_interval)".
+fn describe(name: &str) -> String {
+    format!(
+        "--{} (env REDLINE_{}, config key {name})",
+        name.replace('_', "-"),
+        name.to_ascii_uppercase()
+    )
+}
+
+/// The shared parts of every Config.
+pub(crate) struct Common {
+    pub(crate) redis: redline_core::redis::RedisConfig,
+    pub(crate) stream: String,
+    pub(crate) partitions: u32,
+}
+
+impl Common {
+    /// The stream keys of this deployment.
+    pub(crate) fn keys(&self) -> redline_core::keys::StreamKeys {
+        redline_core::keys::StreamKeys::new(&self.stream, self.partitions)
+    }
+}
+
+impl Common {
+    /// Validates the common options.
+    pub(crate) fn new(args: &CommonArgs) -> Result<Self> {
+        let mut redis = redline_core::redis::RedisConfig::default();
+        if let Some(url) = &args.redis_url {
+            redis.url = url.clone();
+        }
+        redis
+            .client()
+            .map_err(|e| anyhow!("{}: {e}", describe("redis_url")))?;
+        redis.response_timeout = duration(
+            args.redis_timeout.as_deref(),
+            "redis_timeout",
+            redis.response_timeout,
+        )?;
+        let stream = args
+            .stream
+            .clone()
+            .unwrap_or_else(|| redline_core::keys::DEFAULT_STREAM.to_string());
+        if stream.is_empty() {
+            bail!("{}: must not be empty", describe("stream"));
+        }
+        Ok(Self {
+            redis,
+            stream,
+            partitions: args.partitions.unwrap_or(1),
+        })
+    }
+}
+
+/// The producer's Config from its options.
+pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_producer::Config> {
+    let d = redline_producer::Config::default();
+    Ok(redline_producer::Config {
+        redis: common.redis.clone(),
+        stream: common.stream.clone(),
+        partitions: common.partitions,
+        listen: address(
+            args.listen.as_deref(),
+            "listen",
+            redline_producer::DEFAULT_LISTEN,
+        )?,
+        max_body_size: match &args.max_body_size {
+            Some(v) => {
+                units::parse_size(v).map_err(|e| anyhow!("{}: {e}", describe("max_body_size")))?
+            }
+            None => d.max_body_size,
+        },
+        retry_after: duration(args.retry_after.as_deref(), "retry_after", d.retry_after)?,
+        buffer_limit: args.buffer_limit.unwrap_or(d.buffer_limit),
+        buffer_full: match args.buffer_full {
+            Some(BufferFull::DropOldest) => redline_producer::buffer::BufferFull::DropOldest,
+            Some(BufferFull::Block) | None => redline_producer::buffer::BufferFull::Block,
+        },
+        wait_replicas: args.wait_replicas.unwrap_or(d.wait_replicas),
+        wait_timeout: duration(args.wait_timeout.as_deref(), "wait_timeout", d.wait_timeout)?,
+        shutdown_timeout: d.shutdown_timeout,
+    })
+}
+
+/// The consumer's Config from its options.
+pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_consumer::Config> {
+    use redline_consumer::{SinkConfig, StartFrom as Start};
+    let d = redline_consumer::Config::default();
+    let sink = match args.sink.unwrap_or(SinkKind::Stdout) {
+        SinkKind::Stdout => SinkConfig::Stdout,
+        SinkKind::File => SinkConfig::File {
+            path: args.file.clone().ok_or_else(|| {
+                anyhow!("--sink file needs --file PATH (env REDLINE_FILE, config key file)")
+            })?,
+        },
+        SinkKind::Influxdb => {
+            let url = args
+                .influx_url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:8086".to_string());
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("{}: '{url}' is not an http(s) URL", describe("influx_url"));
+            }
+            SinkConfig::Influxdb {
+                url,
+                db: args.influx_db.clone(),
+                timeout: duration(
+                    args.influx_timeout.as_deref(),
+                    "influx_timeout",
+                    Duration::from_secs(10),
+                )?,
+                create_database: !args.influx_skip_database_creation.unwrap_or(false),
+                username: args.influx_username.clone(),
+                password: args.influx_password.clone(),
+            }
+        }
+    };
+    let consumer = match &args.consumer {
+        Some(name) if !name.is_empty() => name.clone(),
+        _ => format!(
+            "{}-{}",
+            gethostname::gethostname().to_string_lossy(),
+            std::process::id()
+        ),
+    };
+    let metrics_listen = args
+        .metrics_listen
+        .as_deref()
+        .map(|v| address(Some(v), "metrics_listen", ""))
+        .transpose()?;
+    Ok(redline_consumer::Config {
+        redis: common.redis.clone(),
+        stream: common.stream.clone(),
+        partitions: common.partitions,
+        group: args.group.clone().unwrap_or(d.group.clone()),
+        consumer,
+        start_from: match args.start_from.unwrap_or(StartFrom::Oldest) {
+            StartFrom::Oldest => Start::Oldest,
+            StartFrom::Latest => Start::Latest,
+        },
+        sink,
+        batch_size: args.batch_size.map_or(d.batch_size, |n| n as usize),
+        flush_interval: duration(
+            args.flush_interval.as_deref(),
+            "flush_interval",
+            d.flush_interval,
+        )?,
+        min_idle: duration(args.min_idle.as_deref(), "min_idle", d.min_idle)?,
+        max_deliveries: args.max_deliveries.unwrap_or(d.max_deliveries),
+        metrics_listen,
+        trim_interval: duration(
+            args.trim_interval.as_deref(),
+            "trim_interval",
+            d.trim_interval,
+        )?,
+        prune_idle: duration(args.prune_idle.as_deref(), "prune_idle", d.prune_idle)?,
+        ..d
+    })
+}

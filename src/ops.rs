@@ -1,0 +1,215 @@
+//! The ops commands (`status`, `pending`, `claim`, `consumers`, `dlq`, `trim`): connect,
+//! call `redline-ops`, print a table or JSON. Runtime errors come back as one line.
+
+use std::{
+    io::{IsTerminal, Write},
+    time::Duration,
+};
+
+use anyhow::{anyhow, bail, Result};
+use redline_core::units;
+use serde::Serialize;
+
+use crate::{
+    cli::{Command, DlqAction},
+    config::Common,
+};
+
+fn flag_duration(flag: &str, value: Option<&str>) -> Result<Option<Duration>> {
+    value
+        .map(|v| units::parse_duration(v).map_err(|e| anyhow!("{flag}: {e}")))
+        .transpose()
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Runs one ops command against the Redis of `common`.
+pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
+    let keys = common.keys();
+    let mut conn = redline_ops::connect(&common.redis).await?;
+    match command {
+        Command::Status { json, watch, .. } => {
+            let interval = flag_duration("--watch", watch.as_deref())?;
+            loop {
+                let report = redline_ops::status(&mut conn, &keys).await?;
+                match interval {
+                    None if json => return print_json(&report),
+                    None => {
+                        print!("{}", report.render_human());
+                        return Ok(());
+                    }
+                    Some(every) => {
+                        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                        // Home the cursor and clear: the table refreshes in place.
+                        print!(
+                            "\x1b[H\x1b[2J{now}  (every {}, Ctrl-C to stop)\n\n",
+                            units::format_duration(every)
+                        );
+                        if json {
+                            print_json(&report)?;
+                        } else {
+                            print!("{}", report.render_human());
+                        }
+                        std::io::stdout().flush()?;
+                        tokio::select! {
+                            () = tokio::time::sleep(every) => {}
+                            _ = tokio::signal::ctrl_c() => return Ok(()),
+                        }
+                    }
+                }
+            }
+        }
+        Command::Pending {
+            group,
+            consumer,
+            min_idle,
+            count,
+            show,
+            json,
+            ..
+        } => {
+            let filter = redline_ops::PendingFilter {
+                group,
+                consumer,
+                min_idle: flag_duration("--min-idle", min_idle.as_deref())?,
+                count,
+                show,
+            };
+            let report = redline_ops::pending(&mut conn, &keys, &filter).await?;
+            if json {
+                print_json(&report.entries)
+            } else {
+                print!("{}", report.render_human());
+                Ok(())
+            }
+        }
+        Command::Claim {
+            group,
+            to,
+            min_idle,
+            ids,
+            json,
+            ..
+        } => {
+            let min_idle = flag_duration("--min-idle", min_idle.as_deref())?.unwrap_or_default();
+            let report = redline_ops::claim(&mut conn, &keys, &group, &to, min_idle, &ids).await?;
+            if json {
+                print_json(&report)
+            } else {
+                print!("{}", report.render_human());
+                Ok(())
+            }
+        }
+        Command::Consumers {
+            group,
+            prune_idle,
+            json,
+            ..
+        } => {
+            let prune = flag_duration("--prune-idle", prune_idle.as_deref())?;
+            let report = redline_ops::consumers(&mut conn, &keys, group.as_deref(), prune).await?;
+            if json {
+                print_json(&report)
+            } else {
+                print!("{}", report.render_human());
+                Ok(())
+            }
+        }
+        Command::Trim { dry_run, json, .. } => {
+            let report = redline_ops::trim(&mut conn, &keys, dry_run).await?;
+            if json {
+                print_json(&report)
+            } else {
+                print!("{}", report.render_human());
+                Ok(())
+            }
+        }
+        Command::Dlq { action, .. } => dlq(action, &mut conn, &keys).await,
+        Command::Producer { .. } | Command::Consumer { .. } | Command::Run { .. } => {
+            unreachable!("main dispatches the long-running commands itself")
+        }
+    }
+}
+
+async fn dlq(
+    action: DlqAction,
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &redline_core::keys::StreamKeys,
+) -> Result<()> {
+    match action {
+        DlqAction::List { count, json } => {
+            let list = redline_ops::dlq_list(conn, keys, count).await?;
+            if json {
+                print_json(&list.letters)
+            } else {
+                print!("{}", list.render_human());
+                Ok(())
+            }
+        }
+        DlqAction::Show { id, json } => {
+            let letter = redline_ops::dlq_show(conn, keys, &id).await?;
+            if json {
+                print_json(&letter)
+            } else {
+                print!("{}", letter.render_human());
+                Ok(())
+            }
+        }
+        DlqAction::Replay { ids, all, json } => {
+            let ids = (!all).then_some(ids.as_slice());
+            let bar = indicatif::ProgressBar::hidden();
+            if std::io::stderr().is_terminal() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "replaying {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+            let report = redline_ops::dlq_replay(conn, keys, ids, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })
+            .await?;
+            bar.finish_and_clear();
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", report.render_human());
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                bail!("{} dead letters could not be replayed", report.failed.len())
+            }
+        }
+        DlqAction::Purge { ids, all, yes } => {
+            let what = if all {
+                format!("every dead letter in {}", keys.dlq())
+            } else {
+                format!("{} dead letters from {}", ids.len(), keys.dlq())
+            };
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!(
+                        "refusing to purge {what} without --yes (standard input is not a terminal)"
+                    );
+                }
+                eprint!("Purge {what}? This cannot be undone. [y/N] ");
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    bail!("purge cancelled");
+                }
+            }
+            let ids = (!all).then_some(ids.as_slice());
+            let report = redline_ops::dlq_purge(conn, keys, ids).await?;
+            println!("removed {} dead letters", report.removed);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Faults: Redis down, InfluxDB down, a consumer killed mid-batch, SIGTERM.
+
+use std::time::{Duration, Instant};
+
+use redline_testkit::{wait_until, InfluxServer, RedisServer};
+
+use crate::support::{self, client, consumer, lines, Producer};
+
+async fn post(url: &str, body: String) -> reqwest::Response {
+    client().post(url).body(body).send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_gives_503_never_204_and_recovers_without_restart() {
+    let mut redis = RedisServer::start(&["--appendonly", "yes"]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    assert_eq!(post(&write, lines(0, 10)).await.status(), 204);
+
+    redis.kill();
+    for i in 0..5 {
+        let started = Instant::now();
+        let response = post(&write, lines(10, 10)).await;
+        assert_eq!(response.status(), 503, "attempt {i} while Redis is down");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "503 took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("Redis is unavailable"),
+            "{body}"
+        );
+    }
+
+    redis.start_again();
+    let url = write.clone();
+    wait_until("a 204 once Redis is back", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { post(&url, lines(20, 10)).await.status() == 204 }
+    })
+    .await;
+    let mut conn = redis.conn().await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(support::STREAM)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        len >= 20,
+        "the first and the recovered writes are stored: {len}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn influxdb_outage_acks_nothing_and_everything_arrives_after() {
+    let redis = RedisServer::start(&[]);
+    let mut influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let _consumer = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "1000"]);
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut conn = redis.conn().await;
+
+    for start in (0..20_000).step_by(5_000) {
+        assert_eq!(post(&write, lines(start, 5_000)).await.status(), 204);
+    }
+    support::wait_for_count(&influx, "db0", 20_000, Duration::from_secs(60)).await;
+
+    influx.stop();
+    // Let a batch that was already on its way settle, then watch the acks for the outage.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, read_before) = support::group_state(&mut conn, support::STREAM, support::GROUP)
+        .await
+        .unwrap();
+    let acked = |(pending, read): (u64, u64)| read - pending;
+    let acked_at_outage = acked(
+        support::group_state(&mut conn, support::STREAM, support::GROUP)
+            .await
+            .unwrap(),
+    );
+    let outage_end = Instant::now() + Duration::from_secs(10);
+    let mut sent = 20_000;
+    while Instant::now() < outage_end {
+        assert_eq!(
+            post(&write, lines(sent, 5_000)).await.status(),
+            204,
+            "the producer keeps taking writes"
+        );
+        sent += 5_000;
+        let state = support::group_state(&mut conn, support::STREAM, support::GROUP)
+            .await
+            .unwrap();
+        assert_eq!(
+            acked(state),
+            acked_at_outage,
+            "nothing is acked while InfluxDB is down"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (pending, read) = support::group_state(&mut conn, support::STREAM, support::GROUP)
+        .await
+        .unwrap();
+    assert!(
+        read > read_before || pending > 0,
+        "the consumer kept reading during the outage"
+    );
+
+    influx.start_again();
+    support::wait_for_count(&influx, "db0", sent as u64, Duration::from_secs(90)).await;
+    wait_until("nothing pending", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move { support::pending(&mut conn).await == Some(0) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_killed_mid_batch_redelivers_its_pending_under_the_same_name() {
+    let redis = RedisServer::start(&[]);
+    let mut influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut conn = redis.conn().await;
+    influx.stop();
+
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "2000"]);
+    for start in (0..30_000).step_by(5_000) {
+        assert_eq!(post(&write, lines(start, 5_000)).await.status(), 204);
+    }
+    // InfluxDB is down: the consumer holds a batch it cannot deliver.
+    wait_until("c1 holds pending entries", Duration::from_secs(15), || {
+        let mut conn = conn.clone();
+        async move { support::pending(&mut conn).await.unwrap_or(0) > 0 }
+    })
+    .await;
+    c1.sigkill();
+    let held = support::pending(&mut conn).await.unwrap();
+    assert!(held > 0);
+
+    influx.start_again();
+    let _c1 = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "2000"]);
+    support::wait_for_count(&influx, "db0", 30_000, Duration::from_secs(60)).await;
+    wait_until("nothing pending", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move { support::pending(&mut conn).await == Some(0) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_both_cleanly_and_a_restarted_consumer_finishes() {
+    let redis = RedisServer::start(&["--appendonly", "yes"]);
+    let influx = InfluxServer::start();
+    let mut producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "500"]);
+
+    let mut sent = 0;
+    for _ in 0..8 {
+        assert_eq!(post(&write, lines(sent, 5_000)).await.status(), 204);
+        sent += 5_000;
+    }
+    c1.sigterm();
+    producer.guard.sigterm();
+    let started = Instant::now();
+    let consumer_exit = c1.wait_exit(Duration::from_secs(5));
+    let producer_exit = producer.guard.wait_exit(Duration::from_secs(5));
+    assert!(
+        consumer_exit.is_some_and(|s| s.success()),
+        "consumer exit {consumer_exit:?} after {:?}\n{}",
+        started.elapsed(),
+        c1.logs()
+    );
+    assert!(
+        producer_exit.is_some_and(|s| s.success()),
+        "producer exit {producer_exit:?}\n{}",
+        producer.guard.logs()
+    );
+    assert!(c1.stderr().contains("Stopped cleanly"), "{}", c1.logs());
+
+    let _c2 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+    support::wait_for_count(&influx, "db0", sent as u64, Duration::from_secs(60)).await;
+    let mut conn = redis.conn().await;
+    wait_until("nothing pending", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move { support::pending(&mut conn).await == Some(0) }
+    })
+    .await;
+    let _ = &mut conn;
+}

@@ -1,0 +1,199 @@
+//! The happy path and the partial write: what goes in over HTTP comes out in InfluxDB,
+//! exactly, and the group ends with nothing pending.
+
+use std::{io::Write, time::Duration};
+
+use redline_testkit::{wait_until, InfluxServer, RedisServer};
+
+use crate::support::{self, client, consumer, lines, Producer};
+
+const BATCH: usize = 5_000;
+const TOTAL: usize = 100_000;
+const DBS: [&str; 3] = ["db0", "db1", "db2"];
+
+/// Sends TOTAL metrics in BATCH-line bodies round-robin over DBS; returns sent per db.
+async fn send_all(url: impl Fn(&str) -> String, gzip: bool) -> [u64; 3] {
+    let http = client();
+    let mut sent = [0_u64; 3];
+    for (n, start) in (0..TOTAL).step_by(BATCH).enumerate() {
+        let db = n % DBS.len();
+        let body = lines(start, BATCH);
+        let request = http.post(url(DBS[db]));
+        let request = if gzip {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            enc.write_all(body.as_bytes()).unwrap();
+            request
+                .header("Content-Encoding", "gzip")
+                .body(enc.finish().unwrap())
+        } else {
+            request.body(body)
+        };
+        let response = request.send().await.expect("write request");
+        let status = response.status();
+        assert_eq!(
+            status,
+            204,
+            "batch {n}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        sent[db] += BATCH as u64;
+    }
+    sent
+}
+
+async fn assert_delivered(influx: &InfluxServer, redis: &RedisServer, sent: [u64; 3]) {
+    for (db, expected) in DBS.iter().zip(sent) {
+        support::wait_for_count(influx, db, expected, Duration::from_secs(90)).await;
+    }
+    let mut conn = redis.conn().await;
+    wait_until(
+        "nothing pending in the group",
+        Duration::from_secs(10),
+        || {
+            let mut conn = conn.clone();
+            async move { support::pending(&mut conn).await == Some(0) }
+        },
+    )
+    .await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(support::STREAM)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, TOTAL as u64, "one stream entry per metric");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_writes_reach_influxdb_exactly_per_database() {
+    let redis = RedisServer::start(&["--appendonly", "yes"]);
+    let influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let _consumer = consumer(&redis.url(), &influx.url(), "c1", &[]);
+
+    let sent = send_all(|db| format!("{}/write?db={db}", producer.url), false).await;
+    assert_eq!(sent.iter().sum::<u64>(), TOTAL as u64);
+    assert_delivered(&influx, &redis, sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_gzip_writes_reach_influxdb_exactly_per_bucket() {
+    let redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let _consumer = consumer(&redis.url(), &influx.url(), "c1", &[]);
+
+    let sent = send_all(
+        |db| {
+            format!(
+                "{}/api/v2/write?org=acme&bucket={db}&precision=ns",
+                producer.url
+            )
+        },
+        true,
+    )
+    .await;
+    assert_delivered(&influx, &redis, sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_lines_are_named_and_only_the_good_ones_are_stored() {
+    let redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let _consumer = consumer(&redis.url(), &influx.url(), "c1", &[]);
+
+    let mut body: Vec<String> = lines(0, 100).lines().map(str::to_owned).collect();
+    body.insert(10, "m,host=x".into()); // line 11: no fields
+    body.insert(50, "m v=1.2.3".into());
+    body.insert(80, "m v=1 not-a-time".into());
+    let response = client()
+        .post(format!("{}/write?db=db0", producer.url))
+        .body(body.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: serde_json::Value = response.json().await.unwrap();
+    let message = error["error"].as_str().unwrap();
+    assert!(
+        message.contains("line 11 'm,host=x'") && message.contains("3 of 103 lines rejected"),
+        "{message}"
+    );
+
+    support::wait_for_count(&influx, "db0", 100, Duration::from_secs(30)).await;
+    let mut conn = redis.conn().await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(support::STREAM)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 100, "only the good lines are stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ping_health_and_bad_requests_answer_like_influxdb() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &["--max-body-size", "1KiB"]).await;
+    let http = client();
+
+    let health: serde_json::Value = http
+        .get(format!("{}/health", producer.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["checks"][0]["status"], "pass", "{health}");
+
+    let cases = [
+        (
+            "/write?precision=fortnight",
+            "m v=1",
+            None,
+            400,
+            "invalid precision 'fortnight'",
+        ),
+        (
+            "/api/v2/write?org=o",
+            "m v=1",
+            None,
+            400,
+            "missing required parameter 'bucket'",
+        ),
+        ("/write", "m v=1", Some("gzip"), 400, "invalid gzip body"),
+        (
+            "/write",
+            "m v=1",
+            Some("br"),
+            415,
+            "unsupported Content-Encoding 'br'",
+        ),
+    ];
+    for (path, body, encoding, status, text) in cases {
+        let mut request = http.post(format!("{}{path}", producer.url)).body(body);
+        if let Some(e) = encoding {
+            request = request.header("Content-Encoding", e);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        let answer = response.text().await.unwrap();
+        assert!(answer.contains(text), "{path}: {answer}");
+    }
+    let big = "m v=1\n".repeat(500);
+    let response = http
+        .post(format!("{}/write", producer.url))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    let mut conn = redis.conn().await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(support::STREAM)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "nothing of a refused request is stored");
+}

@@ -1,0 +1,143 @@
+//! What the end-to-end tests share: spawning redline processes, generating line protocol,
+//! and reading the group's state from Redis.
+
+use std::{process::Command, time::Duration};
+
+use redline_testkit::{free_port, wait_until, ChildGuard};
+
+/// The default stream and group.
+pub(crate) const STREAM: &str = "redline:metrics";
+pub(crate) const GROUP: &str = "redline";
+
+/// A `redline` command with logs quiet enough to read in a failure.
+pub(crate) fn redline() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_redline"));
+    cmd.env_remove("REDLINE_CONFIG")
+        .env("RUST_LOG", "info,redline_consumer=debug");
+    cmd
+}
+
+/// A running producer and the base URL of its HTTP API.
+pub(crate) struct Producer {
+    pub(crate) guard: ChildGuard,
+    pub(crate) url: String,
+}
+
+impl Producer {
+    /// Starts `redline producer` on a free port and waits until `/ping` answers.
+    pub(crate) async fn start(redis_url: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let guard = ChildGuard::spawn(
+            "producer",
+            redline()
+                .args(["producer", "--redis-url", redis_url, "--listen", &listen])
+                .args(extra),
+        );
+        let url = format!("http://{listen}");
+        let ping = format!("{url}/ping");
+        wait_until("the producer answers /ping", Duration::from_secs(15), || {
+            let ping = ping.clone();
+            async move {
+                matches!(client().get(&ping).send().await, Ok(r) if r.status() == 204)
+            }
+        })
+        .await;
+        Self { guard, url }
+    }
+}
+
+/// Starts `redline consumer NAME` writing to InfluxDB at `influx_url`.
+pub(crate) fn consumer(redis_url: &str, influx_url: &str, name: &str, extra: &[&str]) -> ChildGuard {
+    ChildGuard::spawn(
+        name,
+        redline()
+            .args(["consumer", "--redis-url", redis_url, "--consumer", name])
+            .args(["--sink", "influxdb", "--influx-url", influx_url])
+            .args(["--flush-interval", "200ms"])
+            .args(extra),
+    )
+}
+
+/// An HTTP client for the tests.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// `count` lines of measurement `m` numbered from `start`; every tenth has no timestamp
+/// (the producer stamps it; its unique tag keeps it a distinct point).
+pub(crate) fn lines(start: usize, count: usize) -> String {
+    let mut body = String::with_capacity(count * 64);
+    for i in start..start + count {
+        if i % 10 == 0 {
+            body.push_str(&format!("m,host=h{},seq=n{i} v={i}i\n", i % 7));
+        } else {
+            body.push_str(&format!(
+                "m,host=h{} v={i}i {}\n",
+                i % 7,
+                1_600_000_000_000_000_000_i64 + i as i64
+            ));
+        }
+    }
+    body
+}
+
+/// XINFO GROUPS of `stream` for `group`: (pending, entries-read).
+pub(crate) async fn group_state(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> Option<(u64, u64)> {
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .ok()?;
+    let g = groups.into_iter().find(
+        |g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == group.as_bytes()),
+    )?;
+    let int = |k: &str| match g.get(k) {
+        Some(redis::Value::Int(i)) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    Some((int("pending")?, int("entries-read").unwrap_or(0)))
+}
+
+/// Pending entries of the group (0 when the group does not exist yet is NOT assumed).
+pub(crate) async fn pending(conn: &mut redis::aio::MultiplexedConnection) -> Option<u64> {
+    group_state(conn, STREAM, GROUP).await.map(|(p, _)| p)
+}
+
+/// Waits until InfluxDB holds exactly `expected` values of field `v` in `db`.
+pub(crate) async fn wait_for_count(
+    influx: &redline_testkit::InfluxServer,
+    db: &str,
+    expected: u64,
+    timeout: Duration,
+) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last = count(influx, db).await;
+        if last == expected {
+            return;
+        }
+        assert!(
+            last < expected,
+            "{db}: {last} points, more than the {expected} sent"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{db}: {last} of {expected} points after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Points with field `v` in measurement `m` of `db` (0 when the database is missing).
+pub(crate) async fn count(influx: &redline_testkit::InfluxServer, db: &str) -> u64 {
+    influx.count_field(db, "m", "v").await
+}
