@@ -379,3 +379,142 @@ async fn another_consumer_claims_what_a_killed_one_held() {
     wait_nothing_pending(&redis).await;
     assert!(held > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_oldest_keeps_the_newest_and_counts_every_drop() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(
+        &redis.url(),
+        &["--buffer-limit", "10000", "--buffer-full", "drop_oldest"],
+    )
+    .await;
+    let write = format!("{}/write?db=db0", producer.url);
+    for start in (0..30_000).step_by(5_000) {
+        assert_eq!(
+            client()
+                .post(&write)
+                .body(lines(start, 5_000))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            204
+        );
+    }
+    assert_eq!(
+        xlen(&redis, STREAM).await,
+        10_000,
+        "the buffer holds the limit"
+    );
+    let mut conn = redis.conn().await;
+    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(STREAM)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lp: String = oldest.ids[0].get("lp").unwrap();
+    assert!(
+        lp.contains("v=20000i"),
+        "the oldest kept metric is the first of the last two batches: {lp}"
+    );
+
+    let metrics = client()
+        .get(format!("{}/metrics", producer.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped = metrics
+        .lines()
+        .find(|l| l.starts_with("redline_metrics_dropped_total"))
+        .unwrap_or_else(|| panic!("no drop counter in:\n{metrics}"));
+    assert!(dropped.ends_with(" 20000"), "{dropped}");
+    assert!(
+        producer.guard.stderr().contains("dropped the oldest"),
+        "{}",
+        producer.guard.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
+    let primary = RedisServer::start(&[]);
+    let port = primary.port().to_string();
+    let mut replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    let mut conn = primary.conn().await;
+    wait_until("the replica is connected", Duration::from_secs(15), || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.contains("connected_slaves:1") && info.contains("state=online")
+        }
+    })
+    .await;
+    let producer = Producer::start(
+        &primary.url(),
+        &["--wait-replicas", "1", "--wait-timeout", "300ms"],
+    )
+    .await;
+    let write = format!("{}/write?db=db0", producer.url);
+    assert_eq!(
+        client()
+            .post(&write)
+            .body(lines(0, 1_000))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let mut rconn = replica.conn().await;
+    let on_replica: u64 = redis::cmd("XLEN")
+        .arg(STREAM)
+        .query_async(&mut rconn)
+        .await
+        .unwrap();
+    assert_eq!(on_replica, 1_000, "a 204 means the replica has every entry");
+
+    replica.kill();
+    wait_until(
+        "the primary notices the replica is gone",
+        Duration::from_secs(15),
+        || {
+            let mut conn = conn.clone();
+            async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                info.contains("connected_slaves:0")
+            }
+        },
+    )
+    .await;
+    let response = client()
+        .post(&write)
+        .body(lines(1_000, 1_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("only 0 of 1 replicas confirmed"),
+        "{body}"
+    );
+}

@@ -48,7 +48,12 @@ impl Producer {
 }
 
 /// Starts `redline consumer NAME` writing to InfluxDB at `influx_url`.
-pub(crate) fn consumer(redis_url: &str, influx_url: &str, name: &str, extra: &[&str]) -> ChildGuard {
+pub(crate) fn consumer(
+    redis_url: &str,
+    influx_url: &str,
+    name: &str,
+    extra: &[&str],
+) -> ChildGuard {
     ChildGuard::spawn(
         name,
         redline()
