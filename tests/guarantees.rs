@@ -447,7 +447,7 @@ async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
     let primary = RedisServer::start(&[]);
     let port = primary.port().to_string();
     let mut replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
-    let mut conn = primary.conn().await;
+    let conn = primary.conn().await;
     wait_until("the replica is connected", Duration::from_secs(15), || {
         let mut conn = conn.clone();
         async move {
