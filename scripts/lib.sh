@@ -14,7 +14,7 @@ redline_section() {
 redline_package_of() {
     case "$1" in
         redis-server) echo redis-server ;;
-        redis-cli) echo redis-tools ;;
+        redis-cli | redis-benchmark) echo redis-tools ;;
         influxd) echo influxdb ;;
         influx) echo influxdb-client ;;
         *) echo "$1" ;;
@@ -61,12 +61,16 @@ redline_stop_package_services() {
 # redline_ensure_tools [--optional PKG]... CMD...
 #
 # Makes sure every CMD is on PATH. Missing ones are installed with apt-get when running as
-# root (and the --optional packages too, best effort: e.g. docker-compose, which not every
-# release has); otherwise prints the apt-get command to run and exits 1.
+# root; otherwise prints the apt-get command to run and exits 1. An --optional PKG (whose
+# command has the package's name, e.g. docker-compose, which not every release has) is
+# installed best effort when its command is missing, even if every CMD is present; without
+# root it is only noted.
 redline_ensure_tools() {
     local optional=() missing=() packages=() cmd pkg
     while [[ $# -gt 0 && "$1" == --optional ]]; do
-        optional+=("$2")
+        if ! command -v "$2" >/dev/null 2>&1; then
+            optional+=("$2")
+        fi
         shift 2
     done
     for cmd in "$@"; do
@@ -78,12 +82,16 @@ redline_ensure_tools() {
             fi
         fi
     done
-    if [[ ${#missing[@]} -eq 0 ]]; then
+    if [[ ${#missing[@]} -eq 0 && ${#optional[@]} -eq 0 ]]; then
         return 0
     fi
 
-    echo "missing: ${missing[*]} (apt packages: ${packages[*]})" >&2
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        if [[ ${#missing[@]} -eq 0 ]]; then
+            echo "note: optional ${optional[*]} not installed (sudo apt-get install -y ${optional[*]}); continuing without" >&2
+            return 0
+        fi
+        echo "missing: ${missing[*]} (apt packages: ${packages[*]})" >&2
         echo "install them, then run this again:" >&2
         echo "  sudo apt-get install -y --no-install-recommends ${packages[*]}" >&2
         exit 1
@@ -91,7 +99,10 @@ redline_ensure_tools() {
 
     export DEBIAN_FRONTEND=noninteractive
     apt-get update
-    apt-get install -y --no-install-recommends "${packages[@]}"
+    if [[ ${#packages[@]} -gt 0 ]]; then
+        echo "missing: ${missing[*]} (apt packages: ${packages[*]})" >&2
+        apt-get install -y --no-install-recommends "${packages[@]}"
+    fi
     if [[ ${#optional[@]} -gt 0 ]]; then
         apt-get install -y --no-install-recommends "${optional[@]}" ||
             echo "note: could not install ${optional[*]}; continuing without" >&2

@@ -91,7 +91,7 @@ pub(crate) enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Refresh in place every INTERVAL until Ctrl-C.
+        /// Refresh in place every INTERVAL until Ctrl-C (with --json: one object per line).
         #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
         watch: Option<String>,
     },
@@ -165,6 +165,11 @@ pub(crate) enum Command {
         json: bool,
     },
     /// Inspect, re-inject and drop dead letters.
+    // Global: `redline dlq list --redis-url …` must work, not only `dlq --redis-url … list`.
+    #[command(
+        mut_args(|arg| arg.global(true)),
+        after_help = "Examples:\n  redline dlq list\n  redline dlq replay --all\n  redline dlq purge --all --yes"
+    )]
     Dlq {
         /// Options every command shares.
         #[command(flatten)]
@@ -172,6 +177,25 @@ pub(crate) enum Command {
         /// What to do.
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// Print an example configuration file, or check one.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Store line protocol from a file or stdin, as the producer would (exit 1 if any line
+    /// was not stored).
+    #[command(
+        after_help = "Examples:\n  redline send metrics.lp --db telegraf\n  gunzip -c old.lp.gz | redline send - --precision s"
+    )]
+    Send {
+        /// Options every command shares.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// What to send and where.
+        #[command(flatten)]
+        send: SendArgs,
     },
     /// Remove entries every group has acknowledged (XTRIM MINID).
     #[command(after_help = "Examples:\n  redline trim --dry-run\n  redline trim")]
@@ -189,9 +213,9 @@ pub(crate) enum Command {
 }
 
 impl Command {
-    /// The options every command shares.
-    pub(crate) fn common(&self) -> &CommonArgs {
-        match self {
+    /// The options every command shares; `config` has none of its own.
+    pub(crate) fn common(&self) -> Option<&CommonArgs> {
+        Some(match self {
             Command::Producer { common, .. }
             | Command::Consumer { common, .. }
             | Command::Run { common, .. }
@@ -200,9 +224,59 @@ impl Command {
             | Command::Claim { common, .. }
             | Command::Consumers { common, .. }
             | Command::Dlq { common, .. }
-            | Command::Trim { common, .. } => common,
-        }
+            | Command::Trim { common, .. }
+            | Command::Send { common, .. } => common,
+            Command::Config { .. } => return None,
+        })
     }
+}
+
+/// `redline config` actions.
+// Parsed once at start; the size of the enum does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Print a commented configuration file with every option and its default.
+    #[command(after_help = "Example:\n  redline config example > redline.toml")]
+    Example,
+    /// Validate a file and print the effective configuration (flags and REDLINE_* applied,
+    /// secrets masked).
+    #[command(after_help = "Example:\n  redline config check redline.toml")]
+    Check {
+        /// The file to check.
+        #[arg(value_name = "FILE")]
+        path: std::path::PathBuf,
+        /// Options every command shares.
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Producer options.
+        #[command(flatten)]
+        producer: ProducerArgs,
+        /// Consumer options.
+        #[command(flatten)]
+        consumer: ConsumerArgs,
+    },
+}
+
+/// `redline send` options (not config-file keys: they describe one run).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct SendArgs {
+    /// Line-protocol file; `-` reads standard input.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    pub(crate) file: std::path::PathBuf,
+    /// Unit of the timestamps in the input: n, ns, u, us, ms, s, m, h.
+    #[arg(long, env = "REDLINE_PRECISION", default_value = "ns",
+        value_parser = ["n", "ns", "u", "us", "µ", "µs", "ms", "s", "m", "h"])]
+    pub(crate) precision: String,
+    /// Database (or bucket) stored with every metric [default: none].
+    #[arg(long, env = "REDLINE_DB", value_name = "DB")]
+    pub(crate) db: Option<String>,
+    /// Retention policy stored with every metric [default: none].
+    #[arg(long, env = "REDLINE_RP", value_name = "RP")]
+    pub(crate) rp: Option<String>,
+    /// Lines per pipelined batch [default: 5000].
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) batch_size: u64,
 }
 
 /// `redline dlq` actions.
@@ -263,10 +337,15 @@ pub(crate) enum DlqAction {
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommonArgs {
-    /// Redis URL (`redis://[user:pass@]host:port/db`, `rediss://…`).
+    /// Redis URL (`redis://[user:pass@]host:port/db`, `rediss://…`); for Redis Cluster,
+    /// node URLs separated by commas, or one seed URL with --redis-cluster.
     #[arg(long, env = "REDLINE_REDIS_URL", value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) redis_url: Option<String>,
+    /// Redis is a Redis Cluster (implied by several URLs in --redis-url).
+    #[arg(long, env = "REDLINE_REDIS_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_cluster: Option<bool>,
     /// Base name of the metric stream [default: redline:metrics].
     #[arg(long, env = "REDLINE_STREAM")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,6 +354,10 @@ pub(crate) struct CommonArgs {
     #[arg(long, env = "REDLINE_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) partitions: Option<u32>,
+    /// Start the producer or consumer even if Redis's maxmemory-policy may evict streams.
+    #[arg(long, env = "REDLINE_ALLOW_EVICTION", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) allow_eviction: Option<bool>,
     /// Bound on one Redis reply [default: 10s].
     #[arg(long, env = "REDLINE_REDIS_TIMEOUT", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -313,6 +396,62 @@ pub(crate) struct ProducerArgs {
     #[arg(long, env = "REDLINE_RETRY_AFTER", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retry_after: Option<String>,
+    /// Also accept newline-delimited line protocol over TCP on ADDR (timestamps in ns) [default: off].
+    #[arg(long, env = "REDLINE_TCP_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_listen: Option<String>,
+    /// Database stored with metrics received over TCP [default: none].
+    #[arg(long, env = "REDLINE_TCP_DB", value_name = "DB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_db: Option<String>,
+    /// Most TCP connections served at once [default: 256].
+    #[arg(long, env = "REDLINE_TCP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tcp_max_connections: Option<u64>,
+    /// A token that may write over HTTP (repeatable; REDLINE_AUTH_TOKENS takes a
+    /// comma-separated list). Prefer the variable or --auth-token-file: a flag shows in `ps`
+    /// [default: none, no authentication].
+    #[arg(
+        long = "auth-token",
+        env = "REDLINE_AUTH_TOKENS",
+        value_name = "TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) auth_token: Option<Vec<String>>,
+    /// File of tokens that may write over HTTP, one per line (`#` comments) [default: none].
+    #[arg(long, env = "REDLINE_AUTH_TOKEN_FILE", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) auth_token_file: Option<std::path::PathBuf>,
+    /// Also require a token for GET /metrics [default: false].
+    #[arg(long, env = "REDLINE_AUTH_METRICS", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) auth_metrics: Option<bool>,
+    /// Longest accepted line, e.g. 64KiB; longer lines are refused by number [default: 64KiB].
+    #[arg(long, env = "REDLINE_MAX_LINE_LENGTH", value_name = "SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_line_length: Option<String>,
+    /// Most fields on one line; lines with more are refused by number [default: 1000].
+    #[arg(long, env = "REDLINE_MAX_FIELDS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_fields: Option<u64>,
+    /// Bound on receiving one request body; a slower client gets 408 [default: 10s].
+    #[arg(long, env = "REDLINE_READ_TIMEOUT", value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) read_timeout: Option<String>,
+    /// Most write requests served at once; one more gets 503 + Retry-After [default: 256].
+    #[arg(long, env = "REDLINE_MAX_CONCURRENT_REQUESTS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_concurrent_requests: Option<u64>,
+    /// PEM certificate chain: serve HTTPS (with --tls-key) [default: plain HTTP].
+    #[arg(long, env = "REDLINE_TLS_CERT", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "REDLINE_TLS_KEY", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
 }
 
 /// What the producer does when the buffer is full.
@@ -332,6 +471,8 @@ pub(crate) enum BufferFull {
 pub(crate) enum SinkKind {
     /// InfluxDB 1.x `/write`.
     Influxdb,
+    /// InfluxDB 2.x `/api/v2/write` (token, org, bucket).
+    Influxdb2,
     /// Append line protocol to a file, fsynced before the ack.
     File,
     /// Print line protocol to standard output.
@@ -356,7 +497,7 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_GROUP")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) group: Option<String>,
-    /// Consumer name, unique per process [default: <hostname>-<pid>].
+    /// Consumer name, unique per process [default: HOSTNAME-PID].
     #[arg(long, env = "REDLINE_CONSUMER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) consumer: Option<String>,
@@ -393,6 +534,23 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_INFLUX_TIMEOUT", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) influx_timeout: Option<String>,
+    /// InfluxDB v2 API token (--sink influxdb2); prefer the environment variable to the flag.
+    #[arg(
+        long,
+        env = "REDLINE_INFLUX_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) influx_token: Option<String>,
+    /// InfluxDB v2 organization (--sink influxdb2).
+    #[arg(long, env = "REDLINE_INFLUX_ORG", value_name = "ORG")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) influx_org: Option<String>,
+    /// InfluxDB v2 bucket for entries that name none (--sink influxdb2).
+    #[arg(long, env = "REDLINE_INFLUX_BUCKET", value_name = "BUCKET")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) influx_bucket: Option<String>,
     /// Do not create a missing database (InfluxDB answers 404).
     #[arg(long, env = "REDLINE_INFLUX_SKIP_DATABASE_CREATION", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -401,6 +559,14 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_FILE", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file: Option<std::path::PathBuf>,
+    /// Rotate the file before a batch would take it past SIZE; 0 = never [default: 0].
+    #[arg(long, env = "REDLINE_FILE_MAX_SIZE", value_name = "SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) file_max_size: Option<String>,
+    /// Rotated files kept: FILE.1 (newest) … FILE.N [default: 5].
+    #[arg(long, env = "REDLINE_FILE_MAX_FILES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) file_max_files: Option<u32>,
     /// Most metrics per batch [default: 5000].
     #[arg(long, env = "REDLINE_BATCH_SIZE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,30 @@ use crate::cli::{
     BufferFull, CommonArgs, ConsumerArgs, LogFormat, ProducerArgs, SinkKind, StartFrom,
 };
 
+/// `redline config example`: every option with its default and a comment.
+pub(crate) const EXAMPLE: &str = include_str!("redline.example.toml");
+
+/// Telegraf's names for options whose meaning is the same: (alias, key).
+pub(crate) const ALIASES: &[(&str, &str)] = &[
+    ("metric_batch_size", "batch_size"),
+    ("metric_buffer_limit", "buffer_limit"),
+];
+
+/// Every key the file may hold, aliases included.
+pub(crate) fn known_keys() -> Vec<&'static str> {
+    let mut known = [
+        serde_aux::serde_introspection::serde_introspect::<GlobalArgs>(),
+        serde_aux::serde_introspection::serde_introspect::<CommonArgs>(),
+        serde_aux::serde_introspection::serde_introspect::<ProducerArgs>(),
+        serde_aux::serde_introspection::serde_introspect::<ConsumerArgs>(),
+    ]
+    .concat();
+    known.extend(ALIASES.iter().map(|(alias, _)| *alias));
+    known.sort_unstable();
+    known.dedup();
+    known
+}
+
 /// Keys of the file that are not command options.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,15 +66,9 @@ impl File {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let table: toml::Table = toml::from_str(&text)
+        let mut table: toml::Table = toml::from_str(&text)
             .with_context(|| format!("invalid config file {}", path.display()))?;
-        let known: Vec<&str> = [
-            serde_aux::serde_introspection::serde_introspect::<GlobalArgs>(),
-            serde_aux::serde_introspection::serde_introspect::<CommonArgs>(),
-            serde_aux::serde_introspection::serde_introspect::<ProducerArgs>(),
-            serde_aux::serde_introspection::serde_introspect::<ConsumerArgs>(),
-        ]
-        .concat();
+        let known = known_keys();
         for key in table.keys() {
             if !known.contains(&key.as_str()) {
                 let line = text
@@ -66,6 +84,17 @@ impl File {
                     path.display(),
                     known.join(", ")
                 );
+            }
+        }
+        for (alias, key) in ALIASES {
+            if let Some(value) = table.remove(*alias) {
+                if table.contains_key(*key) {
+                    bail!(
+                        "config file {} sets both '{alias}' and '{key}': keep one",
+                        path.display()
+                    );
+                }
+                table.insert((*key).to_string(), value);
             }
         }
         let table = match serde_json::to_value(table)? {
@@ -119,6 +148,7 @@ fn describe(name: &str) -> String {
 
 /// The shared parts of every Config.
 pub(crate) struct Common {
+    pub(crate) allow_eviction: bool,
     pub(crate) redis: redline_core::redis::RedisConfig,
     pub(crate) stream: String,
     pub(crate) partitions: u32,
@@ -138,8 +168,9 @@ impl Common {
         if let Some(url) = &args.redis_url {
             redis.url = url.clone();
         }
+        redis.cluster = args.redis_cluster.unwrap_or(false);
         redis
-            .client()
+            .check()
             .map_err(|e| anyhow!("{}: {e}", describe("redis_url")))?;
         redis.response_timeout = duration(
             args.redis_timeout.as_deref(),
@@ -154,6 +185,7 @@ impl Common {
             bail!("{}: must not be empty", describe("stream"));
         }
         Ok(Self {
+            allow_eviction: args.allow_eviction.unwrap_or(false),
             redis,
             stream,
             partitions: args.partitions.unwrap_or(1),
@@ -188,7 +220,77 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
         wait_replicas: args.wait_replicas.unwrap_or(d.wait_replicas),
         wait_timeout: duration(args.wait_timeout.as_deref(), "wait_timeout", d.wait_timeout)?,
         shutdown_timeout: d.shutdown_timeout,
+        tcp_listen: args
+            .tcp_listen
+            .as_deref()
+            .map(|v| address(Some(v), "tcp_listen", ""))
+            .transpose()?,
+        tcp_db: args.tcp_db.clone().filter(|db| !db.is_empty()),
+        tcp_max_connections: args
+            .tcp_max_connections
+            .map_or(d.tcp_max_connections, |n| n as usize),
+        auth_tokens: auth_tokens(args)?,
+        auth_metrics: args.auth_metrics.unwrap_or(d.auth_metrics),
+        max_line_length: match &args.max_line_length {
+            Some(v) => units::parse_size(v)
+                .map_err(|e| anyhow!("{}: {e}", describe("max_line_length")))
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?,
+            None => d.max_line_length,
+        },
+        max_fields: args
+            .max_fields
+            .map_or(d.max_fields, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        read_timeout: duration(args.read_timeout.as_deref(), "read_timeout", d.read_timeout)?,
+        max_concurrent_requests: args
+            .max_concurrent_requests
+            .map_or(d.max_concurrent_requests, |n| n as usize),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
     })
+    .and_then(|config| match (&config.tls_cert, &config.tls_key) {
+        (Some(_), None) | (None, Some(_)) => bail!(
+            "{} and {} go together: HTTPS needs both",
+            describe("tls_cert"),
+            describe("tls_key")
+        ),
+        _ => Ok(config),
+    })
+}
+
+/// The producer's tokens: `--auth-token` / `REDLINE_AUTH_TOKENS` and the lines of
+/// `--auth-token-file`. Errors name the flag and the file, never a token.
+fn auth_tokens(args: &ProducerArgs) -> Result<redline_producer::auth::Tokens> {
+    let mut tokens: Vec<String> = args.auth_token.clone().unwrap_or_default();
+    if let Some(path) = &args.auth_token_file {
+        let from_file = redline_producer::auth::read_token_file(path).map_err(|e| {
+            anyhow!(
+                "{}: cannot read {}: {e}",
+                describe("auth_token_file"),
+                path.display()
+            )
+        })?;
+        if from_file.is_empty() {
+            bail!(
+                "{}: {} holds no token",
+                describe("auth_token_file"),
+                path.display()
+            );
+        }
+        tokens.extend(from_file);
+    }
+    Ok(redline_producer::auth::Tokens::new(tokens))
+}
+
+/// `--influx-url`, checked to be an http(s) URL.
+fn influx_url(args: &ConsumerArgs) -> Result<String> {
+    let url = args
+        .influx_url
+        .clone()
+        .unwrap_or_else(|| redline_consumer::sink::DEFAULT_INFLUX_URL.to_string());
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("{}: '{url}' is not an http(s) URL", describe("influx_url"));
+    }
+    Ok(url)
 }
 
 /// The consumer's Config from its options.
@@ -201,15 +303,36 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
             path: args.file.clone().ok_or_else(|| {
                 anyhow!("--sink file needs --file PATH (env REDLINE_FILE, config key file)")
             })?,
+            max_size: match &args.file_max_size {
+                Some(v) => units::parse_size(v)
+                    .map_err(|e| anyhow!("{}: {e}", describe("file_max_size")))?,
+                None => 0,
+            },
+            max_files: args
+                .file_max_files
+                .unwrap_or(redline_consumer::sink::DEFAULT_FILE_MAX_FILES),
         },
-        SinkKind::Influxdb => {
-            let url = args
-                .influx_url
-                .clone()
-                .unwrap_or_else(|| "http://127.0.0.1:8086".to_string());
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("{}: '{url}' is not an http(s) URL", describe("influx_url"));
+        SinkKind::Influxdb2 => {
+            let required = |value: &Option<String>, name: &str| {
+                value
+                    .clone()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| anyhow!("--sink influxdb2 needs {}", describe(name)))
+            };
+            SinkConfig::Influxdb2 {
+                url: influx_url(args)?,
+                token: required(&args.influx_token, "influx_token")?,
+                org: required(&args.influx_org, "influx_org")?,
+                bucket: args.influx_bucket.clone().or(args.influx_db.clone()),
+                timeout: duration(
+                    args.influx_timeout.as_deref(),
+                    "influx_timeout",
+                    redline_consumer::sink::DEFAULT_INFLUX_TIMEOUT,
+                )?,
             }
+        }
+        SinkKind::Influxdb => {
+            let url = influx_url(args)?;
             SinkConfig::Influxdb {
                 url,
                 db: args.influx_db.clone(),
@@ -265,4 +388,57 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
         prune_idle: duration(args.prune_idle.as_deref(), "prune_idle", d.prune_idle)?,
         ..d
     })
+}
+
+/// `redline config check`: the effective configuration of every command, secrets masked.
+pub(crate) fn effective(
+    common: &Common,
+    producer: &redline_producer::Config,
+    consumer: &redline_consumer::Config,
+) -> Result<String> {
+    let mut json = serde_json::json!({
+        "producer": producer,
+        "consumer": consumer,
+    });
+    drop_nulls(&mut json);
+    let mut value = toml::Value::try_from(json)?;
+    mask(&mut value);
+    let _ = common;
+    Ok(toml::to_string_pretty(&value)?)
+}
+
+/// TOML has no null: an unset option is left out.
+fn drop_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
+/// Replaces secrets: values of keys naming a password or token, and URL passwords.
+fn mask(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, v) in table.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if key.contains("password") || key.contains("token") || key.contains("secret") {
+                    if !matches!(v, toml::Value::Table(_) | toml::Value::Array(_)) {
+                        *v = toml::Value::String("***".into());
+                    }
+                } else if key.ends_with("url") {
+                    if let toml::Value::String(url) = v {
+                        *url = redline_core::redis::redact_url(url);
+                    }
+                } else {
+                    mask(v);
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(mask),
+        _ => {}
+    }
 }

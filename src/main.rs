@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod ops;
+mod send;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,9 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Config { action } = cli.command {
+        return config_command(action);
+    }
     let file = config::File::load(cli.config.as_deref())?;
     let global = file.layer(&config::GlobalArgs {
         log_format: cli.log_format,
@@ -71,11 +75,13 @@ fn run(cli: Cli) -> Result<()> {
             Command::Producer { common, producer } => {
                 let common = config::Common::new(&file.layer(&common)?)?;
                 let producer = config::producer(&common, &file.layer(&producer)?)?;
+                preflight(&common).await?;
                 redline_producer::run(producer, shutdown).await?;
             }
             Command::Consumer { common, consumer } => {
                 let common = config::Common::new(&file.layer(&common)?)?;
                 let consumer = config::consumer(&common, &file.layer(&consumer)?)?;
+                preflight(&common).await?;
                 redline_consumer::run(consumer, shutdown).await?;
             }
             Command::Run {
@@ -86,6 +92,7 @@ fn run(cli: Cli) -> Result<()> {
                 let common = config::Common::new(&file.layer(&common)?)?;
                 let producer = config::producer(&common, &file.layer(&producer)?)?;
                 let consumer = config::consumer(&common, &file.layer(&consumer)?)?;
+                preflight(&common).await?;
                 // Either half failing stops the other: one process, one fate.
                 let (p, c) = tokio::join!(
                     stop_all_on_error(redline_producer::run(producer, shutdown.clone()), &shutdown),
@@ -94,19 +101,83 @@ fn run(cli: Cli) -> Result<()> {
                 p.context("producer")?;
                 c.context("consumer")?;
             }
+            Command::Send { common, send } => {
+                let common = config::Common::new(&file.layer(&common)?)?;
+                return send::run(send, &common).await;
+            }
+            Command::Config { .. } => unreachable!("handled before the runtime starts"),
             command @ (Command::Status { .. }
             | Command::Pending { .. }
             | Command::Claim { .. }
             | Command::Consumers { .. }
             | Command::Dlq { .. }
             | Command::Trim { .. }) => {
-                let common = config::Common::new(&file.layer(command.common())?)?;
+                let Some(common) = command.common() else {
+                    unreachable!("ops commands have the common options");
+                };
+                let common = config::Common::new(&file.layer(common)?)?;
                 return ops::run(command, &common).await;
             }
         }
         tracing::info!("Stopped cleanly.");
         Ok(())
     })
+}
+
+/// Refuses a Redis that may evict streams. A Redis that cannot be reached now is not an
+/// error: the producer answers 503 and the consumer waits until it is back.
+async fn preflight(common: &config::Common) -> Result<()> {
+    use redline_core::eviction;
+    let mut conn = match redline_ops::connect(&common.redis).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            tracing::warn!(%error, "Redis is not reachable yet; starting anyway, it will be retried.");
+            return Ok(());
+        }
+    };
+    match eviction::policy(&mut conn).await {
+        Ok(Some(policy)) => match eviction::check(&policy) {
+            Ok(()) => Ok(()),
+            Err(risk) if common.allow_eviction => {
+                tracing::warn!(%risk, "Starting anyway: --allow-eviction.");
+                Ok(())
+            }
+            Err(risk) => Err(risk.into()),
+        },
+        Ok(None) => {
+            tracing::warn!("Cannot read Redis's maxmemory-policy (CONFIG is disabled); make sure it is noeviction.");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Cannot read Redis's maxmemory-policy; starting anyway.");
+            Ok(())
+        }
+    }
+}
+
+/// `redline config example | check FILE`.
+fn config_command(action: cli::ConfigAction) -> Result<()> {
+    match action {
+        cli::ConfigAction::Example => print!("{}", config::EXAMPLE),
+        cli::ConfigAction::Check {
+            path: file,
+            common,
+            producer,
+            consumer,
+        } => {
+            let loaded = config::File::load(Some(&file))?;
+            let common = config::Common::new(&loaded.layer(&common)?)?;
+            let producer = config::producer(&common, &loaded.layer(&producer)?)?;
+            let consumer = config::consumer(&common, &loaded.layer(&consumer)?)?;
+            consumer.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "# {} is valid; the effective configuration:",
+                file.display()
+            );
+            print!("{}", config::effective(&common, &producer, &consumer)?);
+        }
+    }
+    Ok(())
 }
 
 async fn stop_all_on_error<E>(

@@ -42,15 +42,17 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
                         return Ok(());
                     }
                     Some(every) => {
-                        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-                        // Home the cursor and clear: the table refreshes in place.
-                        print!(
-                            "\x1b[H\x1b[2J{now}  (every {}, Ctrl-C to stop)\n\n",
-                            units::format_duration(every)
-                        );
                         if json {
-                            print_json(&report)?;
+                            // One compact object per line, for `jq` or a log: no escapes.
+                            println!("{}", serde_json::to_string(&report)?);
                         } else {
+                            let now =
+                                humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+                            // Home the cursor and clear: the table refreshes in place.
+                            print!(
+                                "\x1b[H\x1b[2J{now}  (every {}, Ctrl-C to stop)\n\n",
+                                units::format_duration(every)
+                            );
                             print!("{}", report.render_human());
                         }
                         std::io::stdout().flush()?;
@@ -128,7 +130,11 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             }
         }
         Command::Dlq { action, .. } => dlq(action, &mut conn, &keys).await,
-        Command::Producer { .. } | Command::Consumer { .. } | Command::Run { .. } => {
+        Command::Producer { .. }
+        | Command::Consumer { .. }
+        | Command::Run { .. }
+        | Command::Send { .. }
+        | Command::Config { .. } => {
             unreachable!("main dispatches the long-running commands itself")
         }
     }
@@ -136,7 +142,7 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
 
 async fn dlq(
     action: DlqAction,
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut redline_core::redis::Connection,
     keys: &redline_core::keys::StreamKeys,
 ) -> Result<()> {
     match action {
@@ -208,7 +214,7 @@ async fn dlq(
             }
             let ids = (!all).then_some(ids.as_slice());
             let report = redline_ops::dlq_purge(conn, keys, ids).await?;
-            println!("removed {} dead letters", report.removed);
+            print!("{}", report.render_human());
             Ok(())
         }
     }

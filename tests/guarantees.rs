@@ -187,7 +187,12 @@ async fn redis_killed_under_appendfsync_always_loses_no_acknowledged_write() {
     let sender = tokio::spawn(async move {
         let mut retried = 0;
         for start in (0..total).step_by(2_000) {
-            retried += post_until_stored(&write, &lines(start, 2_000)).await - 1;
+            // Every line carries its timestamp, as Telegraf's do: a retried request whose
+            // first attempt was partly stored then writes the same points again. (A line
+            // without one is stamped per attempt, and a retry makes it a second point, as
+            // with InfluxDB itself.)
+            let body = support::timestamped_lines(start, 2_000);
+            retried += post_until_stored(&write, &body).await - 1;
         }
         retried
     });

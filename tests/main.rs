@@ -2,7 +2,14 @@
 //! processes started by `redline-testkit`, one set of servers per test.
 
 mod cli;
+mod compose;
 mod faults;
 mod guarantees;
+mod operability;
+mod ops;
 mod pipeline;
+mod scale;
+mod security;
+mod snapshot;
+mod sources;
 mod support;

@@ -136,15 +136,21 @@ async fn ping_health_and_bad_requests_answer_like_influxdb() {
     let producer = Producer::start(&redis.url(), &["--max-body-size", "1KiB"]).await;
     let http = client();
 
-    let health: serde_json::Value = http
+    let health = http
         .get(format!("{}/health", producer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: serde_json::Value = http
+        .get(format!("{}/ready", producer.url))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(health["checks"][0]["status"], "pass", "{health}");
+    assert_eq!(ready["checks"][0]["status"], "pass", "{ready}");
 
     let cases = [
         (

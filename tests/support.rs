@@ -90,6 +90,19 @@ pub(crate) fn lines(start: usize, count: usize) -> String {
     body
 }
 
+/// `count` lines like [`lines`], all with a timestamp.
+pub(crate) fn timestamped_lines(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| {
+            format!(
+                "m,host=h{} v={i}i {}\n",
+                i % 7,
+                1_600_000_000_000_000_000_i64 + i as i64
+            )
+        })
+        .collect()
+}
+
 /// XINFO GROUPS of `stream` for `group`: (pending, entries-read).
 pub(crate) async fn group_state(
     conn: &mut redis::aio::MultiplexedConnection,

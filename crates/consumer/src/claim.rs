@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use redis::Value;
+use redline_core::redis::Pool;
 use tokio::time::Instant;
 
 use crate::batch::{self, Message, ReplyError};
@@ -103,6 +103,8 @@ impl Claimer {
                 self.cursor = Some((index + 1, "0-0".to_string()));
             }
             if !messages.is_empty() {
+                metrics::counter!(redline_core::telemetry::RECLAIMED)
+                    .increment(messages.len() as u64);
                 tracing::info!(entries = messages.len(), stream = %key, consumer = %self.consumer,
                     min_idle = ?self.min_idle, "Claimed entries idle longer than min_idle.");
                 return Ok(messages);

@@ -1,10 +1,12 @@
 //! Pooled Redis connections for request/response commands (XPENDING, XACK, XCLAIM,
-//! XAUTOCLAIM, XGROUP, the dead-letter MULTI), and the one error type they share.
+//! XAUTOCLAIM, XGROUP, the dead-letter XADD), and the one error type they share. The pool
+//! is a standalone pool or a Redis Cluster connection ([`redline_core::redis::Pool`]); every
+//! command here names one key, so none crosses a cluster slot.
 //!
 //! The blocking `XREADGROUP` never uses this pool: it has its own connection without a
 //! response timeout (see [`crate::reader`]).
 
-use deadpool_redis::{Connection, Pool, PoolError};
+use redline_core::redis::{Pool, PoolError, PooledConnection as Connection};
 
 /// A Redis command issued through the pool failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,14 @@
 //! Delivery: the only place entries are acknowledged.
 //!
 //! Invariants:
-//! - an entry is XACKed only after the sink accepted it, or in the same MULTI/EXEC as its
-//!   XADD to the dead-letter stream, or when the stream no longer holds it (deleted by an
-//!   operator: nothing is left to deliver);
+//! - an entry is XACKed only after the sink accepted it, or after Redis confirmed its XADD
+//!   to the dead-letter stream, or when the stream no longer holds it (deleted by an
+//!   operator: nothing is left to deliver). Dead letter first, ack second, in two steps: the
+//!   dead-letter stream and the partitions hash to different Redis Cluster slots, so no
+//!   MULTI can span them. A crash between the steps leaves the entry pending; it is
+//!   delivered again and, if it fails again, dead-lettered again: a duplicate dead letter
+//!   at worst, never a lost entry. Standalone Redis takes the same path, so every
+//!   dead-letter test covers it;
 //! - a sink error leaves the entries it concerns pending; they are retried here with
 //!   backoff while this consumer lives, and re-read or claimed by others after it died;
 //! - delivery counts live in Redis (XPENDING), never only in memory: an attempt at which the
@@ -18,14 +23,15 @@
 //!   (a rejection that covers every entry, such as an unknown retention policy, is not split);
 //! - entries are written per (database, retention policy), so one target's trouble neither
 //!   rejects nor holds back another's;
-//! - one batch at a time: the next batch is read only after this one is settled.
+//! - one batch at a time: the next batch is written only after this one is settled (the
+//!   consumer's loop may read it meanwhile; its entries are then pending like any read one).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use redline_core::entry::Entry;
+use redline_core::redis::{Pipelines, Pool, PooledConnection};
 use redline_core::telemetry;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -316,8 +322,10 @@ impl<S: Sink> Deliverer<S> {
         result
     }
 
-    /// Records the fates decided so far: dead letters with their XACK in one MULTI/EXEC,
-    /// then the XACKs of accepted entries, pipelined. Cleared once Redis confirmed them.
+    /// Records the fates decided so far: first the dead letters (one pipeline to the
+    /// dead-letter stream), which then join the accepted entries to be XACKed (one pipeline
+    /// per partition on a cluster, one in all otherwise). Each list is cleared once Redis
+    /// confirmed it, so a retry after a failed XACK does not dead-letter an entry twice.
     async fn settle(&self, work: &mut Work) -> conn::Result<()> {
         if work.acks.is_empty() && work.dead.is_empty() {
             return Ok(());
@@ -325,7 +333,6 @@ impl<S: Sink> Deliverer<S> {
         let mut conn = conn::get(&self.pool).await?;
         if !work.dead.is_empty() {
             let mut pipe = redis::pipe();
-            pipe.atomic();
             for letter in &work.dead {
                 let origin = Origin {
                     group: &self.settings.group,
@@ -334,12 +341,7 @@ impl<S: Sink> Deliverer<S> {
                 };
                 dlq::add(&mut pipe, &self.dlq, letter, &origin);
             }
-            self.add_acks(
-                &mut pipe,
-                work.dead.iter().map(|d| (d.stream, d.id.as_str())),
-            );
-            let acked: Vec<u64> = pipe.query_async(&mut conn).await?;
-            metrics::counter!(telemetry::METRICS_ACKED).increment(acked.iter().sum());
+            pipe.query_async::<()>(&mut conn).await?;
             for cause in [Cause::Undecodable, Cause::Rejected, Cause::MaxDeliveries] {
                 let letters: Vec<&DeadLetter> =
                     work.dead.iter().filter(|d| d.cause == cause).collect();
@@ -350,46 +352,37 @@ impl<S: Sink> Deliverer<S> {
                         dlq = %self.dlq, "Moved entries to the dead-letter stream.");
                 }
             }
-            work.dead.clear();
+            // Dead-lettered: from now on they only need their XACK.
+            let dead = std::mem::take(&mut work.dead);
+            work.acks.extend(dead.into_iter().map(|d| (d.stream, d.id)));
         }
         if !work.acks.is_empty() {
-            let mut pipe = redis::pipe();
-            self.add_acks(&mut pipe, work.acks.iter().map(|(s, id)| (*s, id.as_str())));
-            let acked: Vec<u64> = pipe.query_async(&mut conn).await?;
-            metrics::counter!(telemetry::METRICS_ACKED).increment(acked.iter().sum());
+            let mut pipes = Pipelines::new(conn.is_cluster());
+            let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+            for (stream, id) in &work.acks {
+                by_stream.entry(*stream).or_default().push(id.as_str());
+            }
+            for (stream, ids) in by_stream {
+                for chunk in ids.chunks(ACK_CHUNK) {
+                    pipes
+                        .partition(stream)
+                        .cmd("XACK")
+                        .arg(&self.keys[stream])
+                        .arg(&self.settings.group)
+                        .arg(chunk);
+                }
+            }
+            let acked: Vec<Vec<u64>> = pipes.query(&mut conn).await?;
+            metrics::counter!(telemetry::METRICS_ACKED).increment(acked.iter().flatten().sum());
             work.acks.clear();
         }
         Ok(())
     }
 
-    /// Appends `XACK key group id…` per stream, [`ACK_CHUNK`] ids per command.
-    fn add_acks<'a>(
-        &self,
-        pipe: &mut redis::Pipeline,
-        refs: impl Iterator<Item = (usize, &'a str)>,
-    ) {
-        let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
-        for (stream, id) in refs {
-            by_stream.entry(stream).or_default().push(id);
-        }
-        for (stream, ids) in by_stream {
-            for chunk in ids.chunks(ACK_CHUNK) {
-                pipe.cmd("XACK")
-                    .arg(&self.keys[stream])
-                    .arg(&self.settings.group)
-                    .arg(chunk);
-            }
-        }
-    }
-
     /// Resets the idle time of the entries still to write, so no one claims what this live
     /// consumer retries, and raises the delivery count of those whose last attempt reached
     /// the sink and failed (`XCLAIM … RETRYCOUNT n+1 JUSTID`).
-    async fn touch(
-        &self,
-        conn: &mut deadpool_redis::Connection,
-        work: &mut Work,
-    ) -> conn::Result<()> {
+    async fn touch(&self, conn: &mut PooledConnection, work: &mut Work) -> conn::Result<()> {
         let mut by_stream: BTreeMap<usize, Vec<(&str, Option<u64>)>> = BTreeMap::new();
         for t in &work.todo {
             let count = if t.counted {

@@ -3,8 +3,10 @@
 //!
 //! An entry is dead-lettered when it does not decode as a metric, when the sink rejected
 //! it for good, or when it was delivered more than `max_deliveries` times. This module
-//! builds the `XADD`; [`crate::deliver`] runs it in one MULTI/EXEC with the XACK of the
-//! source entry, so a dead letter and its ack exist together or not at all.
+//! builds the `XADD`; [`crate::deliver`] XACKs the source entry only after Redis confirmed
+//! it (two steps, as the dead-letter stream and the partitions are different Redis Cluster
+//! slots), so an entry is never acked without its dead letter; a crash between the steps
+//! can dead-letter it twice.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

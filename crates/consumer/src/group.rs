@@ -5,7 +5,7 @@
 //! is the explicit opt-out. `BUSYGROUP` means the group exists: its position is kept.
 //! <https://redis.io/docs/latest/commands/xgroup-create/>
 
-use deadpool_redis::Pool;
+use redline_core::redis::Pool;
 
 use crate::config::StartFrom;
 use crate::conn;

@@ -1,28 +1,112 @@
-//! The consumer's own HTTP listener: `GET /metrics` (Prometheus text) and `GET /health`.
+//! The consumer's own HTTP listener: `GET /metrics` (Prometheus text), `GET /health`
+//! (the process is up) and `GET /ready` (Redis and the sink answer).
 
-use axum::http::header::CONTENT_TYPE;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header::CONTENT_TYPE, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
-use redline_core::{telemetry, Shutdown};
+use axum::{Json, Router};
+use redline_core::health::{self, Check};
+use redline_core::{keys::StreamKeys, redis::RedisConfig, telemetry, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::SinkConfig;
+
+/// What the handlers need.
+pub(crate) struct Probes {
+    gauges: redline_ops::GroupGauges,
+    redis: RedisConfig,
+    sink: SinkConfig,
+    http: reqwest::Client,
+}
+
+impl Probes {
+    pub(crate) fn new(redis: RedisConfig, keys: StreamKeys, sink: SinkConfig) -> Self {
+        Self {
+            gauges: redline_ops::GroupGauges::new(redis.clone(), keys),
+            redis,
+            sink,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn redis(&self) -> Result<(), String> {
+        let mut conn = redline_ops::connect(&self.redis)
+            .await
+            .map_err(|e| e.to_string())?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| format!("Redis does not answer PING: {e}"))
+    }
+
+    async fn sink(&self) -> Result<(), String> {
+        match &self.sink {
+            SinkConfig::Influxdb { url, .. } | SinkConfig::Influxdb2 { url, .. } => {
+                let ping = format!("{}/ping", url.trim_end_matches('/'));
+                match self.http.get(&ping).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("InfluxDB answered {} to GET /ping", r.status())),
+                    Err(e) => Err(format!("InfluxDB is unreachable: {e}")),
+                }
+            }
+            SinkConfig::File { path, .. } => {
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+                match dir {
+                    Some(dir) if !dir.is_dir() => {
+                        Err(format!("directory {} does not exist", dir.display()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Serves until shutdown.
-pub(crate) async fn serve(listener: TcpListener, shutdown: Shutdown) {
+pub(crate) async fn serve(listener: TcpListener, probes: Probes, shutdown: Shutdown) {
     let app = Router::new()
+        .route("/metrics", get(metrics))
         .route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    telemetry::render(),
-                )
-            }),
+            "/health",
+            get(|| async { Json(health::health_body("redline-consumer")) }),
         )
-        .route("/health", get(|| async { "ok\n" }));
+        .route("/ready", get(ready))
+        .with_state(Arc::new(probes));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await;
     if let Err(error) = served {
         tracing::warn!(%error, "The metrics listener stopped.");
     }
+}
+
+async fn metrics(State(probes): State<Arc<Probes>>) -> Response {
+    if let Err(error) = probes.gauges.refresh(health::CHECK_TIMEOUT).await {
+        tracing::debug!(%error, "Cannot read stream gauges from Redis for /metrics.");
+    }
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry::render(),
+    )
+        .into_response()
+}
+
+async fn ready(State(probes): State<Arc<Probes>>) -> Response {
+    let (redis, sink) = tokio::join!(
+        Check::run("redis", probes.redis()),
+        Check::run("sink", probes.sink()),
+    );
+    let (ready, body) = health::ready_body("redline-consumer", &[redis, sink]);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }

@@ -3,10 +3,12 @@
 //!
 //! The loop of [`run`]:
 //! 1. create the group on every partition unless it exists (`group.rs`);
-//! 2. re-read this consumer's own pending entries, then read new ones, a batch being
-//!    `batch_size` entries or what arrived within `flush_interval` (`reader.rs`, `batch.rs`);
+//! 2. re-read this consumer's own pending entries, then read new ones from every partition,
+//!    each getting a fair share, a batch being `batch_size` entries or what arrived within
+//!    `flush_interval` (`reader.rs`, `batch.rs`);
 //! 3. deliver the batch: write, XACK what the sink accepted, dead-letter what it rejected,
-//!    retry the rest with backoff (`deliver.rs`, `dlq.rs`, [`sink`]);
+//!    retry the rest with backoff (`deliver.rs`, `dlq.rs`, [`sink`]); meanwhile the next
+//!    batch is read, so Redis and the sink work at the same time (one batch ahead at most);
 //! 4. every `min(min_idle / 2, 5 s)`, claim entries other consumers left idle longer than
 //!    `min_idle` and deliver them the same way (`claim.rs`).
 //!
@@ -43,7 +45,7 @@ use crate::batch::Message;
 use crate::claim::Claimer;
 use crate::deliver::{Deliverer, Settings};
 use crate::reader::Reader;
-use crate::sink::{FileSink, InfluxSink, Sink, StdoutSink};
+use crate::sink::{FileSink, Influx2Sink, InfluxSink, Sink, StdoutSink};
 
 pub use crate::config::{Config, InvalidConfig, StartFrom};
 pub use crate::sink::{SinkConfig, SinkError};
@@ -111,8 +113,22 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
             )?;
             consume(config, sink, shutdown).await
         }
-        SinkConfig::File { path } => {
-            let sink = FileSink::open(path).await?;
+        SinkConfig::Influxdb2 {
+            url,
+            token,
+            org,
+            bucket,
+            timeout,
+        } => {
+            let sink = Influx2Sink::new(url, token, org, bucket.as_deref(), *timeout)?;
+            consume(config, sink, shutdown).await
+        }
+        SinkConfig::File {
+            path,
+            max_size,
+            max_files,
+        } => {
+            let sink = FileSink::open_rotating(path, *max_size, *max_files).await?;
             consume(config, sink, shutdown).await
         }
         SinkConfig::Stdout => consume(config, StdoutSink::new(), shutdown).await,
@@ -131,7 +147,8 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
             .await
             .map_err(|source| Error::MetricsListen { addr, source })?;
         info!(%addr, "Serving /metrics and /health.");
-        tasks.spawn(http::serve(listener, shutdown.clone()));
+        let probes = http::Probes::new(config.redis.clone(), keys.clone(), config.sink.clone());
+        tasks.spawn(http::serve(listener, probes, shutdown.clone()));
     }
     info!(redis = %redact_url(&config.redis.url), stream = %keys.base(), partitions = keys.count(),
         group = %config.group, consumer = %config.consumer, sink = sink.name(), "Consumer starting.");
@@ -173,6 +190,8 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
     let mut deliverer =
         Deliverer::new(sink, pool.clone(), partitions.clone(), keys.dlq(), settings);
 
+    // The batch read while the previous one was being delivered, if any.
+    let mut ahead: Option<batch::Collected> = None;
     while !shutdown.is_triggered() {
         if claimer.is_due() {
             match claimer.next(&pool).await {
@@ -190,17 +209,39 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
                 Err(error) => warn!(%error, "Cannot claim idle entries; trying again later."),
             }
         }
-        let collected = batch::collect(
-            &mut reader,
-            config.batch_size,
-            config.flush_interval,
-            &shutdown,
-        )
-        .await;
+        let collected = match ahead.take() {
+            Some(collected) => collected,
+            None => {
+                batch::collect(
+                    &mut reader,
+                    config.batch_size,
+                    config.flush_interval,
+                    &shutdown,
+                )
+                .await
+            }
+        };
         if !collected.messages.is_empty() {
-            // One read of several partitions may return up to `batch_size` from each.
+            // A read returns at most `batch_size`; the split is a guard, not a need.
             let batches = batch::split(collected.messages, config.batch_size);
-            deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout).await;
+            if collected.error.is_none() {
+                // Read the next batch while the sink takes this one: the sink's answer, not
+                // Redis, then paces the loop. Writes and acks stay one batch at a time, in
+                // order; what was read ahead is pending like any delivered entry (re-read on
+                // restart, claimable by others once idle) until its own turn.
+                let (_, next) = tokio::join!(
+                    deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout),
+                    batch::collect(
+                        &mut reader,
+                        config.batch_size,
+                        config.flush_interval,
+                        &shutdown,
+                    ),
+                );
+                ahead = Some(next);
+            } else {
+                deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout).await;
+            }
         }
         match collected.error {
             None => backoff.reset(),
@@ -258,7 +299,7 @@ async fn deliver<S: Sink>(
 /// shutdown came first.
 async fn create_group(
     config: &Config,
-    pool: &deadpool_redis::Pool,
+    pool: &redline_core::redis::Pool,
     partitions: &[String],
     shutdown: &Shutdown,
     backoff: &mut Backoff,

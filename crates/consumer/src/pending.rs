@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use deadpool_redis::Connection;
+use redline_core::redis::PooledConnection as Connection;
 
 use crate::conn;
 

@@ -1,11 +1,23 @@
-//! Reading the group: this consumer's own pending entries first, then new ones.
+//! Reading the group: this consumer's own pending entries first, then new ones, from every
+//! partition, fairly.
 //!
 //! - On start, and after any read error (the reply of an XREADGROUP that Redis executed may
 //!   have been lost with the connection), the reader re-reads the entries the group still
-//!   counts as delivered to this consumer (`XREADGROUP … STREAMS key… 0…`, paging by the last
+//!   counts as delivered to this consumer (`XREADGROUP … STREAMS key 0`, paging by the last
 //!   id seen) until none are left. Each re-read raises their delivery count, which is how a
 //!   batch that kills its consumer ends in the dead-letter stream instead of a crash loop.
-//! - Then it reads new entries: `XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS key… >…`.
+//! - Then it reads new entries (`XREADGROUP GROUP g c COUNT n STREAMS key >`).
+//!
+//! Fairness: every command names one partition (on Redis Cluster the partitions are
+//! different slots, and a multi-key XREADGROUP would be refused with `CROSSSLOT`). A read
+//! sweeps the partitions without blocking, each getting an equal share of the batch; what a
+//! quiet partition leaves unused is shared again among the busy ones (max-min fair), and the
+//! partition that goes first rotates from read to read. So no partition starves while
+//! another is busy, and a read returns at most `count` entries. Only when a whole sweep
+//! finds nothing does the reader block: on a standalone Redis with one `XREADGROUP … BLOCK`
+//! over every partition (allowed there), on a cluster on one partition at a time for at most
+//! [`BLOCK_SLICE`], rotating and sweeping again in between, so an entry arriving on another
+//! partition waits at most that long.
 //!
 //! `BLOCK` runs on a dedicated connection without a response timeout (pooled connections
 //! have one, and a multiplexed connection would queue short commands behind the block).
@@ -16,11 +28,15 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::Value;
-use redline_core::redis::RedisConfig;
+use redline_core::redis::{Connection, RedisConfig};
+use tokio::time::Instant;
 
 use crate::batch::{self, Message, ReplyError};
+
+/// On a cluster, the longest a blocking read waits on one partition before the reader
+/// sweeps every partition again.
+pub(crate) const BLOCK_SLICE: Duration = Duration::from_millis(100);
 
 /// A read failed; the connection is dropped and own pending entries are re-read next time.
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +79,14 @@ pub(crate) struct Reader {
     group: String,
     consumer: String,
     /// The dedicated blocking connection: `None` before the first read and after an error.
-    conn: Option<MultiplexedConnection>,
+    conn: Option<Connection>,
     /// Per partition, the id after which own pending entries are still to be re-read;
     /// `None` once that partition's history is exhausted.
     history: Vec<Option<String>>,
+    /// The partition that goes first in the next sweep; rotates.
+    next: usize,
+    /// On a cluster, the partition the next blocking read waits on; rotates.
+    next_block: usize,
 }
 
 impl Reader {
@@ -86,11 +106,13 @@ impl Reader {
             consumer,
             conn: None,
             history,
+            next: 0,
+            next_block: 0,
         }
     }
 
-    /// Reads up to `count` entries per partition: own pending ones without waiting while any
-    /// are left, else new ones, waiting up to `block` for the first.
+    /// Reads up to `count` entries over all partitions: own pending ones without waiting
+    /// while any are left, else new ones, waiting up to `block` for the first.
     ///
     /// # Errors
     /// Any failure; the connection is dropped and the history re-read on the next call.
@@ -104,78 +126,131 @@ impl Reader {
     }
 
     async fn try_read(&mut self, count: usize, block: Duration) -> Result<Read, Error> {
-        let patience = self.redis.response_timeout;
+        let deadline = Instant::now() + block;
         if self.conn.is_none() {
             self.conn = Some(self.redis.blocking_connection().await?);
         }
         if self.history.iter().any(Option::is_some) {
-            let messages = self.read_history(count, patience).await?;
+            let messages = self.sweep(count, true).await?;
             if !messages.is_empty() {
+                tracing::info!(entries = messages.len(), consumer = %self.consumer,
+                    "Re-reading entries still pending for this consumer.");
                 return Ok(Read {
                     messages,
                     history: true,
                 });
             }
         }
+        let cluster = self.conn.as_ref().is_some_and(Connection::is_cluster);
+        loop {
+            let messages = self.sweep(count, false).await?;
+            if !messages.is_empty() {
+                return Ok(Read {
+                    messages,
+                    history: false,
+                });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let messages = if cluster && self.keys.len() > 1 {
+                let index = self.next_block;
+                self.next_block = (index + 1) % self.keys.len();
+                self.block(&[index], count, left.min(BLOCK_SLICE)).await?
+            } else {
+                let all: Vec<usize> = (0..self.keys.len()).collect();
+                let share = count.div_ceil(self.keys.len());
+                self.block(&all, share, left).await?
+            };
+            if !messages.is_empty() || Instant::now() >= deadline {
+                return Ok(Read {
+                    messages,
+                    history: false,
+                });
+            }
+        }
+    }
+
+    /// Reads without blocking, one command per partition, up to `count` in all, shared
+    /// max-min fairly: every partition asks for an equal share of what is left, and those
+    /// that filled theirs ask again for what the others left. `history`: own pending entries
+    /// after each partition's cursor (partitions whose history is exhausted are skipped),
+    /// else new entries.
+    async fn sweep(&mut self, count: usize, history: bool) -> Result<Vec<Message>, Error> {
+        let n = self.keys.len();
+        let first = self.next;
+        self.next = (self.next + 1) % n;
+        let mut active: Vec<usize> = (0..n)
+            .map(|i| (first + i) % n)
+            .filter(|&i| !history || self.history[i].is_some())
+            .collect();
+        let mut budget = count;
+        let mut out = Vec::new();
+        while budget > 0 && !active.is_empty() {
+            let share = budget.div_ceil(active.len());
+            let mut full = Vec::with_capacity(active.len());
+            for index in active {
+                let want = share.min(budget);
+                if want == 0 {
+                    break;
+                }
+                let id = if history {
+                    self.history[index]
+                        .clone()
+                        .unwrap_or_else(|| "0".to_string())
+                } else {
+                    ">".to_string()
+                };
+                let mut cmd = self.command(want);
+                cmd.arg("STREAMS").arg(&self.keys[index]).arg(&id);
+                let reply = self.query(&cmd, self.redis.response_timeout).await?;
+                let deliveries = (!history).then_some(1);
+                let messages: Vec<Message> = parse_read(reply, &self.keys, deliveries)?
+                    .into_iter()
+                    .flat_map(|(_, messages)| messages)
+                    .collect();
+                let got = messages.len();
+                if history {
+                    // Fewer than asked: nothing of this consumer is pending past the cursor.
+                    self.history[index] = match messages.last() {
+                        Some(last) if got == want => Some(last.id.clone()),
+                        _ => None,
+                    };
+                }
+                budget -= got.min(budget);
+                if got == want {
+                    full.push(index);
+                }
+                out.extend(messages);
+            }
+            active = full;
+        }
+        Ok(out)
+    }
+
+    /// `XREADGROUP … COUNT count BLOCK ms STREAMS key… >…` over the partitions `indexes`
+    /// (several only on a standalone Redis).
+    async fn block(
+        &mut self,
+        indexes: &[usize],
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Message>, Error> {
         let mut cmd = self.command(count);
         // BLOCK 0 would wait forever: round up to at least 1 ms.
         let block_ms = block.as_millis().clamp(1, u128::from(u32::MAX));
-        cmd.arg("BLOCK")
-            .arg(block_ms as u64)
-            .arg("STREAMS")
-            .arg(&self.keys);
-        for _ in &self.keys {
-            cmd.arg(">");
-        }
-        let reply = self.query(&cmd, block + patience).await?;
-        let messages = parse_read(reply, &self.keys, Some(1))?
-            .into_iter()
-            .flat_map(|(_, messages)| messages)
-            .collect();
-        Ok(Read {
-            messages,
-            history: false,
-        })
-    }
-
-    /// Re-reads own pending entries after each partition's cursor; a partition whose reply
-    /// is empty is done.
-    async fn read_history(
-        &mut self,
-        count: usize,
-        patience: Duration,
-    ) -> Result<Vec<Message>, Error> {
-        let open: Vec<usize> = (0..self.keys.len())
-            .filter(|&i| self.history[i].is_some())
-            .collect();
-        let mut cmd = self.command(count);
-        cmd.arg("STREAMS");
-        for &i in &open {
+        cmd.arg("BLOCK").arg(block_ms as u64).arg("STREAMS");
+        for &i in indexes {
             cmd.arg(&self.keys[i]);
         }
-        for &i in &open {
-            cmd.arg(self.history[i].as_deref().unwrap_or("0"));
+        for _ in indexes {
+            cmd.arg(">");
         }
-        let reply = self.query(&cmd, patience).await?;
-        let mut replied = vec![false; self.keys.len()];
-        let mut out = Vec::new();
-        for (index, messages) in parse_read(reply, &self.keys, None)? {
-            if let Some(last) = messages.last() {
-                self.history[index] = Some(last.id.clone());
-                replied[index] = true;
-            }
-            out.extend(messages);
-        }
-        for i in open {
-            if !replied[i] {
-                self.history[i] = None;
-            }
-        }
-        if !out.is_empty() {
-            tracing::info!(entries = out.len(), consumer = %self.consumer,
-                "Re-reading entries still pending for this consumer.");
-        }
-        Ok(out)
+        let reply = self
+            .query(&cmd, block + self.redis.response_timeout)
+            .await?;
+        Ok(parse_read(reply, &self.keys, Some(1))?
+            .into_iter()
+            .flat_map(|(_, messages)| messages)
+            .collect())
     }
 
     fn command(&self, count: usize) -> redis::Cmd {
@@ -237,4 +312,129 @@ fn parse_read(
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use redline_testkit::RedisServer;
+
+    use super::*;
+
+    /// Four partitions: `busy` entries in partition 0, 5 in each other one.
+    async fn partitions(redis: &RedisServer, busy: usize) -> Vec<String> {
+        let mut conn = redis.conn().await;
+        let keys: Vec<String> = (0..4).map(|i| format!("s:{{{i}}}")).collect();
+        let mut pipe = redis::pipe();
+        for (i, key) in keys.iter().enumerate() {
+            pipe.cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg("g")
+                .arg("0")
+                .arg("MKSTREAM")
+                .ignore();
+            for n in 0..if i == 0 { busy } else { 5 } {
+                pipe.xadd(key, "*", &[("lp", format!("m v={n}i {n}"))])
+                    .ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut conn).await.unwrap();
+        keys
+    }
+
+    fn reader(redis: &RedisServer, keys: Vec<String>) -> Reader {
+        let config = RedisConfig {
+            url: redis.url(),
+            ..RedisConfig::default()
+        };
+        Reader::new(config, keys, "g".into(), "c".into())
+    }
+
+    fn per_partition(read: &Read) -> Vec<usize> {
+        let mut counts = vec![0; 4];
+        for message in &read.messages {
+            counts[message.stream] += 1;
+        }
+        counts
+    }
+
+    #[tokio::test]
+    async fn a_busy_partition_does_not_starve_the_quiet_ones() {
+        let redis = RedisServer::start(&[]);
+        let keys = partitions(&redis, 1000).await;
+        let mut reader = reader(&redis, keys);
+        let block = Duration::from_millis(10);
+
+        let first = reader.read(100, block).await.unwrap();
+        assert!(!first.history);
+        // An equal share of 25 each; what the quiet ones leave goes to the busy one.
+        assert_eq!(per_partition(&first), [85, 5, 5, 5]);
+        let second = reader.read(100, block).await.unwrap();
+        assert_eq!(per_partition(&second), [100, 0, 0, 0]);
+        assert!(second.messages.iter().all(|m| m.deliveries == Some(1)));
+    }
+
+    #[tokio::test]
+    async fn own_pending_entries_come_back_first_then_new_ones() {
+        let redis = RedisServer::start(&[]);
+        let keys = partitions(&redis, 5).await;
+        let mut first = reader(&redis, keys.clone());
+        let read = first.read(100, Duration::from_millis(10)).await.unwrap();
+        assert_eq!(per_partition(&read), [5, 5, 5, 5]);
+
+        // The same consumer again (a restart): its 20 pending entries, none new.
+        let mut again = reader(&redis, keys);
+        let history = again.read(8, Duration::from_millis(10)).await.unwrap();
+        assert!(history.history);
+        assert_eq!(history.messages.len(), 8);
+        let mut seen = history.messages.len();
+        loop {
+            let read = again.read(8, Duration::from_millis(10)).await.unwrap();
+            if !read.history {
+                assert!(read.messages.is_empty());
+                break;
+            }
+            seen += read.messages.len();
+        }
+        assert_eq!(seen, 20);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_a_blocked_reader_sees_entries_of_every_partition() {
+        let cluster = redline_testkit::RedisCluster::start(3, 0, &[]);
+        let mut conn = cluster.conn().await;
+        let keys: Vec<String> = (0..4).map(|i| format!("s:{{{i}}}")).collect();
+        for key in &keys {
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg("g")
+                .arg("$")
+                .arg("MKSTREAM")
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+        let config = RedisConfig {
+            url: cluster.url(),
+            ..RedisConfig::default()
+        };
+        let mut reader = Reader::new(config, keys.clone(), "g".into(), "c".into());
+        // Nothing yet: the reader blocks, one partition at a time.
+        let read = tokio::spawn(async move { reader.read(100, Duration::from_secs(10)).await });
+        for key in [&keys[3], &keys[1]] {
+            redis::cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("lp")
+                .arg("m v=1i 1")
+                .query_async::<String>(&mut conn)
+                .await
+                .unwrap();
+        }
+        let read = read.await.unwrap().unwrap();
+        assert!(!read.history);
+        assert!(!read.messages.is_empty());
+        assert!(read.messages.iter().all(|m| m.stream == 3 || m.stream == 1));
+    }
 }

@@ -3,7 +3,9 @@
 //! Metric entries carry `lp` (the normalised line with a nanosecond timestamp), `db` (the
 //! target database or bucket, omitted when the request named none) and `rp` (retention
 //! policy, when given). Entries written by other tools may lack `lp` or hold bytes that are
-//! not UTF-8: decoding says so instead of guessing, and the consumer dead-letters them.
+//! not UTF-8, or several lines in one `lp` (which a sink would write as several points,
+//! out of reach of per-entry acks and dead letters): decoding says so instead of guessing,
+//! and the consumer dead-letters them.
 
 use std::collections::HashMap;
 
@@ -54,6 +56,15 @@ pub enum Error {
         /// The field's name.
         field: String,
     },
+    /// `lp` is empty or blank.
+    #[error("entry field '{FIELD_LP}' is empty")]
+    EmptyLine,
+    /// `lp` holds several lines: one entry must be one metric.
+    #[error("entry field '{FIELD_LP}' holds {lines} lines; an entry must hold one metric")]
+    Multiline {
+        /// How many non-blank lines it holds.
+        lines: usize,
+    },
 }
 
 impl Entry {
@@ -73,9 +84,25 @@ impl Entry {
     /// Decodes the field map of an XREADGROUP / XRANGE reply.
     ///
     /// # Errors
-    /// [`Error::MissingLine`] without `lp`, [`Error::NotText`] for non-UTF-8 values.
+    /// [`Error::MissingLine`] without `lp`, [`Error::NotText`] for non-UTF-8 values,
+    /// [`Error::EmptyLine`] and [`Error::Multiline`] for an `lp` that is not one line.
     pub fn decode(map: &HashMap<String, Value>) -> Result<Self, Error> {
         let lp = text(map, FIELD_LP)?.ok_or(Error::MissingLine)?;
+        // Newlines inside a quoted string value belong to the line, as InfluxDB reads it.
+        let lines = if lp.contains('\n') {
+            influxdb_line_protocol::split_lines(&lp)
+                .filter(|line| !line.trim().is_empty())
+                .count()
+        } else {
+            // One piece, the whole text (the splitter's per-character scan costs a tenth of
+            // the consumer's time; a newline-free line cannot hold two).
+            usize::from(!lp.trim().is_empty())
+        };
+        match lines {
+            0 => return Err(Error::EmptyLine),
+            1 => {}
+            lines => return Err(Error::Multiline { lines }),
+        }
         Ok(Self {
             lp,
             db: text(map, FIELD_DB)?.filter(|s| !s.is_empty()),
@@ -134,5 +161,16 @@ mod tests {
             Entry::decode(&map(&[("lp", &[0xff, 0xfe])])),
             Err(Error::NotText { field: "lp".into() })
         );
+        assert_eq!(
+            Entry::decode(&map(&[("lp", b" \n")])),
+            Err(Error::EmptyLine)
+        );
+        assert_eq!(
+            Entry::decode(&map(&[("lp", b"a v=1 1\nb v=2 2")])),
+            Err(Error::Multiline { lines: 2 })
+        );
+        // A newline inside a string value is part of the one line.
+        let quoted = Entry::decode(&map(&[("lp", b"a s=\"x\ny\" 1\n")])).unwrap();
+        assert_eq!(quoted.lp, "a s=\"x\ny\" 1\n");
     }
 }

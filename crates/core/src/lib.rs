@@ -1,11 +1,13 @@
 //! redline-core: the vocabulary every redline component shares.
 //!
-//! - [`line`]: InfluxDB line protocol → validated, normalised [`line::Metric`]s, with the
+//! - [`line`](mod@line): InfluxDB line protocol → validated, normalised [`line::Metric`]s, with the
 //!   precision converted to nanoseconds and missing timestamps stamped at receive time;
 //! - [`series`]: the series key of a metric and the stable partition hash built on it;
 //! - [`entry`]: a metric ⇄ the fields of one Redis stream entry, and dead-letter fields;
 //! - [`keys`]: every Redis key name redline uses;
 //! - [`redis`]: connection pools from a [`redis::RedisConfig`] and Redis error classification;
+//! - [`eviction`]: refusing a Redis that may evict streams;
+//! - [`health`]: the bodies of `/health` and `/ready`;
 //! - [`shutdown`]: a cloneable shutdown handle fed by SIGTERM/SIGINT;
 //! - [`telemetry`]: metric names and the Prometheus `/metrics` rendering;
 //! - [`units`]: durations (`500ms`, `10s`) and sizes (`512KiB`, `25MB`) as the CLI takes them.
@@ -13,6 +15,8 @@
 //! Nothing here listens on a socket or runs a long-lived task.
 
 pub mod entry;
+pub mod eviction;
+pub mod health;
 pub mod keys;
 pub mod line;
 pub mod redis;

@@ -1,16 +1,30 @@
 //! Connections to Redis: a pool for request/response traffic, dedicated connections for
-//! blocking reads, and the classification of Redis errors.
+//! blocking reads and for the ops commands, and the classification of Redis errors.
 //!
-//! Pooled connections are multiplexed (redis-rs `MultiplexedConnection`): a dropped future
-//! does not cancel a command the server already received, so callers must treat a
-//! timed-out XADD as "maybe stored" and answer non-success (the client retries, and a
-//! stamped metric written twice is the same InfluxDB point).
+//! Redis is either one server (standalone, with or without replicas) or a Redis Cluster:
+//! [`RedisConfig::url`] with several comma-separated node URLs, or one seed URL with
+//! [`RedisConfig::cluster`], selects the cluster client (redis-rs `cluster-async`). Callers
+//! see one [`Pool`], [`PooledConnection`] and [`Connection`] either way, each implementing
+//! `redis::aio::ConnectionLike`; the cluster client follows `MOVED`/`ASK` redirections and
+//! failovers by itself. What callers must still do on a cluster is never send a command or
+//! a pipeline whose keys hash to different slots ([`Pipelines`] groups pipelines per slot).
+//!
+//! Pooled connections are multiplexed (redis-rs `MultiplexedConnection`, and a cluster
+//! connection multiplexes one connection per node): a dropped future does not cancel a
+//! command the server already received, so callers must treat a timed-out XADD as "maybe
+//! stored" and answer non-success (the client retries, and a stamped metric written twice
+//! is the same InfluxDB point).
+
+mod pool;
 
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::{Manager, Runtime};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
+
+pub use self::pool::{Connection, Link, Pipelines, Pool, PoolError, PooledConnection};
 
 /// The default Redis URL.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
@@ -19,8 +33,11 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db` or `rediss://…`.
+    /// `redis://[user:password@]host:port/db` or `rediss://…`; for Redis Cluster, several
+    /// node URLs separated by commas (any reachable one is enough to find the others).
     pub url: String,
+    /// Use the Redis Cluster client even with one URL (a seed node of the cluster).
+    pub cluster: bool,
     /// Most pooled connections at once.
     pub pool_size: usize,
     /// Bound on establishing a TCP connection to Redis.
@@ -36,6 +53,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: DEFAULT_URL.to_string(),
+            cluster: false,
             pool_size: 16,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(10),
@@ -71,7 +89,15 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Masks the password of a Redis URL so it can be logged: `redis://u:***@host:6379/`.
+/// A comma-separated list of node URLs is masked URL by URL.
 pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact_one).collect::<Vec<_>>().join(",");
+    }
+    redact_one(url)
+}
+
+fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -95,12 +121,67 @@ impl RedisConfig {
             .set_response_timeout(response_timeout)
     }
 
-    /// A client for this configuration (checks the URL, does not connect).
+    /// The node URLs: the comma-separated parts of [`RedisConfig::url`], trimmed.
+    pub fn nodes(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .collect()
+    }
+
+    /// True when this is a Redis Cluster: several node URLs, or [`RedisConfig::cluster`].
+    pub fn is_cluster(&self) -> bool {
+        self.cluster || self.nodes().len() > 1
+    }
+
+    /// Checks the URL(s) without connecting.
+    ///
+    /// # Errors
+    /// [`Error::Url`] naming the first URL that does not parse.
+    pub fn check(&self) -> Result<()> {
+        if self.is_cluster() {
+            self.cluster_client(Some(self.response_timeout)).map(drop)
+        } else {
+            self.client().map(drop)
+        }
+    }
+
+    /// A client for a standalone Redis (checks the URL, does not connect). With a list of
+    /// cluster nodes, it is a client of the first one.
     ///
     /// # Errors
     /// [`Error::Url`] when the URL does not parse.
     pub fn client(&self) -> Result<redis::Client> {
-        redis::Client::open(self.url.as_str()).map_err(|source| Error::Url {
+        let url = self.nodes().first().copied().unwrap_or(self.url.as_str());
+        redis::Client::open(url).map_err(|source| Error::Url {
+            url: redact_url(url),
+            source,
+        })
+    }
+
+    /// A Redis Cluster client over every node URL, with this configuration's timeouts
+    /// (`response_timeout` also bounds a request's retries and redirections).
+    fn cluster_client(&self, response_timeout: Option<Duration>) -> Result<ClusterClient> {
+        let nodes = self.nodes();
+        for node in &nodes {
+            redis::IntoConnectionInfo::into_connection_info(*node).map_err(|source| {
+                Error::Url {
+                    url: redact_url(node),
+                    source,
+                }
+            })?;
+        }
+        let mut builder = ClusterClientBuilder::new(nodes)
+            .connection_timeout(self.connect_timeout)
+            // The driver's default waits at least 1.28 s between retries; a failover
+            // (`cluster-node-timeout` + election) is usually over within a few seconds.
+            .min_retry_wait(50)
+            .max_retry_wait(1000);
+        if let Some(timeout) = response_timeout {
+            builder = builder.response_timeout(timeout);
+        }
+        builder.build().map_err(|source| Error::Url {
             url: redact_url(&self.url),
             source,
         })
@@ -109,9 +190,17 @@ impl RedisConfig {
     /// A connection pool. Connections are made lazily, so this succeeds while Redis is
     /// down; `pool.get()` then fails fast with a transient error and later calls reconnect.
     ///
+    /// On a cluster the "pool" is one shared cluster connection (itself multiplexed over one
+    /// connection per node, reconnecting and following the slot map by itself), made on the
+    /// first `get()`.
+    ///
     /// # Errors
     /// [`Error::Url`] or [`Error::Pool`] for a bad configuration.
     pub fn pool(&self) -> Result<Pool> {
+        if self.is_cluster() {
+            let client = self.cluster_client(Some(self.response_timeout))?;
+            return Ok(Pool::cluster(client, self.connect_timeout * 2));
+        }
         let manager = Manager::new_with_config(
             self.url.as_str(),
             self.connection_config(Some(self.response_timeout)),
@@ -120,14 +209,23 @@ impl RedisConfig {
             url: redact_url(&self.url),
             source,
         })?;
-        Pool::builder(manager)
+        deadpool_redis::Pool::builder(manager)
             .max_size(self.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.response_timeout))
             .create_timeout(Some(self.connect_timeout * 2))
             .recycle_timeout(Some(self.connect_timeout))
             .build()
+            .map(Pool::Standalone)
             .map_err(|e| Error::Pool(e.to_string()))
+    }
+
+    /// A dedicated connection with the response timeout, e.g. for the ops commands.
+    ///
+    /// # Errors
+    /// [`Error::Url`] for a bad URL, [`Error::Connect`] when Redis cannot be reached.
+    pub async fn connect(&self) -> Result<Connection> {
+        self.dedicated(Some(self.response_timeout)).await
     }
 
     /// A dedicated connection without a response timeout, for `XREADGROUP … BLOCK`, which
@@ -135,15 +233,47 @@ impl RedisConfig {
     ///
     /// # Errors
     /// [`Error::Connect`] when Redis cannot be reached.
-    pub async fn blocking_connection(&self) -> Result<redis::aio::MultiplexedConnection> {
+    pub async fn blocking_connection(&self) -> Result<Connection> {
+        self.dedicated(None).await
+    }
+
+    async fn dedicated(&self, response_timeout: Option<Duration>) -> Result<Connection> {
+        let connect_error = |source| Error::Connect {
+            url: redact_url(&self.url),
+            source,
+        };
+        if self.is_cluster() {
+            let client = self.cluster_client(response_timeout)?;
+            // Connecting asks every seed for the slot map; bound it as a pool would.
+            let connected =
+                tokio::time::timeout(self.connect_timeout * 2, client.get_async_connection())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(redis::RedisError::from(std::io::Error::from(
+                            std::io::ErrorKind::TimedOut,
+                        )))
+                    });
+            return connected.map(Connection::Cluster).map_err(connect_error);
+        }
         let client = self.client()?;
         client
-            .get_multiplexed_async_connection_with_config(&self.connection_config(None))
+            .get_multiplexed_async_connection_with_config(&self.connection_config(response_timeout))
             .await
-            .map_err(|source| Error::Connect {
-                url: redact_url(&self.url),
-                source,
-            })
+            .map(Connection::Standalone)
+            .map_err(connect_error)
+    }
+}
+
+/// Longest Redis error text put in a log line or an HTTP answer.
+const DESCRIBE_LIMIT: usize = 300;
+
+/// A Redis error as one bounded line: a failed pipeline of 5,000 XADDs lists every
+/// failed command, which would make a log line (and an HTTP answer) of hundreds of KiB.
+pub fn describe(e: &redis::RedisError) -> String {
+    let text = e.to_string().replace('\n', " ");
+    match text.char_indices().nth(DESCRIBE_LIMIT) {
+        Some((cut, _)) => format!("{}… ({} bytes more)", &text[..cut], text.len() - cut),
+        None => text,
     }
 }
 
@@ -152,6 +282,7 @@ impl RedisConfig {
 pub fn is_transient(e: &redis::RedisError) -> bool {
     e.is_timeout()
         || e.is_connection_dropped()
+        || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
         || e.is_connection_refusal()
         || e.is_io_error()
         || matches!(
@@ -181,5 +312,30 @@ mod tests {
             redact_url("redis://127.0.0.1:6379/"),
             "redis://127.0.0.1:6379/"
         );
+        assert_eq!(
+            redact_url("redis://:pw@a:1,redis://:pw@b:2"),
+            "redis://:***@a:1,redis://:***@b:2"
+        );
+    }
+
+    #[test]
+    fn several_urls_or_the_flag_mean_a_cluster() {
+        let mut config = RedisConfig {
+            url: "redis://127.0.0.1:7000, redis://127.0.0.1:7001".into(),
+            ..RedisConfig::default()
+        };
+        assert_eq!(
+            config.nodes(),
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        assert!(config.is_cluster());
+        assert!(config.check().is_ok());
+        config.url = "redis://127.0.0.1:7000".into();
+        assert!(!config.is_cluster());
+        config.cluster = true;
+        assert!(config.is_cluster());
+        config.url = "redis://127.0.0.1:7000,nonsense".into();
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.contains("'nonsense'"), "{error}");
     }
 }

@@ -5,7 +5,13 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets for every `*_seconds` metric: 0.5 ms to 30 s.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Counter: HTTP write requests by `endpoint` and `status` code.
 pub const HTTP_REQUESTS: &str = "redline_http_requests_total";
@@ -35,6 +41,18 @@ pub const SINK_RETRIES: &str = "redline_sink_retries_total";
 pub const SINK_SECONDS: &str = "redline_sink_write_duration_seconds";
 /// Counter: entries moved to the dead-letter stream, by `reason`.
 pub const DEAD_LETTERED: &str = "redline_metrics_dead_lettered_total";
+/// Counter: entries claimed from other consumers (XAUTOCLAIM).
+pub const RECLAIMED: &str = "redline_metrics_reclaimed_total";
+/// Gauge: entries in a metric stream, by `stream`.
+pub const STREAM_LENGTH: &str = "redline_stream_length";
+/// Gauge: entries a group has not read yet, by `stream` and `group` (XINFO GROUPS lag).
+pub const GROUP_LAG: &str = "redline_group_lag";
+/// Gauge: entries a group has read but not acknowledged, by `stream` and `group`.
+pub const GROUP_PENDING: &str = "redline_group_pending";
+/// Gauge: age of a group's oldest pending entry in seconds, by `stream` and `group`.
+pub const GROUP_OLDEST_PENDING_AGE: &str = "redline_group_oldest_pending_age_seconds";
+/// Gauge: entries in the dead-letter stream.
+pub const DLQ_LENGTH: &str = "redline_dlq_length";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -42,11 +60,16 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                // The suffix matcher is valid with these buckets; fall back to summaries if not.
+                .unwrap_or_else(|_| PrometheusBuilder::new())
+                .build_recorder();
             let handle = recorder.handle();
             // Fails only when another recorder is installed, e.g. by a test harness;
             // the handle still renders, just without the other recorder's data.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
@@ -55,4 +78,60 @@ pub fn install() -> PrometheusHandle {
 /// The current metrics in Prometheus text format.
 pub fn render() -> String {
     install().render()
+}
+
+/// HELP texts for every metric.
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP write requests by endpoint and status code."
+    );
+    describe_counter!(LINES_ACCEPTED, "Lines validated and stored in Redis.");
+    describe_counter!(LINES_REJECTED, "Lines refused, by reason.");
+    describe_counter!(
+        UNAVAILABLE,
+        "503 answers by cause (redis, buffer_full, replicas)."
+    );
+    describe_histogram!(
+        XADD_SECONDS,
+        Unit::Seconds,
+        "Time for one request's pipelined XADDs."
+    );
+    describe_gauge!(
+        BUFFER_ENTRIES,
+        "Entries the slowest group has not acknowledged (buffer fill)."
+    );
+    describe_counter!(
+        DROPPED,
+        "Unacknowledged entries dropped under buffer_full = drop_oldest."
+    );
+    describe_counter!(BATCHES_WRITTEN, "Batches the sink accepted.");
+    describe_counter!(METRICS_WRITTEN, "Metrics the sink accepted.");
+    describe_counter!(METRICS_ACKED, "Entries acknowledged (XACK).");
+    describe_counter!(
+        SINK_RETRIES,
+        "Failed sink writes that will be retried, by kind."
+    );
+    describe_histogram!(SINK_SECONDS, Unit::Seconds, "Time for one sink write.");
+    describe_counter!(
+        DEAD_LETTERED,
+        "Entries moved to the dead-letter stream, by reason."
+    );
+    describe_counter!(RECLAIMED, "Entries claimed from idle consumers.");
+    describe_counter!(TRIMMED, "Acknowledged entries removed by safe trimming.");
+    describe_gauge!(STREAM_LENGTH, "Entries in a metric stream (from Redis).");
+    describe_gauge!(
+        GROUP_LAG,
+        "Entries a group has not read yet (XINFO GROUPS)."
+    );
+    describe_gauge!(
+        GROUP_PENDING,
+        "Entries a group has read but not acknowledged (XINFO GROUPS)."
+    );
+    describe_gauge!(
+        GROUP_OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of a group's oldest pending entry."
+    );
+    describe_gauge!(DLQ_LENGTH, "Entries in the dead-letter stream.");
 }

@@ -1,9 +1,16 @@
 //! `redline dlq list | show | replay | purge`: inspect, re-inject and drop dead letters.
 //!
-//! Invariant: a replayed dead letter leaves the dead-letter stream only in the same step
-//! that adds it back to its metric stream partition (one script: it checks the letter is
-//! still there, `XADD`s, then `XDEL`s), so a replay interrupted at any point loses nothing,
-//! and two replays racing re-inject each letter once.
+//! Invariant: a replayed dead letter leaves the dead-letter stream only once it is back in
+//! its metric stream partition, so a replay interrupted at any point loses nothing.
+//!
+//! - On a standalone Redis both happen in one step (one script: it checks the letter is
+//!   still there, `XADD`s, then `XDEL`s), so two replays racing re-inject each letter once.
+//! - On Redis Cluster the dead-letter stream and the partition hash to different slots and
+//!   Redis refuses the script (`CROSSSLOT`). Replay then runs `XADD` to the partition, and
+//!   only after Redis confirmed it, `XDEL` of the letter. A crash between the two leaves the
+//!   letter in place, and a later replay re-injects it again; two replays racing may both
+//!   re-inject it. Either way the metric is written twice with its fixed timestamp, which
+//!   InfluxDB stores as one point: a duplicate at worst, never a loss.
 
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
@@ -179,7 +186,10 @@ pub async fn dlq_replay<C: ConnectionLike + Send>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ReplayReport> {
     let dlq = keys.dlq();
-    let script = Script::new(REPLAY_SCRIPT);
+    let mut script = Replay {
+        script: Script::new(REPLAY_SCRIPT),
+        atomic: true,
+    };
     let mut report = ReplayReport {
         replayed: 0,
         failed: Vec::new(),
@@ -190,7 +200,9 @@ pub async fn dlq_replay<C: ConnectionLike + Send>(
         let total = ids.len() as u64;
         for id in ids {
             match stream::entry(conn, &dlq, &id).await? {
-                Some(fields) => replay_one(conn, keys, &script, id, &fields, &mut report).await?,
+                Some(fields) => {
+                    replay_one(conn, keys, &mut script, id, &fields, &mut report).await?;
+                }
                 None => report.failed.push(ReplayFailure {
                     id,
                     reason: "not in the dead-letter stream".into(),
@@ -212,7 +224,7 @@ pub async fn dlq_replay<C: ConnectionLike + Send>(
         let full = chunk.len() == REPLAY_CHUNK;
         for (id, fields) in chunk {
             cursor = format!("({id}");
-            replay_one(conn, keys, &script, id, &fields, &mut report).await?;
+            replay_one(conn, keys, &mut script, id, &fields, &mut report).await?;
             done += 1;
             progress(done, total.max(done));
         }
@@ -222,11 +234,19 @@ pub async fn dlq_replay<C: ConnectionLike + Send>(
     }
 }
 
+/// How letters are moved back: the atomic script, until Redis answers `CROSSSLOT` (a
+/// cluster), then `XADD` followed by `XDEL`.
+struct Replay {
+    script: Script,
+    /// False once the script was refused for crossing slots.
+    atomic: bool,
+}
+
 /// Replays one letter whose fields were just read.
 async fn replay_one<C: ConnectionLike + Send>(
     conn: &mut C,
     keys: &StreamKeys,
-    script: &Script,
+    replay: &mut Replay,
     id: String,
     fields: &Fields,
     report: &mut ReplayReport,
@@ -245,15 +265,24 @@ async fn replay_one<C: ConnectionLike + Send>(
         db: letter.db,
         rp: letter.rp,
     };
-    let mut invocation = script.key(keys.dlq());
-    invocation.key(target).arg(&letter.id);
-    for (field, value) in entry.fields() {
-        invocation.arg(field).arg(value);
-    }
-    let new_id: Option<String> = invocation
-        .invoke_async(conn)
-        .await
-        .map_err(|e| Error::redis(e, "XADD", target))?;
+    let dlq = keys.dlq();
+    let new_id: Option<String> = if replay.atomic {
+        let mut invocation = replay.script.key(&dlq);
+        invocation.key(target).arg(&letter.id);
+        for (field, value) in entry.fields() {
+            invocation.arg(field).arg(value);
+        }
+        match invocation.invoke_async(conn).await {
+            Ok(new_id) => new_id,
+            Err(e) if e.code() == Some("CROSSSLOT") => {
+                replay.atomic = false;
+                replay_in_two_steps(conn, &dlq, target, &letter.id, &entry).await?
+            }
+            Err(e) => return Err(Error::redis(e, "XADD", target)),
+        }
+    } else {
+        replay_in_two_steps(conn, &dlq, target, &letter.id, &entry).await?
+    };
     match new_id {
         Some(_) => report.replayed += 1,
         None => report.failed.push(ReplayFailure {
@@ -262,6 +291,33 @@ async fn replay_one<C: ConnectionLike + Send>(
         }),
     }
     Ok(())
+}
+
+/// `XADD` of `entry` to `target`, then, once Redis confirmed it, `XDEL` of letter `id`: for
+/// Redis Cluster, where the two keys are different slots (see the module's invariant).
+/// Returns the new entry id; the letter counts as replayed even if a racing replay deleted
+/// it first (the metric was re-injected by both: the same point twice).
+async fn replay_in_two_steps<C: ConnectionLike + Send>(
+    conn: &mut C,
+    dlq: &str,
+    target: &str,
+    id: &str,
+    entry: &Entry,
+) -> Result<Option<String>> {
+    let new_id: String = redis::cmd("XADD")
+        .arg(target)
+        .arg("*")
+        .arg(entry.fields())
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::redis(e, "XADD", target))?;
+    redis::cmd("XDEL")
+        .arg(dlq)
+        .arg(id)
+        .query_async::<u64>(conn)
+        .await
+        .map_err(|e| Error::redis(e, "XDEL", dlq))?;
+    Ok(Some(new_id))
 }
 
 /// The partition of a line: by its series key as the producer computes it (tags sorted),

@@ -20,14 +20,15 @@ pub enum Error {
     #[error("cannot reach Redis: {}", one_line(.0))]
     Redis(#[source] redis::RedisError),
     /// Redis answered a command with an error.
-    #[error("Redis refused {command} on '{key}': {}", one_line(.source))]
+    #[error("Redis refused {command}{}: {}", on_key(.key), refusal(.reply))]
     Command {
         /// The command, e.g. `XINFO GROUPS`.
         command: &'static str,
-        /// The key it ran on.
+        /// The key it ran on; empty for a command on no key (`TIME`).
         key: String,
-        /// What Redis said.
-        source: redis::RedisError,
+        /// What Redis said. The message quotes it, so it is not also the `source()`: a
+        /// chain printed whole would say it twice.
+        reply: redis::RedisError,
     },
     /// The named consumer group does not exist on a stream (or the stream does not exist).
     #[error("no consumer group '{group}' on stream '{stream}'")]
@@ -81,7 +82,7 @@ impl Error {
             Self::Command {
                 command,
                 key: key.to_string(),
-                source,
+                reply: source,
             }
         }
     }
@@ -121,13 +122,40 @@ impl Error {
     }
 }
 
+/// ` on '<key>'`, or nothing for a command on no key (`TIME`).
+fn on_key(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" on '{key}'")
+    }
+}
+
+/// What Redis answered, as it writes it (`NOAUTH Authentication required.`), with a hint
+/// where the fix is on our side.
+fn refusal(error: &redis::RedisError) -> String {
+    let text = match (error.code(), error.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {}", fold(detail)),
+        _ => one_line(error),
+    };
+    match error.code() {
+        Some("NOAUTH" | "WRONGPASS") => {
+            format!(
+                "{text} (give the credentials in --redis-url: redis://USER:PASSWORD@HOST:PORT/)"
+            )
+        }
+        _ => text,
+    }
+}
+
 /// A redis-rs error on one line: its message with line breaks folded into spaces.
 fn one_line(error: &redis::RedisError) -> String {
-    error
-        .to_string()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    fold(&error.to_string())
+}
+
+/// `text` with every run of whitespace, line breaks included, made one space.
+fn fold(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

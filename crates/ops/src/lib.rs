@@ -12,10 +12,11 @@
 //! - [`consumers`] removes a consumer only while it holds nothing pending;
 //! - [`dlq_replay`] removes a dead letter only in the step that re-adds it to its stream.
 //!
-//! The connection is any redis-rs async connection. Every command touches one key per
-//! step except [`dlq_replay`], whose script touches the dead-letter stream and a
-//! partition: on Redis Cluster those hash to different slots, so replay needs a standalone
-//! Redis (or replicas) for now.
+//! The connection is any redis-rs async connection, a Redis Cluster connection included
+//! ([`connect`] makes the right one from the configuration). Every command and script
+//! touches one key, so none crosses a cluster slot, except the atomic replay script of
+//! [`dlq_replay`] (dead-letter stream + partition); on a cluster, which refuses it with
+//! `CROSSSLOT`, replay falls back to `XADD` then `XDEL` (see `dlq.rs`).
 //!
 //! ```no_run
 //! # async fn example() -> redline_ops::Result<()> {
@@ -32,6 +33,7 @@ mod claim;
 mod consumers;
 mod dlq;
 mod error;
+mod gauges;
 mod pending;
 mod render;
 mod reply;
@@ -39,9 +41,7 @@ mod status;
 mod stream;
 mod trim;
 
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
-use redline_core::redis::{redact_url, RedisConfig};
+use redline_core::redis::{Connection, RedisConfig};
 
 pub use crate::claim::{claim, ClaimReport, ClaimedEntry};
 pub use crate::consumers::{consumers, ConsumerInfo, ConsumersReport};
@@ -50,24 +50,22 @@ pub use crate::dlq::{
     ReplayReport,
 };
 pub use crate::error::{Error, Result};
+pub use crate::gauges::{export as export_gauges, GroupGauges};
 pub use crate::pending::{pending, ConsumerPending, PendingEntry, PendingFilter, PendingReport};
 pub use crate::status::{status, GroupStatus, StatusReport, StreamStatus};
 pub use crate::trim::{trim, trim_plan, StreamTrim, TrimReport};
 
-/// Connects to the Redis of `config`, with its connect and response timeouts.
+/// Connects to the Redis of `config` (standalone, or Redis Cluster when it names several
+/// nodes or sets `cluster`), with its connect and response timeouts.
 ///
 /// # Errors
 /// [`Error::Config`] for a bad URL, [`Error::Connect`] when Redis cannot be reached.
-pub async fn connect(config: &RedisConfig) -> Result<MultiplexedConnection> {
-    let client = config.client()?;
-    let settings = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.response_timeout));
-    client
-        .get_multiplexed_async_connection_with_config(&settings)
-        .await
-        .map_err(|source| Error::Connect {
-            url: redact_url(&config.url),
-            source,
-        })
+pub async fn connect(config: &RedisConfig) -> Result<Connection> {
+    match config.connect().await {
+        Ok(conn) => Ok(conn),
+        Err(redline_core::redis::Error::Connect { url, source }) => {
+            Err(Error::Connect { url, source })
+        }
+        Err(other) => Err(other.into()),
+    }
 }

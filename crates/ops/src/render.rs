@@ -14,6 +14,11 @@ use crate::trim::TrimReport;
 const REASON_WIDTH: usize = 60;
 /// How much of a line a table shows.
 const LINE_WIDTH: usize = 80;
+/// Room kept for a duration (`59m59s`, `23h59m`, `99d23h`): idle times and sizes change
+/// between two runs, or two refreshes of `status --watch`, and must not move the columns.
+const DURATION_WIDTH: usize = 6;
+/// Room kept for a size (`1023.9 KiB`), for the same reason.
+const BYTES_WIDTH: usize = 10;
 
 /// Left for text, right for numbers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -26,6 +31,8 @@ use Align::{Left, Right};
 /// A table: a header row, then rows, columns two spaces apart, no trailing blanks.
 struct Table {
     head: Vec<(&'static str, Align)>,
+    /// The least width of each column, whatever its cells.
+    min: Vec<usize>,
     rows: Vec<Vec<String>>,
 }
 
@@ -33,8 +40,17 @@ impl Table {
     fn new(head: &[(&'static str, Align)]) -> Self {
         Self {
             head: head.to_vec(),
+            min: vec![0; head.len()],
             rows: Vec::new(),
         }
+    }
+
+    /// Keeps at least `width` characters for column `name`.
+    fn reserve(mut self, name: &str, width: usize) -> Self {
+        if let Some(i) = self.head.iter().position(|(h, _)| *h == name) {
+            self.min[i] = width;
+        }
+        self
     }
 
     fn row(&mut self, cells: Vec<String>) {
@@ -47,7 +63,7 @@ impl Table {
                 .iter()
                 .filter_map(|row| row.get(i))
                 .map(|cell| cell.chars().count())
-                .chain([self.head[i].0.len()])
+                .chain([self.head[i].0.len(), self.min[i]])
                 .max()
                 .unwrap_or(0)
         };
@@ -130,7 +146,8 @@ impl StatusReport {
             ("FIRST ID", Left),
             ("LAST ID", Left),
             ("MEMORY", Right),
-        ]);
+        ])
+        .reserve("MEMORY", BYTES_WIDTH);
         let mut groups = Table::new(&[
             ("STREAM", Left),
             ("GROUP", Left),
@@ -196,7 +213,8 @@ impl PendingReport {
             ("PENDING", Right),
             ("OLDEST ID", Left),
             ("OLDEST IDLE", Right),
-        ]);
+        ])
+        .reserve("OLDEST IDLE", DURATION_WIDTH);
         for c in &self.consumers {
             consumers.row(vec![
                 c.stream.clone(),
@@ -221,7 +239,7 @@ impl PendingReport {
         if show {
             head.push(("LINE", Left));
         }
-        let mut entries = Table::new(&head);
+        let mut entries = Table::new(&head).reserve("IDLE", DURATION_WIDTH);
         for e in &self.entries {
             let mut row = vec![
                 e.id.clone(),
@@ -281,7 +299,9 @@ fn consumer_table(list: &[ConsumerInfo], out: &mut String) {
         ("PENDING", Right),
         ("IDLE", Right),
         ("INACTIVE", Right),
-    ]);
+    ])
+    .reserve("IDLE", DURATION_WIDTH)
+    .reserve("INACTIVE", DURATION_WIDTH);
     for c in list {
         table.row(vec![
             c.stream.clone(),
@@ -475,6 +495,19 @@ mod tests {
         let mut out = String::new();
         table.render(&mut out);
         assert_eq!(out, "NAME     N  NOTE\na       10\nlonger   2  x\n");
+    }
+
+    #[test]
+    fn reserved_columns_keep_their_width_whatever_the_values() {
+        let render = |idle: &str| {
+            let mut table = Table::new(&[("IDLE", Right), ("N", Right)]).reserve("IDLE", 6);
+            table.row(vec![idle.into(), "1".into()]);
+            let mut out = String::new();
+            table.render(&mut out);
+            out
+        };
+        assert_eq!(render("5ms"), "  IDLE  N\n   5ms  1\n");
+        assert_eq!(render("12.3s"), "  IDLE  N\n 12.3s  1\n");
     }
 
     #[test]

@@ -31,7 +31,13 @@ pub(crate) async fn exists<C: ConnectionLike + Send>(conn: &mut C, key: &str) ->
 }
 
 /// The length of a stream, 0 when it does not exist.
+///
+/// # Errors
+/// [`Error::NotAStream`] for a key of another type; Redis errors.
 pub(crate) async fn len<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<u64> {
+    if !exists(conn, key).await? {
+        return Ok(0);
+    }
     redis::cmd("XLEN")
         .arg(key)
         .query_async(conn)

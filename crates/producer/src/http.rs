@@ -6,22 +6,32 @@
 //! 413 for a body over `max_body_size`; 415 for an unknown `Content-Encoding`; 503 with
 //! `Retry-After` while Redis is unreachable. v2 answers also carry `code` and `message`,
 //! which v2 clients read.
+//!
+//! Guards, outermost first (`auth`, `limits`): a token when any is configured (401,
+//! before the body is read), at most `max_concurrent_requests` writes at once (503), the
+//! body within `max_body_size` (413) and `read_timeout` (408), each line within
+//! `max_line_length` and `max_fields` (refused by number). `/ping`, `/health` and `/ready`
+//! stay open; `/metrics` is guarded with `auth_metrics`.
 
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    body::Bytes,
-    extract::{DefaultBodyLimit, Form, Query, State as AxumState},
+    body::Body,
+    extract::{rejection::FormRejection, DefaultBodyLimit, Form, Query, State as AxumState},
     http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware,
     response::{IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
-use redline_core::{line::Precision, telemetry};
+use redline_core::{
+    line::{Limits, Precision},
+    telemetry,
+};
 use serde::Deserialize;
 
 use crate::{
-    ingest,
+    auth, ingest, limits, reply,
     writer::{self, Target, Writer},
 };
 
@@ -34,8 +44,19 @@ pub struct State {
 #[derive(Debug)]
 struct Inner {
     writer: Writer,
+    gauges: redline_ops::GroupGauges,
     max_body_size: u64,
     retry_after: Duration,
+    /// Tokens that may write; empty = no authentication.
+    tokens: Arc<auth::Tokens>,
+    /// Whether `/metrics` needs a token too.
+    auth_metrics: bool,
+    /// The bound on concurrent write requests.
+    concurrency: limits::Concurrency,
+    /// Bound on receiving one body.
+    read_timeout: Duration,
+    /// Bounds on one line.
+    line_limits: Limits,
 }
 
 impl State {
@@ -44,8 +65,20 @@ impl State {
         Self {
             inner: Arc::new(Inner {
                 writer,
+                gauges: redline_ops::GroupGauges::new(config.redis.clone(), config.keys()),
                 max_body_size: config.max_body_size,
                 retry_after: config.retry_after,
+                tokens: Arc::new(config.auth_tokens.clone()),
+                auth_metrics: config.auth_metrics,
+                concurrency: limits::Concurrency::new(
+                    config.max_concurrent_requests,
+                    config.retry_after,
+                ),
+                read_timeout: config.read_timeout,
+                line_limits: Limits {
+                    max_line_length: config.max_line_length,
+                    max_fields: config.max_fields,
+                },
             }),
         }
     }
@@ -55,13 +88,31 @@ impl State {
 pub fn router(state: State) -> Router {
     // Compressed bodies are bounded here, decoded ones again in `ingest::decode`.
     let limit = usize::try_from(state.inner.max_body_size).unwrap_or(usize::MAX);
-    Router::new()
+    let tokens = state.inner.tokens.clone();
+    // Layers run outside in: the token first, then the concurrency bound.
+    let writes = Router::new()
         .route("/write", post(write_v1))
         .route("/api/v2/write", post(write_v2))
         .route("/query", get(query).post(query))
+        .route_layer(middleware::from_fn_with_state(
+            state.inner.concurrency.clone(),
+            limits::concurrency,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            tokens.clone(),
+            auth::require,
+        ));
+    let mut metrics_route = Router::new().route("/metrics", get(metrics));
+    if state.inner.auth_metrics {
+        metrics_route =
+            metrics_route.route_layer(middleware::from_fn_with_state(tokens, auth::require));
+    }
+    Router::new()
+        .merge(writes)
+        .merge(metrics_route)
         .route("/ping", get(ping).head(ping))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
+        .route("/ready", get(ready))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -103,20 +154,20 @@ async fn write_v1(
     AxumState(state): AxumState<State>,
     Query(params): Query<V1Params>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let target = Target {
         db: params.db.filter(|s| !s.is_empty()),
         rp: params.rp.filter(|s| !s.is_empty()),
     };
-    write(&state, Api::V1, &params.precision, target, &headers, &body).await
+    write(&state, Api::V1, &params.precision, target, &headers, body).await
 }
 
 async fn write_v2(
     AxumState(state): AxumState<State>,
     Query(params): Query<V2Params>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(bucket) = params.bucket.filter(|s| !s.is_empty()) else {
         return refuse(
@@ -129,7 +180,7 @@ async fn write_v2(
         db: Some(bucket),
         rp: None,
     };
-    write(&state, Api::V2, &params.precision, target, &headers, &body).await
+    write(&state, Api::V2, &params.precision, target, &headers, body).await
 }
 
 /// Everything that turns a write into a non-204 answer.
@@ -147,7 +198,7 @@ async fn write(
     precision: &str,
     target: Target,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Response {
     let now_ns = now_ns();
     let result = async {
@@ -155,8 +206,15 @@ async fn write(
         let encoding = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        let decoded = ingest::decode(body, encoding, state.inner.max_body_size)?;
-        let mut parsed = ingest::parse(&decoded, precision, now_ns);
+        let inner = &state.inner;
+        let body =
+            limits::read_body(headers, body, inner.max_body_size, inner.read_timeout).await?;
+        let decoded = ingest::decode(&body, encoding, inner.max_body_size)?;
+        drop(body);
+        let mut parsed = ingest::parse_with(&decoded, precision, now_ns, &inner.line_limits);
+        // The metrics own their lines: the body's copies need not live through the XADDs
+        // (each in-flight request's memory is the producer's RSS).
+        drop(decoded);
         let metrics = ingest::take_metrics(&mut parsed);
         let stored = state.inner.writer.store(metrics, &target).await?;
         metrics::counter!(telemetry::LINES_ACCEPTED).increment(stored as u64);
@@ -186,6 +244,9 @@ fn refuse(state: &State, api: Api, failure: Failure) -> Response {
         }
         Failure::Ingest(ingest::Error::UnsupportedEncoding(_)) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid")
+        }
+        Failure::Ingest(ingest::Error::ReadTimeout { .. }) => {
+            (StatusCode::REQUEST_TIMEOUT, "request timeout")
         }
         Failure::Ingest(_) => (StatusCode::BAD_REQUEST, "invalid"),
         Failure::Store(
@@ -264,7 +325,19 @@ struct QueryParams {
 /// Telegraf's `outputs.influxdb` sends `CREATE DATABASE "x"` at start. The consumer
 /// creates databases in the real InfluxDB on first write, so the statement is answered
 /// as InfluxDB would; queries are not served here.
-async fn query(Form(params): Form<QueryParams>) -> Response {
+async fn query(params: Result<Form<QueryParams>, FormRejection>) -> Response {
+    let params = match params {
+        Ok(Form(params)) => params,
+        Err(rejection) => {
+            let status = rejection.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "request too large"
+            } else {
+                "invalid"
+            };
+            return reply::error(reply::Api::V1, status, code, &rejection.body_text());
+        }
+    };
     let statement = params.q.trim_start().to_ascii_uppercase();
     if statement.starts_with("CREATE DATABASE") {
         let body = serde_json::json!({"results": [{"statement_id": 0}]});
@@ -289,21 +362,37 @@ async fn ping() -> Response {
         .into_response()
 }
 
-async fn health(AxumState(state): AxumState<State>) -> Response {
-    let redis_ok = state.inner.writer.ping().await;
-    let body = serde_json::json!({
-        "name": "redline-producer",
-        "status": "pass",
-        "version": env!("CARGO_PKG_VERSION"),
-        "checks": [{
-            "name": "redis",
-            "status": if redis_ok { "pass" } else { "fail" },
-        }],
-    });
-    (StatusCode::OK, Json(body)).into_response()
+async fn health() -> Response {
+    Json(redline_core::health::health_body("redline-producer")).into_response()
 }
 
-async fn metrics() -> Response {
+async fn ready(AxumState(state): AxumState<State>) -> Response {
+    let redis = redline_core::health::Check::run("redis", async {
+        if state.inner.writer.ping().await {
+            Ok(())
+        } else {
+            Err("Redis does not answer PING".to_string())
+        }
+    })
+    .await;
+    let (ready, body) = redline_core::health::ready_body("redline-producer", &[redis]);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(AxumState(state): AxumState<State>) -> Response {
+    if let Err(error) = state
+        .inner
+        .gauges
+        .refresh(redline_core::health::CHECK_TIMEOUT)
+        .await
+    {
+        tracing::debug!(%error, "Cannot read stream gauges from Redis for /metrics.");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         telemetry::render(),
@@ -311,7 +400,8 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-fn now_ns() -> i64 {
+/// Now, in nanoseconds since the Unix epoch: the stamp of lines without a timestamp.
+pub(crate) fn now_ns() -> i64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

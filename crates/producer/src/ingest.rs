@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use redline_core::line::{self, LineError, Metric, Parsed, Precision, PrecisionError};
+use redline_core::line::{self, Limits, LineError, Metric, Parsed, Precision, PrecisionError};
 
 /// A request the producer refuses as a whole, or in part.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,15 @@ pub enum Error {
         /// The configured limit.
         limit: u64,
     },
+    /// The body did not arrive within the read timeout.
+    #[error("request body not received within {timeout:?}")]
+    ReadTimeout {
+        /// The configured timeout.
+        timeout: std::time::Duration,
+    },
+    /// The body could not be read (the client broke off).
+    #[error("cannot read the request body: {0}")]
+    BodyRead(String),
     /// Unknown `precision`.
     #[error(transparent)]
     Precision(#[from] PrecisionError),
@@ -70,15 +79,22 @@ pub fn decode(body: &[u8], encoding: Option<&str>, limit: u64) -> Result<Vec<u8>
     }
 }
 
-/// Parses a decoded body. Lines that are not UTF-8 are refused by number.
+/// Parses a decoded body with the default [`Limits`] (64 KiB per line, 1000 fields). Lines
+/// that are not UTF-8 are refused by number.
 pub fn parse(body: &[u8], precision: Precision, now_ns: i64) -> Parsed {
+    parse_with(body, precision, now_ns, &Limits::default())
+}
+
+/// Parses a decoded body, refusing lines past `limits`. Lines that are not UTF-8 are
+/// refused by number.
+pub fn parse_with(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
     match std::str::from_utf8(body) {
-        Ok(text) => line::parse(text, precision, now_ns),
-        Err(_) => parse_lossy(body, precision, now_ns),
+        Ok(text) => line::parse_with(text, precision, now_ns, limits),
+        Err(_) => parse_lossy(body, precision, now_ns, limits),
     }
 }
 
-fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64) -> Parsed {
+fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
     // Keep the line numbering: an invalid line becomes an empty one, refused separately.
     let mut text = String::with_capacity(body.len());
     let mut bad: Option<LineError> = None;
@@ -99,13 +115,34 @@ fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64) -> Parsed {
             }
         }
     }
-    let mut parsed = line::parse(&text, precision, now_ns);
+    let mut parsed = line::parse_with(&text, precision, now_ns, limits);
     parsed.rejected += bad_count;
     parsed.first_error = match (parsed.first_error.take(), bad) {
         (Some(a), Some(b)) => Some(if a.line < b.line { a } else { b }),
         (a, b) => a.or(b),
     };
     parsed
+}
+
+/// Every refused line of `body` with its number, counting from `first_line` for the first
+/// line of `body`: for sources that report each bad line, not only the first (TCP,
+/// `redline send`). It parses `body` again line by line, so call it only after
+/// [`parse_with`] (with the same `limits`) reported rejections.
+pub fn rejected_lines(
+    body: &[u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+    first_line: usize,
+) -> Vec<LineError> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(index, raw)| {
+            let mut error = parse_with(raw, precision, now_ns, limits).first_error?;
+            error.line = first_line + index;
+            Some(error)
+        })
+        .collect()
 }
 
 /// The error to answer once the valid metrics of `parsed` are stored, if any line was bad.
@@ -148,6 +185,23 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unsupported Content-Encoding 'br': send gzip or no encoding"
+        );
+    }
+
+    #[test]
+    fn every_rejected_line_is_numbered_from_the_first() {
+        let body = b"a v=1 1\nbad\n\nc v=1 1\nd v=\xff 1\nalso bad\n";
+        let parsed = parse(body, Precision::Nanoseconds, 0);
+        assert_eq!(parsed.metrics.len(), 2);
+        assert_eq!(parsed.rejected, 3);
+        let errors = rejected_lines(body, Precision::Nanoseconds, 0, &Limits::default(), 101);
+        let numbers: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(numbers, [102, 105, 106]);
+        assert_eq!(errors[0].text, "bad");
+        assert!(
+            errors[1].reason.contains("invalid UTF-8"),
+            "{}",
+            errors[1].reason
         );
     }
 

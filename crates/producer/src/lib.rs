@@ -7,6 +7,8 @@
 //!
 //! - [`http`]: the InfluxDB-compatible HTTP API (`/write`, `/api/v2/write`, `/ping`,
 //!   `/health`, `/metrics`);
+//! - [`tcp`]: newline-delimited line protocol over TCP (`tcp_listen`), backpressure by not
+//!   reading while Redis is slow;
 //! - [`ingest`]: request body → metrics, naming the first bad line;
 //! - [`writer`]: pipelined XADD into the right partition.
 
@@ -15,9 +17,15 @@ use std::{net::SocketAddr, time::Duration};
 use redline_core::{keys::StreamKeys, redis::RedisConfig, Shutdown};
 use serde::{Deserialize, Serialize};
 
+pub mod auth;
 pub mod buffer;
 pub mod http;
 pub mod ingest;
+mod limits;
+mod reply;
+mod server;
+pub mod tcp;
+pub mod tls;
 pub mod writer;
 
 /// The producer's configuration; `Default` holds the documented defaults.
@@ -51,10 +59,39 @@ pub struct Config {
     /// Bound on finishing in-flight requests after a shutdown signal.
     #[serde(with = "redline_core::units::duration")]
     pub shutdown_timeout: Duration,
+    /// Address accepting newline-delimited line protocol over TCP; none when unset.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Database stored with every metric received over TCP; none when unset.
+    pub tcp_db: Option<String>,
+    /// Most TCP connections served at once; further clients wait in the listen backlog.
+    pub tcp_max_connections: usize,
+    /// Tokens that may write over HTTP; none = no authentication.
+    pub auth_tokens: auth::Tokens,
+    /// Also require a token for `GET /metrics`.
+    pub auth_metrics: bool,
+    /// Longest line in bytes; longer lines are refused by number.
+    pub max_line_length: usize,
+    /// Most fields on one line.
+    pub max_fields: usize,
+    /// Bound on receiving one request body.
+    #[serde(with = "redline_core::units::duration")]
+    pub read_timeout: Duration,
+    /// Most write requests served at once; one more is answered 503.
+    pub max_concurrent_requests: usize,
+    /// PEM certificate chain for HTTPS; plain HTTP when unset (set with `tls_key`).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for HTTPS.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// The default HTTP listen address (loopback; InfluxDB's 8086 + 100).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8186";
+/// The default bound on concurrent TCP connections.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
+/// The default bound on receiving one request body.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default bound on write requests served at once.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
 
 impl Default for Config {
     fn default() -> Self {
@@ -71,6 +108,17 @@ impl Default for Config {
             wait_timeout: Duration::from_secs(1),
             retry_after: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(5),
+            tcp_listen: None,
+            tcp_db: None,
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+            auth_tokens: auth::Tokens::default(),
+            auth_metrics: false,
+            max_line_length: redline_core::line::DEFAULT_MAX_LINE_LENGTH,
+            max_fields: redline_core::line::DEFAULT_MAX_FIELDS,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -99,27 +147,39 @@ pub enum Error {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    /// Only one of `tls_cert` and `tls_key` is set.
+    #[error("HTTPS needs both a certificate and a key (--tls-cert and --tls-key)")]
+    TlsIncomplete,
 }
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Runs the producer until `shutdown`: binds, serves, then finishes in-flight requests
-/// (bounded by `shutdown_timeout`) and returns.
+/// Runs the producer until `shutdown`: binds (HTTP, and TCP when `tcp_listen` is set),
+/// serves, then finishes in-flight requests and TCP reads (bounded by `shutdown_timeout`)
+/// and returns.
 ///
 /// # Errors
-/// [`Error::Bind`] when the address is taken, [`Error::Redis`] for a bad Redis URL.
+/// [`Error::Bind`] when an address is taken, [`Error::Redis`] for a bad Redis URL.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    serve(listener, config, shutdown).await
+    let listener = bind(config.listen).await?;
+    let tcp = match config.tcp_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    serve_all(listener, tcp, config, shutdown).await
 }
 
-/// Like [`run`], on a listener the caller bound (tests bind port 0).
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// Like [`run`], on a listener the caller bound (tests bind port 0), without TCP.
 ///
 /// # Errors
 /// As [`run`].
@@ -128,23 +188,81 @@ pub async fn serve(
     config: Config,
     shutdown: Shutdown,
 ) -> Result<()> {
+    serve_all(listener, None, config, shutdown).await
+}
+
+async fn serve_all(
+    listener: tokio::net::TcpListener,
+    tcp: Option<tokio::net::TcpListener>,
+    config: Config,
+    shutdown: Shutdown,
+) -> Result<()> {
     let writer = writer::Writer::new(&config)?;
+    // The TCP source; it stops on `shutdown` and is awaited before returning.
+    let tcp = tcp.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, db = ?config.tcp_db, "Accepting line protocol over TCP.");
+            if !config.auth_tokens.is_empty() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    %addr,
+                    "The TCP listener has no authentication (auth tokens guard HTTP only): \
+                     keep it on loopback or a trusted network."
+                );
+            }
+        }
+        let settings = tcp::Settings {
+            db: config.tcp_db.clone(),
+            max_connections: config.tcp_max_connections,
+            limits: redline_core::line::Limits {
+                max_line_length: config.max_line_length,
+                max_fields: config.max_fields,
+            },
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        tokio::spawn(tcp::run(
+            listener,
+            writer.clone(),
+            settings,
+            shutdown.clone(),
+        ))
+    });
+    let result = serve_http(listener, writer, &config, shutdown.clone()).await;
+    if let Some(tcp) = tcp {
+        // Also when HTTP failed: the TCP source must stop with the process.
+        shutdown.trigger();
+        if let Err(error) = tcp.await {
+            tracing::error!(%error, "The TCP source failed.");
+        }
+    }
+    result
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    writer: writer::Writer,
+    config: &Config,
+    shutdown: Shutdown,
+) -> Result<()> {
     let addr = listener.local_addr().map_err(Error::Serve)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        (None, None) => None,
+        _ => return Err(Error::TlsIncomplete),
+    };
     tracing::info!(
         %addr,
         redis = %redline_core::redis::redact_url(&config.redis.url),
         stream = %config.stream,
         partitions = config.partitions,
+        auth_tokens = config.auth_tokens.len(),
+        https = tls.is_some(),
         "Producer listening."
     );
-    let app = http::router(http::State::new(writer, &config));
+    auth::warn_if_open(addr, &config.auth_tokens);
+    let app = http::router(http::State::new(writer, config));
     let deadline = config.shutdown_timeout;
-    let graceful = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.wait().await }
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let server = tokio::spawn(async move { server.await });
+    let server = server::serve(listener, app, tls, shutdown.clone());
+    let server = tokio::spawn(server);
     tokio::pin!(server);
     tokio::select! {
         res = &mut server => return flatten(res),

@@ -1,13 +1,22 @@
 //! Pipelined XADD: one entry per metric, each into its series' partition, answered only
 //! after Redis replied to every command of the batch.
+//!
+//! On a standalone Redis a batch is one pipeline; on Redis Cluster it is one pipeline per
+//! partition (a pipeline may not cross slots), sent concurrently, each to its partition's
+//! master and each followed by its own `WAIT` when replicas must confirm.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use deadpool_redis::Pool;
-use redline_core::{entry::Entry, keys::StreamKeys, line::Metric, series, telemetry};
+use redline_core::{
+    entry,
+    keys::StreamKeys,
+    line::Metric,
+    redis::{Pipelines, Pool},
+    series, telemetry,
+};
 
 /// Why a batch was not (fully) stored. Some entries may have been stored anyway; the
 /// client retries, and stamped metrics written twice are the same InfluxDB point.
@@ -85,7 +94,7 @@ impl Writer {
             return false;
         };
         redis::cmd("PING")
-            .query_async::<String>(&mut *conn)
+            .query_async::<String>(&mut conn)
             .await
             .is_ok()
     }
@@ -104,23 +113,20 @@ impl Writer {
         let count = metrics.len();
         let partitions = self.keys.count();
         let mut incoming = vec![0_u64; partitions];
-        let mut pipe = redis::pipe();
+        let mut pipes = Pipelines::new(self.pool.is_cluster());
         for metric in metrics {
             let partition = series::partition(metric.series_key(), partitions);
             incoming[partition] += 1;
-            let entry = Entry {
-                lp: metric.into_line(),
-                db: target.db.clone(),
-                rp: target.rp.clone(),
-            };
-            pipe.xadd(self.keys.partition(partition), "*", &entry.fields())
+            pipes
+                .partition(partition)
+                .add_command(xadd(self.keys.partition(partition), metric.line(), target))
                 .ignore();
         }
         if let Some((replicas, timeout)) = self.wait {
             let millis = u64::try_from(timeout.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
-            pipe.cmd("WAIT").arg(replicas).arg(millis);
+            pipes.each(redis::cmd("WAIT").arg(replicas).arg(millis));
         }
         let mut conn = self
             .pool
@@ -128,14 +134,19 @@ impl Writer {
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         self.buffer
-            .admit(&mut *conn, &incoming)
+            .admit(&mut conn, &incoming)
             .await
             .map_err(classify)??;
-        let result = pipe.query_async::<Vec<u64>>(&mut *conn).await;
+        let result = pipes.query::<Vec<u64>>(&mut conn).await;
         metrics::histogram!(telemetry::XADD_SECONDS).record(started.elapsed().as_secs_f64());
         let replies = result.map_err(classify)?;
         if let Some((wanted, timeout)) = self.wait {
-            let confirmed = replies.first().copied().unwrap_or(0);
+            // Each pipeline's one reply is its WAIT; the least-replicated master decides.
+            let confirmed = replies
+                .iter()
+                .map(|reply| reply.first().copied().unwrap_or(0))
+                .min()
+                .unwrap_or(0);
             if confirmed < u64::from(wanted) {
                 return Err(Error::Replicas {
                     confirmed,
@@ -148,10 +159,33 @@ impl Writer {
     }
 }
 
+/// `XADD key * lp <line> [db <db>] [rp <rp>]`: an entry's fields as `entry::Entry::fields`
+/// lays them out, written into a command sized up front (a request is thousands of these;
+/// growing each one's buffer, and cloning `db` into an `Entry` per metric, showed in
+/// profiles).
+fn xadd(key: &str, line: &str, target: &Target) -> redis::Cmd {
+    let (db, rp) = (target.db.as_deref(), target.rp.as_deref());
+    let size = key.len() + line.len() + db.map_or(0, str::len) + rp.map_or(0, str::len) + 16;
+    let mut cmd = redis::Cmd::with_capacity(9, size);
+    cmd.arg("XADD")
+        .arg(key)
+        .arg("*")
+        .arg(entry::FIELD_LP)
+        .arg(line);
+    if let Some(db) = db {
+        cmd.arg(entry::FIELD_DB).arg(db);
+    }
+    if let Some(rp) = rp {
+        cmd.arg(entry::FIELD_RP).arg(rp);
+    }
+    cmd
+}
+
 fn classify(e: redis::RedisError) -> Error {
+    let text = redline_core::redis::describe(&e);
     if redline_core::redis::is_transient(&e) {
-        Error::Unavailable(e.to_string())
+        Error::Unavailable(text)
     } else {
-        Error::Refused(e.to_string())
+        Error::Refused(text)
     }
 }

@@ -4,6 +4,8 @@
 //!   on free loopback ports with its data in its own temporary directory. Both can be stopped,
 //!   killed and started again on the same ports and data, and are killed, reaped and deleted
 //!   on drop.
+//! - [`RedisCluster`] runs a Redis Cluster of such servers on loopback (3 masters, with or
+//!   without a replica each) and can kill a master to make its replica take over.
 //! - [`ChildGuard`] runs our own binary (`env!("CARGO_BIN_EXE_redline")`) with its output
 //!   captured, and kills it on drop.
 //! - [`wait_until`], [`wait_for`] and [`wait_until_sync`] poll a condition with a deadline;
@@ -32,6 +34,7 @@
 //! # }
 //! ```
 
+mod cluster;
 mod influx;
 mod process;
 mod redis;
@@ -41,6 +44,7 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Mutex;
 
+pub use crate::cluster::RedisCluster;
 pub use crate::influx::{InfluxOptions, InfluxServer};
 pub use crate::process::ChildGuard;
 pub use crate::redis::RedisServer;
@@ -70,6 +74,29 @@ pub fn free_port() -> u16 {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         if handed_out.insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A free port `p` on 127.0.0.1 whose `p + offset` is free too, both reserved in this
+/// process: a Redis Cluster node listens on `p` and on its cluster bus, `p + 10000`.
+///
+/// # Panics
+/// If no loopback port can be bound.
+pub(crate) fn free_port_pair(offset: u16) -> u16 {
+    loop {
+        let port = free_port();
+        let Some(other) = port.checked_add(offset) else {
+            continue;
+        };
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, other)).is_err() {
+            continue;
+        }
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if handed_out.insert(other) {
             return port;
         }
     }

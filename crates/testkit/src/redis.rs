@@ -90,6 +90,29 @@ impl RedisServer {
         panic!("redis-server: {PORT_ATTEMPTS} free ports in a row were taken before it bound them")
     }
 
+    /// Starts `redis-server` as [`RedisServer::start`] does, on exactly `port` (a cluster node
+    /// also needs `port + 10000` for its bus, so the caller picks both). `None` when another
+    /// process took the port first.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    pub(crate) fn start_on(port: u16, extra: &[String]) -> Option<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("redline-redis-")
+            .tempdir()
+            .unwrap_or_else(|error| panic!("cannot create a temp dir for redis-server: {error}"));
+        match launch(dir.path(), port, extra) {
+            Ok(child) => Some(Self {
+                child,
+                dir,
+                port,
+                extra: extra.to_vec(),
+            }),
+            Err(LaunchError::PortTaken) => None,
+            Err(LaunchError::Failed(message)) => panic!("{message}"),
+        }
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

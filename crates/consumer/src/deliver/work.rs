@@ -25,7 +25,7 @@ pub(super) struct Work {
     pub(super) todo: Vec<Todo>,
     /// Accepted (or deleted) entries, to XACK.
     pub(super) acks: Vec<(usize, String)>,
-    /// To XADD to the dead-letter stream and XACK, atomically.
+    /// To XADD to the dead-letter stream, then (once Redis confirmed that) to XACK.
     pub(super) dead: Vec<DeadLetter>,
 }
 

@@ -15,6 +15,9 @@
 //! - any other 5xx, or a connection broken mid-request → [`SinkError::Transient`].
 //!
 //! API: <https://docs.influxdata.com/influxdb/v1.6/tools/api/#write-http-endpoint>.
+//!
+//! The classification, grouping, gzip and transport helpers are shared with the v2 sink
+//! ([`super::influxdb2`]), which reads the same answers from `/api/v2/write`.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -57,7 +60,7 @@ impl std::fmt::Debug for InfluxSink {
 
 /// What InfluxDB answered to a write, classified.
 #[derive(Debug, PartialEq, Eq)]
-enum Answer {
+pub(super) enum Answer {
     Stored,
     DatabaseNotFound(String),
     Failed(SinkError),
@@ -78,17 +81,8 @@ impl InfluxSink {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<Self, OpenError> {
-        if !url.starts_with("http://") {
-            return Err(OpenError::Url {
-                url: url.to_string(),
-            });
-        }
-        let client = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .build()?;
         Ok(Self {
-            client,
+            client: client(url, timeout)?,
             url: url.trim_end_matches('/').to_string(),
             default_db: default_db.filter(|d| !d.is_empty()).map(str::to_string),
             create_database,
@@ -214,29 +208,50 @@ impl Sink for InfluxSink {
         let groups = group(batch);
         let single = groups.len() == 1;
         for ((db, rp), entries) in groups {
-            let result = self.write_group(db, rp, &entries).await;
-            match result {
-                Ok(()) => {}
-                // A whole-write cause only covers the whole batch when there was one group.
-                Err(SinkError::Rejected { reason, whole }) => {
-                    return Err(SinkError::Rejected {
-                        reason,
-                        whole: whole && single,
-                    })
-                }
-                Err(error) => return Err(error),
-            }
+            self.write_group(db, rp, &entries)
+                .await
+                .map_err(|error| narrow(error, single))?;
         }
         Ok(())
     }
 }
 
+/// An HTTP client for the InfluxDB at `url`, which must be plain `http://` (no TLS here).
+///
+/// # Errors
+/// [`OpenError::Url`] for another scheme, [`OpenError::Http`] when it cannot be built.
+pub(super) fn client(url: &str, timeout: Duration) -> Result<Client, OpenError> {
+    // https trusts the system's CA bundle (rustls-native-certs), or the PEM file named by
+    // SSL_CERT_FILE for a private CA.
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(OpenError::Url {
+            url: url.to_string(),
+        });
+    }
+    Ok(Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .build()?)
+}
+
+/// A whole-write cause only covers the whole batch when the batch was one group: with
+/// several, the consumer must still split it to save the other groups' entries.
+pub(super) fn narrow(error: SinkError, single: bool) -> SinkError {
+    match error {
+        SinkError::Rejected { reason, whole } => SinkError::Rejected {
+            reason,
+            whole: whole && single,
+        },
+        other => other,
+    }
+}
+
 /// Where a write goes: (database, retention policy), `None` meaning the default.
-type Target<'a> = (Option<&'a str>, Option<&'a str>);
+pub(super) type Target<'a> = (Option<&'a str>, Option<&'a str>);
 
 /// The batch's entries grouped by (database, retention policy), groups in order of first
 /// appearance and entries in order within each.
-fn group(batch: &[Entry]) -> Vec<(Target<'_>, Vec<&Entry>)> {
+pub(super) fn group(batch: &[Entry]) -> Vec<(Target<'_>, Vec<&Entry>)> {
     let mut groups: Vec<(Target<'_>, Vec<&Entry>)> = Vec::new();
     for entry in batch {
         let key = (entry.db.as_deref(), entry.rp.as_deref());
@@ -249,7 +264,7 @@ fn group(batch: &[Entry]) -> Vec<(Target<'_>, Vec<&Entry>)> {
 }
 
 /// Classifies a non-2xx answer from `/write` by status and InfluxDB's error text.
-fn classify(status: u16, text: String) -> Answer {
+pub(super) fn classify(status: u16, text: String) -> Answer {
     let failed = Answer::Failed;
     match status {
         404 if text.contains("database not found") => Answer::DatabaseNotFound(text),
@@ -283,7 +298,7 @@ fn classify(status: u16, text: String) -> Answer {
 /// A partial write that dropped every point (`… dropped=N` with N the number of points
 /// sent, e.g. `max-values-per-tag limit exceeded` for a whole batch of new series) is a
 /// rejection of the whole write: splitting it would only repeat the answer point by point.
-fn all_dropped(error: SinkError, points: usize) -> SinkError {
+pub(super) fn all_dropped(error: SinkError, points: usize) -> SinkError {
     match error {
         SinkError::Rejected {
             reason,
@@ -305,7 +320,7 @@ fn dropped(text: &str) -> Option<usize> {
 
 /// A failed request: could not connect or timed out → unavailable; broken mid-request → the
 /// sink was reached and failed this write.
-fn transport(error: reqwest::Error) -> SinkError {
+pub(super) fn transport(error: reqwest::Error) -> SinkError {
     // The URL could carry credentials: leave it out. `reqwest::Error`'s Display also omits
     // the cause ("error sending request"), so add the chain.
     let error = error.without_url();
@@ -324,7 +339,7 @@ fn transport(error: reqwest::Error) -> SinkError {
 }
 
 /// `error` with what was being done in front.
-fn context(doing: &str, error: SinkError) -> SinkError {
+pub(super) fn context(doing: &str, error: SinkError) -> SinkError {
     match error {
         SinkError::Unavailable(text) => SinkError::Unavailable(format!("{doing}: {text}")),
         SinkError::Transient(text) => SinkError::Transient(format!("{doing}: {text}")),
@@ -332,8 +347,9 @@ fn context(doing: &str, error: SinkError) -> SinkError {
     }
 }
 
-/// InfluxDB's error: the `X-Influxdb-Error` header, else `{"error": …}`, else the body.
-async fn error_text(response: reqwest::Response) -> String {
+/// InfluxDB's error: the `X-Influxdb-Error` header, else `{"error": …}` (v1) or
+/// `{"message": …}` (v2), else the body.
+pub(super) async fn error_text(response: reqwest::Response) -> String {
     let header = response
         .headers()
         .get("X-Influxdb-Error")
@@ -346,7 +362,7 @@ async fn error_text(response: reqwest::Response) -> String {
         .or_else(|| {
             serde_json::from_slice::<ErrorBody>(&body)
                 .ok()
-                .map(|b| b.error)
+                .and_then(|b| b.error.or(b.message))
         })
         .unwrap_or_else(|| String::from_utf8_lossy(&body).trim().to_string());
     if text.is_empty() {
@@ -358,7 +374,12 @@ async fn error_text(response: reqwest::Response) -> String {
 
 #[derive(Deserialize)]
 struct ErrorBody {
-    error: String,
+    /// v1's field.
+    #[serde(default)]
+    error: Option<String>,
+    /// v2's field (next to `code`).
+    #[serde(default)]
+    message: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -393,7 +414,7 @@ fn truncate(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SinkError> {
+pub(super) fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SinkError> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::fast());
     encoder
         .write_all(bytes)

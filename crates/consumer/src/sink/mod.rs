@@ -3,11 +3,14 @@
 //!
 //! - [`influxdb::InfluxSink`]: InfluxDB 1.x `POST /write`, gzip, per database and
 //!   retention policy;
-//! - [`file::FileSink`]: appends lines to a file and fsyncs before accepting;
+//! - [`influxdb2::Influx2Sink`]: InfluxDB 2.x `POST /api/v2/write`, token, org, per bucket;
+//! - [`file::FileSink`]: appends lines to a file and fsyncs before accepting, rotating it
+//!   by size between batches;
 //! - [`stdout::StdoutSink`]: prints lines.
 
 pub mod file;
 pub mod influxdb;
+pub mod influxdb2;
 pub mod stdout;
 
 use std::fmt;
@@ -20,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use file::FileSink;
 pub use influxdb::InfluxSink;
+pub use influxdb2::Influx2Sink;
 pub use stdout::StdoutSink;
 
 /// The InfluxDB URL when none is configured.
@@ -28,13 +32,13 @@ pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
 pub const DEFAULT_INFLUX_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which sink the consumer writes to, with its settings. In TOML, a `[sink]` table whose
-/// `kind` is `influxdb`, `file` or `stdout`.
+/// `kind` is `influxdb`, `influxdb2`, `file` or `stdout`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkConfig {
     /// InfluxDB 1.x: `POST {url}/write?db=…&rp=…&precision=ns`.
     Influxdb {
-        /// Base URL, e.g. `http://127.0.0.1:8086` (plain HTTP).
+        /// Base URL, e.g. `http://127.0.0.1:8086` or `https://…` (system CAs, or SSL_CERT_FILE).
         #[serde(default = "default_influx_url")]
         url: String,
         /// The database for entries that name none. An entry without a database while
@@ -57,10 +61,37 @@ pub enum SinkConfig {
         #[serde(default)]
         password: Option<String>,
     },
+    /// InfluxDB 2.x: `POST {url}/api/v2/write?org=…&bucket=…&precision=ns`.
+    Influxdb2 {
+        /// Base URL, e.g. `http://127.0.0.1:8086` or `https://…` (system CAs, or SSL_CERT_FILE).
+        #[serde(default = "default_influx_url")]
+        url: String,
+        /// API token, sent as `Authorization: Token …`; never logged or printed by `Debug`.
+        token: String,
+        /// Organization name.
+        org: String,
+        /// The bucket for entries that name none. An entry without a bucket while this is
+        /// unset is dead-lettered.
+        #[serde(default)]
+        bucket: Option<String>,
+        /// Bound on one HTTP request (connect, send, answer).
+        #[serde(
+            default = "default_influx_timeout",
+            with = "redline_core::units::duration"
+        )]
+        timeout: Duration,
+    },
     /// Appends line protocol to a file, fsynced before each ack.
     File {
         /// The file; created when missing, always appended to.
         path: PathBuf,
+        /// Size after which the file is rotated (between batches, never inside one);
+        /// 0 = never.
+        #[serde(default, with = "redline_core::units::size")]
+        max_size: u64,
+        /// Rotated files kept (`<path>.1` newest … `<path>.N` oldest) when rotating.
+        #[serde(default = "default_max_files")]
+        max_files: u32,
     },
     /// Prints line protocol on standard output.
     #[default]
@@ -77,6 +108,13 @@ fn default_influx_timeout() -> Duration {
 
 fn default_true() -> bool {
     true
+}
+
+/// Rotated files the file sink keeps when none is configured.
+pub const DEFAULT_FILE_MAX_FILES: u32 = 5;
+
+fn default_max_files() -> u32 {
+    DEFAULT_FILE_MAX_FILES
 }
 
 impl fmt::Debug for SinkConfig {
@@ -98,7 +136,30 @@ impl fmt::Debug for SinkConfig {
                 .field("username", username)
                 .field("password", &password.as_ref().map(|_| "***"))
                 .finish(),
-            Self::File { path } => f.debug_struct("File").field("path", path).finish(),
+            Self::Influxdb2 {
+                url,
+                token: _,
+                org,
+                bucket,
+                timeout,
+            } => f
+                .debug_struct("Influxdb2")
+                .field("url", url)
+                .field("token", &"***")
+                .field("org", org)
+                .field("bucket", bucket)
+                .field("timeout", timeout)
+                .finish(),
+            Self::File {
+                path,
+                max_size,
+                max_files,
+            } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("max_size", max_size)
+                .field("max_files", max_files)
+                .finish(),
             Self::Stdout => f.write_str("Stdout"),
         }
     }
@@ -140,8 +201,8 @@ pub enum OpenError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// The InfluxDB URL is not a plain `http://` URL (this build has no TLS).
-    #[error("invalid InfluxDB URL '{url}': expected http://host:port (https is not supported)")]
+    /// The InfluxDB URL is neither `http://` nor `https://`.
+    #[error("invalid InfluxDB URL '{url}': expected http://host:port or https://host:port")]
     Url {
         /// The URL as configured.
         url: String,
@@ -149,12 +210,15 @@ pub enum OpenError {
     /// The HTTP client cannot be built.
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The InfluxDB token holds characters an HTTP header cannot carry (it is not quoted).
+    #[error("invalid InfluxDB token: it must be visible ASCII without line breaks")]
+    Token,
 }
 
 /// Where batches are written. A write accepts every entry of `batch` or fails: a sink never
 /// reports success for entries it did not durably take (the consumer acks on `Ok`).
 pub trait Sink: Send {
-    /// A short name for logs: `influxdb`, `file`, `stdout`.
+    /// A short name for logs: `influxdb`, `influxdb2`, `file`, `stdout`.
     fn name(&self) -> &'static str;
 
     /// Writes `batch`, in order.
@@ -217,8 +281,50 @@ mod tests {
         assert_eq!(
             file,
             SinkConfig::File {
-                path: "m.lp".into()
+                path: "m.lp".into(),
+                max_size: 0,
+                max_files: DEFAULT_FILE_MAX_FILES,
             }
         );
+        let rotated: SinkConfig = serde_json::from_str(
+            r#"{"kind":"file","path":"m.lp","max_size":"1MiB","max_files":3}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            rotated,
+            SinkConfig::File {
+                max_size: 1_048_576,
+                max_files: 3,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn influxdb2_settings_need_a_token_and_org_and_hide_the_token() {
+        let config: SinkConfig = serde_json::from_str(
+            r#"{"kind":"influxdb2","token":"s3cret","org":"acme","bucket":"telegraf"}"#,
+        )
+        .unwrap();
+        let SinkConfig::Influxdb2 {
+            url,
+            org,
+            bucket,
+            timeout,
+            ..
+        } = &config
+        else {
+            panic!("not influxdb2: {config:?}");
+        };
+        assert_eq!(url, DEFAULT_INFLUX_URL);
+        assert_eq!(org, "acme");
+        assert_eq!(bucket.as_deref(), Some("telegraf"));
+        assert_eq!(*timeout, DEFAULT_INFLUX_TIMEOUT);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        let error = serde_json::from_str::<SinkConfig>(r#"{"kind":"influxdb2","org":"acme"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("token"), "{error}");
     }
 }

@@ -77,7 +77,9 @@ async fn metrics_and_health_are_served() {
     .await;
     let http = reqwest::Client::new();
     let health = wait_until_get(&http, &format!("http://{addr}/health")).await;
-    assert_eq!(health, "ok\n");
+    assert!(health.contains("\"status\":\"pass\""), "{health}");
+    let ready = wait_until_get(&http, &format!("http://{addr}/ready")).await;
+    assert!(ready.contains("\"status\":\"ready\""), "{ready}");
     let metrics = wait_until_get(&http, &format!("http://{addr}/metrics")).await;
     for name in [
         "redline_metrics_written_total",

@@ -76,6 +76,8 @@ pub(crate) fn config(redis: &RedisServer, consumer: &str, sink: SinkConfig) -> C
 pub(crate) fn file_sink(path: &Path) -> SinkConfig {
     SinkConfig::File {
         path: path.to_path_buf(),
+        max_size: 0,
+        max_files: 1,
     }
 }
 

@@ -59,7 +59,7 @@ async fn consumers_are_listed_as_xinfo_lists_them() {
         .all(|c| c.stream == "rl" && c.group == "g"));
     let human = report.render_human();
     assert!(
-        human.starts_with("STREAM  GROUP  CONSUMER  PENDING  IDLE  INACTIVE\n"),
+        human.starts_with("STREAM  GROUP  CONSUMER  PENDING    IDLE  INACTIVE\n"),
         "{human}"
     );
     assert_eq!(human.lines().count(), 4, "{human}");

@@ -2,6 +2,7 @@
 //! Redis itself says (`XPENDING`, `XINFO`, `XRANGE`), state is set up with plain commands.
 
 mod claim;
+mod cluster;
 mod consumers;
 mod dlq;
 mod errors;

@@ -1,0 +1,160 @@
+//! The ceiling: how many XADDs of one stored entry (the workload's typical `lp` plus its
+//! `db`, exactly what the producer writes) Redis accepts on this machine, from
+//! `redis-benchmark`. [`tune`] tries pipeline depths 64 and 128 with 4 and 8 clients and
+//! keeps the best; [`once`] re-measures that configuration between ingest rounds, so the
+//! ingest ratio compares figures taken under the same background load.
+
+use std::process::Command;
+
+use redline_testkit::RedisServer;
+use serde_json::{json, Value};
+
+use crate::procs::{shell_words, Load};
+use crate::report::Figure;
+use crate::workload;
+
+/// The key redis-benchmark writes to.
+const KEY: &str = "bench:ceiling";
+
+/// A redis-benchmark configuration and what it measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    /// `-P`.
+    pub(crate) pipeline: u32,
+    /// `-c`.
+    pub(crate) clients: u32,
+    /// XADDs per second.
+    pub(crate) rps: f64,
+    /// The command line.
+    pub(crate) command: String,
+    /// Cores other processes used meanwhile.
+    pub(crate) other_cores: f64,
+}
+
+impl Run {
+    fn to_json(&self) -> Value {
+        json!({
+            "pipeline": self.pipeline,
+            "clients": self.clients,
+            "xadd_per_s": self.rps.round(),
+            "other_cores": (self.other_cores * 100.0).round() / 100.0,
+        })
+    }
+}
+
+/// Every run so far; the best is the ceiling.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ceiling {
+    /// In the order measured.
+    pub(crate) runs: Vec<Run>,
+}
+
+impl Ceiling {
+    /// The fastest run.
+    pub(crate) fn best(&self) -> &Run {
+        self.runs
+            .iter()
+            .max_by(|a, b| a.rps.total_cmp(&b.rps))
+            .expect("at least one run")
+    }
+
+    /// The figure: the best run, every run in the detail.
+    pub(crate) fn figure(&self) -> Figure {
+        let best = self.best();
+        Figure::new(
+            "ceiling.xadd_per_s",
+            "ceiling: redis-benchmark XADD (best of -P 64/128, -c 4/8)",
+            best.rps,
+            "metrics/s",
+        )
+        .command(best.command.clone())
+        .detail(
+            "runs",
+            self.runs.iter().map(Run::to_json).collect::<Vec<_>>(),
+        )
+        .detail("entry_lp_bytes", workload::typical_line().len())
+    }
+}
+
+/// Runs the four configurations.
+pub(crate) fn tune(requests: u64, redis: &RedisServer) -> Ceiling {
+    let mut ceiling = Ceiling::default();
+    for pipeline in [64, 128] {
+        for clients in [4, 8] {
+            ceiling.runs.push(once(requests, redis, pipeline, clients));
+        }
+    }
+    ceiling
+}
+
+/// One redis-benchmark run of `requests` XADDs; the key is deleted afterwards.
+pub(crate) fn once(requests: u64, redis: &RedisServer, pipeline: u32, clients: u32) -> Run {
+    let line = workload::typical_line();
+    let args: Vec<String> = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &redis.port().to_string(),
+        "-c",
+        &clients.to_string(),
+        "-P",
+        &pipeline.to_string(),
+        "-n",
+        &requests.to_string(),
+        "-q",
+        "XADD",
+        KEY,
+        "*",
+        "lp",
+        &line,
+        "db",
+        workload::DB,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let load = Load::sample();
+    let output = Command::new("redis-benchmark")
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-benchmark: {e}"));
+    let other_cores = load.other_cores();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rps = requests_per_second(&text).unwrap_or_else(|| {
+        panic!(
+            "redis-benchmark printed no rate:\n{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    // DEL, not UNLINK: freeing in the background would compete with the next run.
+    let _: () = redis::cmd("DEL")
+        .arg(KEY)
+        .query(&mut redis.sync_conn())
+        .unwrap_or_else(|e| panic!("DEL {KEY}: {e}"));
+    Run {
+        pipeline,
+        clients,
+        rps,
+        command: format!("redis-benchmark {}", shell_words(&args)),
+        other_cores,
+    }
+}
+
+/// The rate from `redis-benchmark -q` output: `XADD …: 612345.67 requests per second, …`.
+fn requests_per_second(text: &str) -> Option<f64> {
+    text.split(['\r', '\n'])
+        .filter_map(|line| line.split_once(" requests per second"))
+        .filter_map(|(before, _)| before.split_whitespace().last()?.parse::<f64>().ok())
+        .next_back()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_rate_after_progress_lines() {
+        let text = "XADD k * lp a,b=c: rps=0.0\rXADD k * lp a,b=c: 612345.67 requests per second, p50=0.503 msec\n";
+        assert_eq!(requests_per_second(text), Some(612_345.67));
+    }
+}

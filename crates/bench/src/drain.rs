@@ -1,0 +1,195 @@
+//! Drain: a consumer emptying a pre-filled stream into the discarding sink and into the
+//! file sink, against the fastest relay a client can do through a consumer group (a
+//! pipelined XREADGROUP + XACK loop, same batch size), measured in the same run, in
+//! alternating rounds (`--rounds`); the best of each counts.
+//!
+//! The discarding sink is `--sink stdout` with stdout on `/dev/null`: each batch is
+//! formatted and written (flushed) before its XACK, as with any sink, and nothing else. The
+//! file sink cannot serve: `fdatasync` on `/dev/null` fails with EINVAL.
+
+use std::time::{Duration, Instant};
+
+use redline_testkit::RedisServer;
+use serde_json::json;
+
+use crate::memory::Peaks;
+use crate::options::Options;
+use crate::procs::Load;
+use crate::redisx;
+use crate::report::{Figure, Report};
+use crate::stack::{self, Sink};
+use crate::workload;
+
+/// The group every consumer of the harness joins.
+pub(crate) const CONSUMER_GROUP: &str = "bench";
+
+/// One timed drain.
+#[derive(Debug, Clone, Default)]
+struct Drain {
+    rate: f64,
+    other_cores: f64,
+    redis_us: f64,
+    consumer_us: f64,
+    command: String,
+}
+
+/// Measures the baseline and both drains and adds them.
+pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, peaks: &mut Peaks) {
+    let mut conn = redis.sync_conn();
+    let lines = workload::canonical(0, 10_000);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
+    let file = dir.path().join("drain.lp");
+    let sinks = [("discard", Sink::Discard), ("file", Sink::File(&file))];
+
+    let mut results: Vec<Vec<Drain>> = vec![Vec::new(); 3];
+    for round in 0..options.rounds.max(1) {
+        results[0].push(baseline(options, &mut conn, &lines));
+        for (i, (name, sink)) in sinks.iter().enumerate() {
+            let _ = std::fs::remove_file(&file);
+            let phase = format!("drain-{name}");
+            let drain = consumer(
+                options,
+                redis,
+                &mut conn,
+                &lines,
+                sink,
+                (round == 0).then_some((&phase, &mut *peaks)),
+            );
+            results[i + 1].push(drain);
+        }
+    }
+
+    let best = |runs: &[Drain]| {
+        runs.iter()
+            .max_by(|a, b| a.rate.total_cmp(&b.rate))
+            .cloned()
+            .expect("at least one round")
+    };
+    let rounds = |runs: &[Drain]| {
+        runs.iter()
+            .map(|d| json!({ "metrics_per_s": d.rate.round(), "other_cores": (d.other_cores * 100.0).round() / 100.0 }))
+            .collect::<Vec<_>>()
+    };
+    let b = best(&results[0]);
+    let baseline = report.add(
+        Figure::new(
+            "drain.baseline_per_s",
+            "drain baseline: XREADGROUP + XACK loop (redis-rs)",
+            b.rate,
+            "metrics/s",
+        )
+        .command(b.command.clone())
+        .detail("redis_cpu_us_per_metric", b.redis_us)
+        .detail("other_cores", b.other_cores)
+        .detail("rounds", rounds(&results[0])),
+    );
+    for (i, (name, sink)) in sinks.iter().enumerate() {
+        let d = best(&results[i + 1]);
+        let label = match sink {
+            Sink::Discard => "drain: consumer → discarding sink (stdout >/dev/null)",
+            _ => "drain: consumer → file sink (fdatasync per batch)",
+        };
+        let figure = Figure::new(&format!("drain.{name}_per_s"), label, d.rate, "metrics/s")
+            .ratio_to(&baseline);
+        let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.6);
+        report.add(
+            figure
+                .target("≥ 0.6 × baseline", met)
+                .command(d.command.clone())
+                .detail("consumer_cpu_us_per_metric", d.consumer_us)
+                .detail("redis_cpu_us_per_metric", d.redis_us)
+                .detail("other_cores", d.other_cores)
+                .detail("rounds", rounds(&results[i + 1])),
+        );
+    }
+}
+
+/// The XREADGROUP + XACK loop over `drain_entries` pre-filled entries.
+fn baseline(options: &Options, conn: &mut redis::Connection, lines: &[String]) -> Drain {
+    let key = "bench:drain:baseline";
+    let entries = options.drain_entries;
+    redisx::prefill(conn, key, entries, lines);
+    redisx::create_group(conn, key, "baseline");
+    let redis_cpu = redisx::cpu_seconds(conn);
+    let load = Load::sample();
+    let started = Instant::now();
+    let relayed = redisx::read_ack_loop(conn, key, "baseline", options.batch_size);
+    let seconds = started.elapsed().as_secs_f64();
+    let other_cores = load.other_cores();
+    let redis_cpu = redisx::cpu_seconds(conn) - redis_cpu;
+    assert_eq!(relayed, entries, "the baseline relayed every entry once");
+    delete(conn, key);
+    Drain {
+        rate: entries as f64 / seconds,
+        other_cores,
+        redis_us: redis_cpu * 1e6 / entries as f64,
+        consumer_us: 0.0,
+        command: format!(
+            "redline-bench: XREADGROUP COUNT {} then [XACK ids…, XREADGROUP] pipelined per batch, one sync redis-rs connection, {entries} pre-filled entries",
+            options.batch_size
+        ),
+    }
+}
+
+/// A consumer draining `drain_entries` pre-filled entries into `sink`; timed from its
+/// spawn to XINFO GROUPS showing nothing pending and nothing left.
+fn consumer(
+    options: &Options,
+    redis: &RedisServer,
+    conn: &mut redis::Connection,
+    lines: &[String],
+    sink: &Sink<'_>,
+    peaks: Option<(&str, &mut Peaks)>,
+) -> Drain {
+    let entries = options.drain_entries;
+    let key = "bench:drain:consumer";
+    redisx::prefill(conn, key, entries, lines);
+    let redis_cpu = redisx::cpu_seconds(conn);
+    let load = Load::sample();
+    let started = Instant::now();
+    let mut consumer = stack::consumer(options, &redis.url(), key, CONSUMER_GROUP, sink);
+    redisx::wait_progress(
+        conn,
+        key,
+        CONSUMER_GROUP,
+        Duration::from_millis(5),
+        Duration::from_secs(60 + entries / 10_000),
+        || consumer.assert_running(),
+        |p| p.done() && p.read >= entries,
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let other_cores = load.other_cores();
+    let redis_cpu = redisx::cpu_seconds(conn) - redis_cpu;
+    let consumer_cpu = consumer.cpu_seconds();
+    if let Some((phase, peaks)) = peaks {
+        peaks.consumer(phase, &consumer);
+    }
+    let command = format!(
+        "{}  ← {entries} entries pre-filled; timed from spawn to XINFO GROUPS pending 0, lag 0",
+        consumer.command()
+    );
+    consumer.stop();
+    delete(conn, key);
+    if let Sink::File(path) = sink {
+        let written = std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+        assert_eq!(
+            written as u64, entries,
+            "the file sink wrote every entry once"
+        );
+    }
+    Drain {
+        rate: entries as f64 / seconds,
+        other_cores,
+        redis_us: redis_cpu * 1e6 / entries as f64,
+        consumer_us: consumer_cpu * 1e6 / entries as f64,
+        command,
+    }
+}
+
+/// DEL, not UNLINK: freeing in the background would compete with the next measurement.
+fn delete(conn: &mut redis::Connection, key: &str) {
+    let _: () = redis::cmd("DEL")
+        .arg(key)
+        .query(conn)
+        .unwrap_or_else(|e| panic!("DEL {key}: {e}"));
+}

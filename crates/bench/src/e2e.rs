@@ -1,0 +1,146 @@
+//! End to end into InfluxDB: the same bodies, from the same load generator, once straight to
+//! InfluxDB and once through producer → Redis → consumer → InfluxDB, each into a fresh
+//! `influxd`. The relay's time runs from the first request to the last entry acked (after
+//! InfluxDB answered 204 for it); both runs then count the points InfluxDB holds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redline_testkit::{InfluxServer, RedisServer};
+
+use crate::drain::CONSUMER_GROUP;
+use crate::http::{self, Plan};
+use crate::ingest::write_path;
+use crate::memory::Peaks;
+use crate::options::Options;
+use crate::procs::Load;
+use crate::redisx;
+use crate::report::{Figure, Report};
+use crate::stack::{self, Sink};
+use crate::workload;
+
+const STREAM: &str = "bench:e2e";
+
+/// Measures both paths and adds them.
+pub(crate) async fn run(
+    options: &Options,
+    redis: &RedisServer,
+    report: &mut Report,
+    peaks: &mut Peaks,
+) {
+    let requests = options.e2e_metrics.div_ceil(options.body_lines).max(1);
+    let bodies = Arc::new(workload::bodies(0, requests, options.body_lines));
+    let total = requests * options.body_lines;
+
+    let influx = InfluxServer::start();
+    influx.create_db(workload::DB).await;
+    let influx_addr = SocketAddr::from(([127, 0, 0, 1], influx.port()));
+    let load = Load::sample();
+    let direct = http::closed_loop(
+        influx_addr,
+        &write_path(),
+        bodies.clone(),
+        options.connections,
+        Plan::EachOnce,
+    )
+    .await;
+    let direct_other = load.other_cores();
+    direct.assert_clean("straight to InfluxDB");
+    let stored = influx
+        .count_points(workload::DB, workload::MEASUREMENT)
+        .await;
+    assert_eq!(
+        stored, total,
+        "InfluxDB holds every point written straight to it"
+    );
+    drop(influx);
+    let direct = report.add(
+        Figure::new(
+            "e2e.direct_per_s",
+            "e2e baseline: load generator → InfluxDB",
+            direct.rate(),
+            "metrics/s",
+        )
+        .command(format!(
+            "redline-bench load generator: {} connections, POST {} to influxd (fresh, testkit config), {requests} bodies of {} lines, each once",
+            options.connections,
+            write_path(),
+            options.body_lines
+        ))
+        .detail("metrics", total)
+        .detail("other_cores", direct_other)
+        .detail("loadgen_cores", direct.cpu_seconds / direct.elapsed.as_secs_f64()),
+    );
+
+    let influx = InfluxServer::start();
+    influx.create_db(workload::DB).await;
+    let mut conn = redis.sync_conn();
+    let (producer, addr) = stack::producer(options, &redis.url(), STREAM).await;
+    let mut consumer = stack::consumer(
+        options,
+        &redis.url(),
+        STREAM,
+        CONSUMER_GROUP,
+        &Sink::Influx(&influx.url()),
+    );
+    let load = Load::sample();
+    let started = Instant::now();
+    let producer_cpu = producer.cpu_seconds();
+    let sent = http::closed_loop(
+        addr,
+        &write_path(),
+        bodies,
+        options.connections,
+        Plan::EachOnce,
+    )
+    .await;
+    sent.assert_clean("through redline");
+    let ingested = started.elapsed().as_secs_f64();
+    redisx::wait_progress(
+        &mut conn,
+        STREAM,
+        CONSUMER_GROUP,
+        Duration::from_millis(5),
+        Duration::from_secs(120 + total / 5_000),
+        || consumer.assert_running(),
+        |p| p.done() && p.read >= total,
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let relay_other = load.other_cores();
+    let producer_cpu = producer.cpu_seconds() - producer_cpu;
+    let consumer_cpu = consumer.cpu_seconds();
+    peaks.producer("e2e", &producer);
+    peaks.consumer("e2e", &consumer);
+    let command = format!("{}\n{}", producer.command(), consumer.command());
+    producer.stop();
+    consumer.stop();
+    redisx::unlink(&mut conn, STREAM);
+    let stored = influx
+        .count_points(workload::DB, workload::MEASUREMENT)
+        .await;
+    assert_eq!(
+        stored, total,
+        "InfluxDB holds every point sent through redline"
+    );
+
+    let figure = Figure::new(
+        "e2e.relay_per_s",
+        "e2e: load generator → redline → InfluxDB (all acked)",
+        total as f64 / seconds,
+        "metrics/s",
+    )
+    .ratio_to(&direct);
+    let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.8);
+    report.add(
+        figure
+            .target("≥ 0.8 × direct", met)
+            .command(command)
+            .detail("metrics", total)
+            .detail("ingest_done_seconds", ingested)
+            .detail("all_acked_seconds", seconds)
+            .detail("other_cores", relay_other)
+            .detail("producer_cores", producer_cpu / seconds)
+            .detail("consumer_cores", consumer_cpu / seconds),
+    );
+}

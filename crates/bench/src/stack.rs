@@ -1,0 +1,106 @@
+//! Starting redline's processes the way a user would, with the flags the report shows.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use redline_testkit::free_port;
+
+use crate::http;
+use crate::options::Options;
+use crate::procs::{Proc, Stdout};
+
+/// Where a consumer writes.
+#[derive(Debug, Clone)]
+pub(crate) enum Sink<'a> {
+    /// `--sink stdout` with stdout to `/dev/null`: the discarding sink.
+    Discard,
+    /// `--sink file --file PATH` (fsynced before each ack).
+    File(&'a Path),
+    /// `--sink influxdb --influx-url URL --influx-db bench`.
+    Influx(&'a str),
+}
+
+/// `redline producer` on a free port, ready (answers `/ping`).
+pub(crate) async fn producer(
+    options: &Options,
+    redis_url: &str,
+    stream: &str,
+) -> (Proc, SocketAddr) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let args: Vec<String> = [
+        "producer",
+        "--redis-url",
+        redis_url,
+        "--stream",
+        stream,
+        "--listen",
+        &addr.to_string(),
+        "--log-level",
+        "warn",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let mut proc = Proc::spawn("producer", &options.redline, &args, Stdout::Log);
+    http::wait_ready(addr, Duration::from_secs(10)).await;
+    proc.assert_running();
+    (proc, addr)
+}
+
+/// `redline consumer` of `group` on `stream` writing to `sink`.
+pub(crate) fn consumer(
+    options: &Options,
+    redis_url: &str,
+    stream: &str,
+    group: &str,
+    sink: &Sink<'_>,
+) -> Proc {
+    let mut args: Vec<String> = [
+        "consumer",
+        "--redis-url",
+        redis_url,
+        "--stream",
+        stream,
+        "--group",
+        group,
+        "--consumer",
+        "bench",
+        "--batch-size",
+        &options.batch_size.to_string(),
+        "--flush-interval",
+        &format!("{}ms", options.flush_interval_ms),
+        "--log-level",
+        "warn",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let stdout = match sink {
+        Sink::Discard => {
+            args.extend(["--sink".into(), "stdout".into()]);
+            Stdout::Discard
+        }
+        Sink::File(path) => {
+            args.extend([
+                "--sink".into(),
+                "file".into(),
+                "--file".into(),
+                path.display().to_string(),
+            ]);
+            Stdout::Log
+        }
+        Sink::Influx(url) => {
+            args.extend([
+                "--sink".into(),
+                "influxdb".into(),
+                "--influx-url".into(),
+                (*url).to_string(),
+                "--influx-db".into(),
+                crate::workload::DB.into(),
+            ]);
+            Stdout::Log
+        }
+    };
+    Proc::spawn("consumer", &options.redline, &args, stdout)
+}

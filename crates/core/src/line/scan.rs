@@ -1,0 +1,578 @@
+//! The fast path of [`super::parse`]: one pass over the bytes of a plain line.
+//!
+//! Invariant: for every line it accepts, it returns exactly what the general path
+//! (`influxdb_line_protocol` + `normalise`) returns; every line it is not sure about it
+//! declines (`None`), and the general path judges it. So it changes the cost of a line,
+//! never the answer. The differential test below holds it to that.
+//!
+//! It accepts what nearly all traffic is: no escapes (`\`), no `=` or `"` in names, one
+//! space between measurement/tags, fields and timestamp, string fields without backslashes,
+//! at most [`MAX_TAGS`] tags. The general path costs several µs per line (its parser
+//! allocates an error for every alternative it tries); this one costs a few hundred ns.
+
+use super::{Limits, Metric, Precision, MAX_NANOS, MIN_NANOS};
+
+/// More tags than this go to the general path.
+const MAX_TAGS: usize = 32;
+
+/// Significant digits up to which a plain decimal is already its shortest round-trip form
+/// (`f64::DIGITS`): the general path would print it back unchanged.
+const VERBATIM_DIGITS: usize = 15;
+
+/// Normalises `raw` if it is a plain line within `limits`; `None` sends it to the general
+/// path. The caller has checked `limits.max_line_length`.
+pub(super) fn normalise(
+    raw: &str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+) -> Option<Metric> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len() + 20);
+
+    // Measurement: up to ',' (tags follow) or ' ' (fields follow).
+    let end = name_end(b, 0);
+    if end == 0 || b.get(end).is_none_or(|&c| c != b',' && c != b' ') || b[0] == b'#' {
+        return None;
+    }
+    let measurement = &raw[..end];
+    let mut at = end;
+
+    let mut tags: [(&str, &str); MAX_TAGS] = [("", ""); MAX_TAGS];
+    let mut count = 0;
+    while b.get(at) == Some(&b',') {
+        let key_start = at + 1;
+        let key_end = name_end(b, key_start);
+        if key_end == key_start || b.get(key_end) != Some(&b'=') || count == MAX_TAGS {
+            return None;
+        }
+        let value_start = key_end + 1;
+        let value_end = name_end(b, value_start);
+        if value_end == value_start || b.get(value_end).is_none_or(|&c| c != b',' && c != b' ') {
+            return None;
+        }
+        tags[count] = (&raw[key_start..key_end], &raw[value_start..value_end]);
+        count += 1;
+        at = value_end;
+    }
+    let tags = &mut tags[..count];
+    tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if tags.windows(2).any(|pair| pair[0].0 == pair[1].0) || tags.iter().any(|t| t.0 == "time") {
+        return None;
+    }
+    out.push_str(measurement);
+    for (key, value) in tags.iter() {
+        out.push(',');
+        out.push_str(key);
+        out.push('=');
+        out.push_str(value);
+    }
+    let series_len = out.len();
+
+    // Fields: ' ' then key=value pairs separated by ','.
+    if b.get(at) != Some(&b' ') {
+        return None;
+    }
+    out.push(' ');
+    at += 1;
+    let mut fields = 0;
+    loop {
+        fields += 1;
+        if fields > limits.max_fields {
+            return None;
+        }
+        let key_end = name_end(b, at);
+        if key_end == at || b.get(key_end) != Some(&b'=') || &raw[at..key_end] == "time" {
+            return None;
+        }
+        out.push_str(&raw[at..=key_end]);
+        let (value_end, ok) = field_value(raw, key_end + 1, &mut out);
+        if !ok {
+            return None;
+        }
+        at = value_end;
+        match b.get(at) {
+            Some(b',') => {
+                out.push(',');
+                at += 1;
+            }
+            _ => break,
+        }
+    }
+
+    // Timestamp: none, or ' ' then an integer ending the line.
+    let timestamp = match b.get(at) {
+        None => now_ns,
+        Some(b' ') => {
+            let text = &raw[at + 1..];
+            if !is_integer(text) {
+                return None;
+            }
+            let ts: i64 = text.parse().ok()?;
+            ts.checked_mul(precision.nanos())
+                .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))?
+        }
+        Some(_) => return None,
+    };
+    out.push(' ');
+    push_int(&mut out, timestamp < 0, timestamp.unsigned_abs());
+    Some(Metric {
+        lp: out,
+        series_len,
+    })
+}
+
+/// The lines of `body` exactly as `influxdb_line_protocol::split_lines` cuts them (a port
+/// of Go's `scanLine`: a newline inside a quoted string field value, or escaped, does not end
+/// a line), without its per-character state machine for lines that hold no `\` or `"`.
+pub(super) fn lines(body: &str) -> Lines<'_> {
+    Lines {
+        body,
+        at: 0,
+        done: false,
+    }
+}
+
+/// The iterator of [`lines`].
+pub(super) struct Lines<'a> {
+    body: &'a str,
+    at: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let start = self.at;
+        let rest = &self.body[start..];
+        let newline = rest.find('\n');
+        let line = &rest.as_bytes()[..newline.unwrap_or(rest.len())];
+        let end = if line.iter().any(|&c| c == b'\\' || c == b'"') {
+            line_end(rest.as_bytes())
+        } else {
+            newline
+        };
+        match end {
+            Some(end) => {
+                self.at = start + end + 1;
+                Some(&rest[..end])
+            }
+            None => {
+                self.done = true;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// Go's `scanLine` state machine: the index of the newline that ends the first line of `b`.
+fn line_end(b: &[u8]) -> Option<usize> {
+    let (mut quoted, mut fields, mut escaped) = (false, false, false);
+    let (mut equals, mut commas) = (0_usize, 0_usize);
+    for (i, &c) in b.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            b'\\' => escaped = true,
+            b' ' => fields = true,
+            b'=' if fields && !quoted => equals += 1,
+            b',' if fields && !quoted => commas += 1,
+            b'"' if fields && equals > commas => quoted = !quoted,
+            b'\n' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The end of a name (measurement, tag key or value, field key) starting at `start`: the
+/// first byte that may end or escape one. The caller checks which byte that is.
+fn name_end(b: &[u8], start: usize) -> usize {
+    let mut at = start;
+    while let Some(&c) = b.get(at) {
+        if matches!(
+            c,
+            b' ' | b',' | b'=' | b'\\' | b'"' | b'\t' | b'\n' | b'\r' | b'\0'
+        ) {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// Writes the field value starting at `start` in canonical form; returns where it ends and
+/// whether it is one the fast path handles.
+fn field_value(raw: &str, start: usize, out: &mut String) -> (usize, bool) {
+    let b = raw.as_bytes();
+    if b.get(start) == Some(&b'"') {
+        // A string without backslashes: copied as is (nothing in it needs escaping).
+        let Some(len) = b[start + 1..].iter().position(|&c| c == b'"' || c == b'\\') else {
+            return (start, false);
+        };
+        let close = start + 1 + len;
+        if b[close] != b'"' || b.get(close + 1).is_some_and(|&c| c != b',' && c != b' ') {
+            return (start, false);
+        }
+        out.push_str(&raw[start..=close]);
+        return (close + 1, true);
+    }
+    let end = name_end(b, start);
+    if b.get(end).is_some_and(|&c| c != b',' && c != b' ') {
+        return (start, false);
+    }
+    let token = &raw[start..end];
+    let ok = match token.as_bytes() {
+        [] => false,
+        [body @ .., b'i'] if is_integer(&token[..body.len()]) => {
+            match token[..body.len()].parse::<i64>() {
+                Ok(v) => {
+                    push_int(out, v < 0, v.unsigned_abs());
+                    out.push('i');
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        [body @ .., b'u'] if !body.is_empty() && body.iter().all(u8::is_ascii_digit) => {
+            match token[..body.len()].parse::<u64>() {
+                Ok(v) => {
+                    push_int(out, false, v);
+                    out.push('u');
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        b"t" | b"T" | b"true" | b"True" | b"TRUE" => {
+            out.push_str("true");
+            true
+        }
+        b"f" | b"F" | b"false" | b"False" | b"FALSE" => {
+            out.push_str("false");
+            true
+        }
+        _ => float(token, out),
+    };
+    (end, ok)
+}
+
+/// Writes a float field: as is when it is a plain decimal that is already its shortest
+/// form, else parsed and printed as the general path prints it. `false` for anything that
+/// is not a float in line protocol's grammar (`-?\d+(\.\d+)?([eE][-+]?\d+)?`) or not finite.
+fn float(token: &str, out: &mut String) -> bool {
+    let b = token.as_bytes();
+    let unsigned = b.strip_prefix(b"-").unwrap_or(b);
+    let int_len = unsigned.iter().take_while(|c| c.is_ascii_digit()).count();
+    if int_len == 0 {
+        return false;
+    }
+    let mut rest = &unsigned[int_len..];
+    let mut frac: &[u8] = &[];
+    if let Some(after) = rest.strip_prefix(b".") {
+        let len = after.iter().take_while(|c| c.is_ascii_digit()).count();
+        if len == 0 {
+            return false;
+        }
+        frac = &after[..len];
+        rest = &after[len..];
+    }
+    let exponent = !rest.is_empty();
+    if let Some(after) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let digits = after
+            .strip_prefix(b"-")
+            .or_else(|| after.strip_prefix(b"+"))
+            .unwrap_or(after);
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+    } else if exponent {
+        return false;
+    }
+    let int = &unsigned[..int_len];
+    let canonical_int = int == b"0" || int[0] != b'0';
+    let canonical_frac = frac.last().is_none_or(|&c| c != b'0');
+    let significant = if int == b"0" {
+        frac.iter().skip_while(|&&c| c == b'0').count()
+    } else {
+        int_len + frac.len()
+    };
+    // Bounded magnitude (1e-20 .. 1e20): far from subnormals, where fewer digits hold.
+    let bounded = int_len <= 20 && frac.len() <= 20;
+    if !exponent && bounded && canonical_int && canonical_frac && significant <= VERBATIM_DIGITS {
+        out.push_str(token);
+        return true;
+    }
+    match token.parse::<f64>() {
+        Ok(v) if v.is_finite() => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{v}");
+            true
+        }
+        _ => false,
+    }
+}
+
+/// `-?\d+`.
+fn is_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// Appends `-` (when `negative`) and `n` in decimal.
+fn push_int(out: &mut String, negative: bool, n: u64) {
+    let mut buf = [0_u8; 24];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    // Only ASCII digits and '-' were written.
+    out.push_str(std::str::from_utf8(&buf[at..]).expect("ASCII digits"));
+}
+
+#[cfg(test)]
+mod tests {
+    use influxdb_line_protocol::parse_lines;
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000_000_000;
+
+    /// What the general path makes of one line: `Some(line)` or `None` when refused.
+    fn slow(raw: &str, precision: Precision) -> Option<String> {
+        let parsed = parse_lines(raw).next()?.ok()?;
+        super::super::normalise(raw, &parsed, precision, NOW)
+            .ok()
+            .map(Metric::into_line)
+    }
+
+    fn fast(raw: &str, precision: Precision) -> Option<String> {
+        normalise(raw, precision, NOW, &Limits::NONE).map(Metric::into_line)
+    }
+
+    #[test]
+    fn lines_are_cut_where_influxdb_line_protocol_cuts_them() {
+        let pieces = [
+            "m v=1 1",
+            "\n",
+            "\n",
+            "m s=\"a\nb\" 1",
+            "m,t=a\\\nb v=1",
+            "\\",
+            "\"",
+            " ",
+            "=",
+            ",",
+            "é",
+            "x",
+            "m v=\"\\\"\n\" 2",
+        ];
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for _ in 0..20_000 {
+            let body: String = (0..rng.below(8)).map(|_| rng.pick(&pieces)).collect();
+            let ours: Vec<&str> = lines(&body).collect();
+            let theirs: Vec<&str> = influxdb_line_protocol::split_lines(&body).collect();
+            assert_eq!(ours, theirs, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn floats_copied_as_is_print_back_the_same() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..100_000 {
+            let digits = 1 + rng.below(17);
+            let mut text: String = (0..digits)
+                .map(|_| char::from(b'0' + rng.below(10) as u8))
+                .collect();
+            let point = rng.below(digits + 6);
+            if point < digits {
+                text.insert(point, '.');
+            } else if point > digits {
+                text = format!("0.{}{text}", "0".repeat(point - digits));
+            }
+            if text.starts_with('.') {
+                text.insert(0, '0');
+            }
+            if rng.below(2) == 0 {
+                text.insert(0, '-');
+            }
+            let mut out = String::new();
+            if float(&text, &mut out) {
+                let value: f64 = text.parse().unwrap();
+                assert_eq!(out, format!("{value}"), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn lines_past_the_field_limit_are_left_to_the_general_path() {
+        let limits = Limits {
+            max_fields: 2,
+            ..Limits::default()
+        };
+        let line = "m a=1,b=2,c=3 1";
+        assert!(normalise(line, Precision::Nanoseconds, NOW, &limits).is_none());
+        assert!(normalise("m a=1,b=2 1", Precision::Nanoseconds, NOW, &limits).is_some());
+    }
+
+    #[test]
+    fn plain_lines_take_the_fast_path_with_the_same_result() {
+        for line in [
+            "cpu,host=a,cpu=cpu0 usage_user=12.345,usage_idle=84.5 1700000000000000000",
+            "cpu v=1",
+            "m,z=1,a=2 i=-3i,u=7u,b=true,s=\"a, b c=d\",f=0.25,e=1e3,g=1.50,h=007 12",
+            "мера,тег=значение поле=1.5 5",
+            "m f=0.123456789012345678,g=123456789012345678 1",
+            "m t=T,f=FALSE,x=f 1",
+            "m s=\"\" -5",
+        ] {
+            let fast = fast(line, Precision::Nanoseconds);
+            assert!(fast.is_some(), "{line} should take the fast path");
+            assert_eq!(fast, slow(line, Precision::Nanoseconds), "{line}");
+        }
+    }
+
+    /// A tiny deterministic generator, so the test needs no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+
+        /// One of the first `plain` items four times in five, else any.
+        fn weighted<'a>(&mut self, items: &[&'a str], plain: usize) -> &'a str {
+            if self.below(5) > 0 {
+                items[self.below(plain)]
+            } else {
+                self.pick(items)
+            }
+        }
+    }
+
+    #[test]
+    fn random_lines_get_the_general_paths_answer_or_none() {
+        // Mostly plain names (so the fast path is exercised), some that it must decline.
+        let names = [
+            "cpu", "a", "b", "z", "host", "é", "cpu", "a", "b", "z", "time", "x y", "x,y", "x=y",
+            "x\\ y", "\"q\"", "#c", "t\tb", "", " ", "m\\",
+        ];
+        let values = [
+            "1",
+            "-0",
+            "0",
+            "1.50",
+            "1.5",
+            "0.0001",
+            "00.5",
+            "1e3",
+            "1.5E-3",
+            "1e400",
+            "+1",
+            "1.",
+            ".5",
+            "1i",
+            "-1i",
+            "-0i",
+            "007i",
+            "9223372036854775807i",
+            "9223372036854775808i",
+            "-9223372036854775808i",
+            "18446744073709551615u",
+            "18446744073709551616u",
+            "-1u",
+            "1u",
+            "t",
+            "TRUE",
+            "tRue",
+            "false",
+            "F",
+            "\"s\"",
+            "\"a b,c=d\"",
+            "\"a\\\"b\"",
+            "\"\"",
+            "\"x",
+            "NaN",
+            "inf",
+            "0.30000000000000004",
+            "123456789012345678",
+            "1234567890.12345",
+            "12345678901234.56",
+            "1e",
+            "1.5e+",
+            "-",
+            "i",
+            "u",
+            "1.5.5",
+        ];
+        let stamps = [
+            "",
+            " 5",
+            " -5",
+            "  5",
+            " 5 ",
+            " 1.5",
+            " 9223372036854775807",
+            " 9223372036854775808",
+            " x",
+            " ",
+            "\r",
+            " 5\r",
+        ];
+        let precisions = [Precision::Nanoseconds, Precision::Seconds, Precision::Hours];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut taken = 0;
+        for _ in 0..20_000 {
+            let mut line = rng.weighted(&names, 10).to_string();
+            for _ in 0..rng.below(4) {
+                line.push_str(&format!(
+                    ",{}={}",
+                    rng.weighted(&names, 10),
+                    rng.weighted(&names, 10)
+                ));
+            }
+            line.push(' ');
+            for i in 0..=rng.below(3) {
+                if i > 0 {
+                    line.push(',');
+                }
+                line.push_str(&format!(
+                    "{}={}",
+                    rng.weighted(&names, 10),
+                    rng.weighted(&values, 9)
+                ));
+            }
+            line.push_str(rng.weighted(&stamps, 3));
+            let precision = precisions[rng.below(precisions.len())];
+            if let Some(fast) = fast(&line, precision) {
+                taken += 1;
+                assert_eq!(Some(fast), slow(&line, precision), "{line:?}");
+            }
+        }
+        assert!(taken > 4_000, "only {taken} lines took the fast path");
+    }
+}

@@ -1,0 +1,123 @@
+//! Request limits of the HTTP API: concurrent requests (503 + `Retry-After`), body size
+//! (413) and body read time (408), each answered as JSON like every other error.
+//!
+//! Invariants:
+//! - at most `max_concurrent_requests` write requests are served at once; one more is
+//!   answered 503 at once, before its body is read, so a flood queues nowhere in redline;
+//! - a body is read only up to `max_body_size` bytes: a larger `Content-Length` is refused
+//!   before reading anything, a body that grows past it is refused at that byte;
+//! - a body must arrive within `read_timeout`, so a client that stalls mid-body holds its
+//!   permit and its connection for that long at most (headers are bounded separately, by
+//!   the server's header read timeout).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware::Next,
+    response::Response,
+};
+use http_body_util::BodyExt as _;
+use redline_core::telemetry;
+use tokio::sync::Semaphore;
+
+use crate::{ingest, reply};
+
+/// The bound on concurrent requests, shared by the routes it guards.
+#[derive(Debug, Clone)]
+pub(crate) struct Concurrency {
+    /// One permit per request being served; never closed.
+    permits: Arc<Semaphore>,
+    /// The configured bound, for the error message.
+    limit: usize,
+    /// Sent as `Retry-After` with the 503.
+    retry_after: Duration,
+}
+
+impl Concurrency {
+    /// At most `limit` requests at once (at least 1).
+    pub(crate) fn new(limit: usize, retry_after: Duration) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            retry_after,
+        }
+    }
+}
+
+/// Middleware: serves the request while a permit is free, else answers 503.
+pub(crate) async fn concurrency(
+    State(limit): State<Concurrency>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // The permit lives until the response is produced.
+    let Ok(_permit) = limit.permits.clone().try_acquire_owned() else {
+        // A route's own path: these layers run only on matched routes.
+        let path = request.uri().path().to_owned();
+        metrics::counter!(telemetry::UNAVAILABLE, "cause" => "busy").increment(1);
+        metrics::counter!(telemetry::HTTP_REQUESTS, "endpoint" => path.clone(), "status" => "503")
+            .increment(1);
+        tracing::debug!(
+            limit = limit.limit,
+            "Request refused: too many concurrent requests."
+        );
+        let message = format!(
+            "too many concurrent requests (more than {}); retry later",
+            limit.limit
+        );
+        let mut response = reply::error(
+            reply::Api::of_path(&path),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            &message,
+        );
+        let secs = limit.retry_after.as_secs().max(1);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return response;
+    };
+    next.run(request).await
+}
+
+/// Reads a request body: at most `limit` bytes, within `timeout`.
+///
+/// # Errors
+/// [`ingest::Error::TooLarge`], [`ingest::Error::ReadTimeout`], [`ingest::Error::BodyRead`]
+/// when the client broke off.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Bytes, ingest::Error> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ingest::Error::TooLarge { limit });
+    }
+    match tokio::time::timeout(timeout, collect(body, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(ingest::Error::ReadTimeout { timeout }),
+    }
+}
+
+async fn collect(mut body: Body, limit: u64) -> Result<Bytes, ingest::Error> {
+    let mut out: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ingest::Error::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if (out.len() + data.len()) as u64 > limit {
+                return Err(ingest::Error::TooLarge { limit });
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(out))
+}
