@@ -285,7 +285,13 @@ async fn deliver<S: Sink>(
     };
     let all = async {
         for batch in batches {
-            deliverer.deliver(batch).await;
+            // Every log line of a batch's delivery carries its size and first entry id.
+            let span = tracing::info_span!(
+                "batch",
+                entries = batch.len(),
+                first = batch.first().map(|m| m.id.as_str()).unwrap_or("")
+            );
+            tracing::Instrument::instrument(deliverer.deliver(batch), span).await;
         }
     };
     tokio::select! {
