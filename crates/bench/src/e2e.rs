@@ -33,33 +33,15 @@ pub(crate) async fn run(
     let bodies = Arc::new(workload::bodies(0, requests, options.body_lines));
     let total = requests * options.body_lines;
 
-    let influx = InfluxServer::start();
-    influx.create_db(workload::DB).await;
-    let influx_addr = SocketAddr::from(([127, 0, 0, 1], influx.port()));
-    let load = Load::sample();
-    let direct = http::closed_loop(
-        influx_addr,
-        &write_path(),
-        bodies.clone(),
-        options.connections,
-        Plan::EachOnce,
-    )
-    .await;
-    let direct_other = load.other_cores();
-    direct.assert_clean("straight to InfluxDB");
-    let stored = influx
-        .count_points(workload::DB, workload::MEASUREMENT)
-        .await;
-    assert_eq!(
-        stored, total,
-        "InfluxDB holds every point written straight to it"
-    );
-    drop(influx);
+    let direct = straight(&bodies, options.connections, total).await;
+    // The relay writes one batch at a time; a single-connection client shows that bound.
+    let serial = straight(&bodies, 1, total).await;
+    let direct_cpu = direct.cpu_us_per_metric;
     let direct = report.add(
         Figure::new(
             "e2e.direct_per_s",
             "e2e baseline: load generator → InfluxDB",
-            direct.rate(),
+            direct.rate,
             "metrics/s",
         )
         .command(format!(
@@ -69,8 +51,10 @@ pub(crate) async fn run(
             options.body_lines
         ))
         .detail("metrics", total)
-        .detail("other_cores", direct_other)
-        .detail("loadgen_cores", direct.cpu_seconds / direct.elapsed.as_secs_f64()),
+        .detail("other_cores", direct.other_cores)
+        .detail("cpu_us_per_metric", direct.cpu_us_per_metric)
+        .detail("one_connection_per_s", serial.rate)
+        .detail("one_connection_cpu_us_per_metric", serial.cpu_us_per_metric),
     );
 
     let influx = InfluxServer::start();
@@ -108,6 +92,7 @@ pub(crate) async fn run(
     );
     let seconds = started.elapsed().as_secs_f64();
     let relay_other = load.other_cores();
+    let relay_cpu = load.our_cpu_seconds();
     let producer_cpu = producer.cpu_seconds() - producer_cpu;
     let consumer_cpu = consumer.cpu_seconds();
     peaks.producer("e2e", &producer);
@@ -140,7 +125,52 @@ pub(crate) async fn run(
             .detail("ingest_done_seconds", ingested)
             .detail("all_acked_seconds", seconds)
             .detail("other_cores", relay_other)
+            .detail("cpu_us_per_metric", relay_cpu * 1e6 / total as f64)
+            .detail(
+                "cpu_bound_ratio",
+                direct_cpu / (relay_cpu * 1e6 / total as f64),
+            )
             .detail("producer_cores", producer_cpu / seconds)
             .detail("consumer_cores", consumer_cpu / seconds),
     );
+}
+
+/// What writing straight to InfluxDB achieved.
+struct Straight {
+    rate: f64,
+    other_cores: f64,
+    /// CPU of influxd and the load generator per point.
+    cpu_us_per_metric: f64,
+}
+
+/// Sends every body once straight to a fresh `influxd` from `connections` connections and
+/// checks that it holds every point.
+async fn straight(bodies: &Arc<Vec<workload::Body>>, connections: usize, total: u64) -> Straight {
+    let influx = InfluxServer::start();
+    influx.create_db(workload::DB).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], influx.port()));
+    let load = Load::sample();
+    let outcome = http::closed_loop(
+        addr,
+        &write_path(),
+        bodies.clone(),
+        connections,
+        Plan::EachOnce,
+    )
+    .await;
+    let other_cores = load.other_cores();
+    let cpu = load.our_cpu_seconds();
+    outcome.assert_clean("straight to InfluxDB");
+    let stored = influx
+        .count_points(workload::DB, workload::MEASUREMENT)
+        .await;
+    assert_eq!(
+        stored, total,
+        "InfluxDB holds every point written straight to it"
+    );
+    Straight {
+        rate: outcome.rate(),
+        other_cores,
+        cpu_us_per_metric: cpu * 1e6 / total as f64,
+    }
 }

@@ -185,6 +185,12 @@ impl Load {
         }
     }
 
+    /// CPU seconds this process's tree (the servers and redline processes it started
+    /// included) used since `self`.
+    pub(crate) fn our_cpu_seconds(&self) -> f64 {
+        tree_cpu_seconds() - self.ours
+    }
+
     /// Cores other processes kept busy on average since `self`.
     pub(crate) fn other_cores(&self) -> f64 {
         let now = Self::sample();

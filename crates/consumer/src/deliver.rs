@@ -23,8 +23,7 @@
 //!   (a rejection that covers every entry, such as an unknown retention policy, is not split);
 //! - entries are written per (database, retention policy), so one target's trouble neither
 //!   rejects nor holds back another's;
-//! - one batch at a time: the next batch is written only after this one is settled (the
-//!   consumer's loop may read it meanwhile; its entries are then pending like any read one).
+//! - one batch at a time: the next batch is read only after this one is settled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;

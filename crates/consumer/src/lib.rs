@@ -7,8 +7,7 @@
 //!    each getting a fair share, a batch being `batch_size` entries or what arrived within
 //!    `flush_interval` (`reader.rs`, `batch.rs`);
 //! 3. deliver the batch: write, XACK what the sink accepted, dead-letter what it rejected,
-//!    retry the rest with backoff (`deliver.rs`, `dlq.rs`, [`sink`]); meanwhile the next
-//!    batch is read, so Redis and the sink work at the same time (one batch ahead at most);
+//!    retry the rest with backoff (`deliver.rs`, `dlq.rs`, [`sink`]);
 //! 4. every `min(min_idle / 2, 5 s)`, claim entries other consumers left idle longer than
 //!    `min_idle` and deliver them the same way (`claim.rs`).
 //!
@@ -190,8 +189,6 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
     let mut deliverer =
         Deliverer::new(sink, pool.clone(), partitions.clone(), keys.dlq(), settings);
 
-    // The batch read while the previous one was being delivered, if any.
-    let mut ahead: Option<batch::Collected> = None;
     while !shutdown.is_triggered() {
         if claimer.is_due() {
             match claimer.next(&pool).await {
@@ -209,39 +206,17 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
                 Err(error) => warn!(%error, "Cannot claim idle entries; trying again later."),
             }
         }
-        let collected = match ahead.take() {
-            Some(collected) => collected,
-            None => {
-                batch::collect(
-                    &mut reader,
-                    config.batch_size,
-                    config.flush_interval,
-                    &shutdown,
-                )
-                .await
-            }
-        };
+        let collected = batch::collect(
+            &mut reader,
+            config.batch_size,
+            config.flush_interval,
+            &shutdown,
+        )
+        .await;
         if !collected.messages.is_empty() {
             // A read returns at most `batch_size`; the split is a guard, not a need.
             let batches = batch::split(collected.messages, config.batch_size);
-            if collected.error.is_none() {
-                // Read the next batch while the sink takes this one: the sink's answer, not
-                // Redis, then paces the loop. Writes and acks stay one batch at a time, in
-                // order; what was read ahead is pending like any delivered entry (re-read on
-                // restart, claimable by others once idle) until its own turn.
-                let (_, next) = tokio::join!(
-                    deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout),
-                    batch::collect(
-                        &mut reader,
-                        config.batch_size,
-                        config.flush_interval,
-                        &shutdown,
-                    ),
-                );
-                ahead = Some(next);
-            } else {
-                deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout).await;
-            }
+            deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout).await;
         }
         match collected.error {
             None => backoff.reset(),
