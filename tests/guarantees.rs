@@ -467,7 +467,7 @@ async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
     .await;
     let producer = Producer::start(
         &primary.url(),
-        &["--wait-replicas", "1", "--wait-timeout", "300ms"],
+        &["--wait-replicas", "1", "--wait-timeout", "3s"],
     )
     .await;
     let write = format!("{}/write?db=db0", producer.url);
