@@ -112,11 +112,7 @@ async fn influxdb_outage_acks_nothing_and_everything_arrives_after() {
 
     influx.start_again();
     support::wait_for_count(&influx, "db0", sent as u64, Duration::from_secs(90)).await;
-    wait_until("nothing pending", Duration::from_secs(10), || {
-        let mut conn = conn.clone();
-        async move { support::pending(&mut conn).await == Some(0) }
-    })
-    .await;
+    support::wait_nothing_pending(&conn).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,11 +141,7 @@ async fn consumer_killed_mid_batch_redelivers_its_pending_under_the_same_name() 
     influx.start_again();
     let _c1 = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "2000"]);
     support::wait_for_count(&influx, "db0", 30_000, Duration::from_secs(60)).await;
-    wait_until("nothing pending", Duration::from_secs(10), || {
-        let mut conn = conn.clone();
-        async move { support::pending(&mut conn).await == Some(0) }
-    })
-    .await;
+    support::wait_nothing_pending(&conn).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -185,11 +177,5 @@ async fn sigterm_stops_both_cleanly_and_a_restarted_consumer_finishes() {
 
     let _c2 = consumer(&redis.url(), &influx.url(), "c1", &[]);
     support::wait_for_count(&influx, "db0", sent as u64, Duration::from_secs(60)).await;
-    let mut conn = redis.conn().await;
-    wait_until("nothing pending", Duration::from_secs(10), || {
-        let mut conn = conn.clone();
-        async move { support::pending(&mut conn).await == Some(0) }
-    })
-    .await;
-    let _ = &mut conn;
+    support::wait_nothing_pending(&redis.conn().await).await;
 }

@@ -25,16 +25,7 @@ async fn post_until_stored(url: &str, body: &str) -> u32 {
 }
 
 async fn wait_nothing_pending(redis: &RedisServer) {
-    let conn = redis.conn().await;
-    wait_until(
-        "nothing pending in the group",
-        Duration::from_secs(30),
-        || {
-            let mut conn = conn.clone();
-            async move { support::pending(&mut conn).await == Some(0) }
-        },
-    )
-    .await;
+    support::wait_nothing_pending(&redis.conn().await).await;
 }
 
 async fn xlen(redis: &RedisServer, key: &str) -> u64 {
@@ -254,15 +245,7 @@ async fn a_group_that_reads_nothing_keeps_every_entry() {
     let redis = RedisServer::start(&[]);
     let influx = InfluxServer::start();
     let mut conn = redis.conn().await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(STREAM)
-        .arg("archive")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    support::create_group(&mut conn, "archive").await;
     let producer = Producer::start(&redis.url(), &[]).await;
     let _c = consumer(
         &redis.url(),

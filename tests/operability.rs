@@ -46,15 +46,7 @@ async fn metrics_match_the_test_counts_and_xinfo() {
     let redis = RedisServer::start(&[]);
     let influx = InfluxServer::start();
     let mut conn = redis.conn().await;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(STREAM)
-        .arg("archive")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    support::create_group(&mut conn, "archive").await;
     let producer = Producer::start(&redis.url(), &[]).await;
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let _c = consumer(
@@ -108,12 +100,7 @@ async fn metrics_match_the_test_counts_and_xinfo() {
         }
     })
     .await;
-    let conn2 = conn.clone();
-    wait_until("nothing pending", Duration::from_secs(30), || {
-        let mut conn = conn2.clone();
-        async move { support::pending(&mut conn).await == Some(0) }
-    })
-    .await;
+    support::wait_nothing_pending(&conn).await;
 
     let produced = scrape(&producer.url).await;
     assert_eq!(

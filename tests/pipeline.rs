@@ -3,7 +3,7 @@
 
 use std::{io::Write, time::Duration};
 
-use redline_testkit::{wait_until, InfluxServer, RedisServer};
+use redline_testkit::{InfluxServer, RedisServer};
 
 use crate::support::{self, client, consumer, lines, Producer};
 
@@ -46,15 +46,7 @@ async fn assert_delivered(influx: &InfluxServer, redis: &RedisServer, sent: [u64
         support::wait_for_count(influx, db, expected, Duration::from_secs(90)).await;
     }
     let mut conn = redis.conn().await;
-    wait_until(
-        "nothing pending in the group",
-        Duration::from_secs(10),
-        || {
-            let mut conn = conn.clone();
-            async move { support::pending(&mut conn).await == Some(0) }
-        },
-    )
-    .await;
+    support::wait_nothing_pending(&conn).await;
     let len: u64 = redis::cmd("XLEN")
         .arg(support::STREAM)
         .query_async(&mut conn)

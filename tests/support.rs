@@ -130,6 +130,33 @@ pub(crate) async fn pending(conn: &mut redis::aio::MultiplexedConnection) -> Opt
     group_state(conn, STREAM, GROUP).await.map(|(p, _)| p)
 }
 
+/// Waits until the group has nothing pending (every entry read was acknowledged).
+pub(crate) async fn wait_nothing_pending(conn: &redis::aio::MultiplexedConnection) {
+    redline_testkit::wait_until(
+        "nothing pending in the group",
+        Duration::from_secs(30),
+        || {
+            let mut conn = conn.clone();
+            async move { pending(&mut conn).await == Some(0) }
+        },
+    )
+    .await;
+}
+
+/// Creates consumer group `group` on the metric stream at its oldest entry, as a tool other
+/// than redline would.
+pub(crate) async fn create_group(conn: &mut redis::aio::MultiplexedConnection, group: &str) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg(group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
 /// Waits until InfluxDB holds exactly `expected` values of field `v` in `db`.
 pub(crate) async fn wait_for_count(
     influx: &redline_testkit::InfluxServer,
