@@ -465,6 +465,16 @@ pub(crate) enum BufferFull {
     DropOldest,
 }
 
+/// How the InfluxDB sinks encode request bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ContentEncoding {
+    /// Content-Encoding: gzip.
+    Gzip,
+    /// The plain body (an InfluxDB on this host or a fast LAN).
+    Identity,
+}
+
 /// The sinks a consumer can write to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -501,6 +511,11 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_CONSUMER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) consumer: Option<String>,
+    /// Consumers in this process, each with one batch in flight: CONSUMER-1 … CONSUMER-N when
+    /// more than 1 [default: 1].
+    #[arg(long, env = "REDLINE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=redline_consumer::MAX_WORKERS as u64))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) workers: Option<u64>,
     /// Where new groups start [default: oldest].
     #[arg(long, env = "REDLINE_START_FROM", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -551,6 +566,10 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_INFLUX_BUCKET", value_name = "BUCKET")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) influx_bucket: Option<String>,
+    /// Request body encoding for InfluxDB writes: gzip or identity [default: gzip].
+    #[arg(long, env = "REDLINE_INFLUX_CONTENT_ENCODING", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) influx_content_encoding: Option<ContentEncoding>,
     /// Do not create a missing database (InfluxDB answers 404).
     #[arg(long, env = "REDLINE_INFLUX_SKIP_DATABASE_CREATION", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -293,6 +293,15 @@ fn influx_url(args: &ConsumerArgs) -> Result<String> {
     Ok(url)
 }
 
+/// The InfluxDB sinks' body encoding from the options.
+fn content_encoding(args: &ConsumerArgs) -> redline_consumer::sink::ContentEncoding {
+    use redline_consumer::sink::ContentEncoding as Encoding;
+    match args.influx_content_encoding {
+        None | Some(crate::cli::ContentEncoding::Gzip) => Encoding::Gzip,
+        Some(crate::cli::ContentEncoding::Identity) => Encoding::Identity,
+    }
+}
+
 /// The consumer's Config from its options.
 pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_consumer::Config> {
     use redline_consumer::{SinkConfig, StartFrom as Start};
@@ -329,6 +338,7 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
                     "influx_timeout",
                     redline_consumer::sink::DEFAULT_INFLUX_TIMEOUT,
                 )?,
+                content_encoding: content_encoding(args),
             }
         }
         SinkKind::Influxdb => {
@@ -344,6 +354,7 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
                 create_database: !args.influx_skip_database_creation.unwrap_or(false),
                 username: args.influx_username.clone(),
                 password: args.influx_password.clone(),
+                content_encoding: content_encoding(args),
             }
         }
     };
@@ -366,6 +377,7 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
         partitions: common.partitions,
         group: args.group.clone().unwrap_or(d.group.clone()),
         consumer,
+        workers: args.workers.map_or(d.workers, |n| n as usize),
         start_from: match args.start_from.unwrap_or(StartFrom::Oldest) {
             StartFrom::Oldest => Start::Oldest,
             StartFrom::Latest => Start::Latest,

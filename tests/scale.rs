@@ -376,3 +376,123 @@ async fn consumers_joining_and_leaving_under_load_change_nothing_but_the_through
         .unwrap();
     assert_eq!(dead, 0, "nothing is dead-lettered");
 }
+
+/// XPENDING's summary: entries pending per consumer of the default group.
+async fn pending_per_consumer(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut per = std::collections::BTreeMap::new();
+    // NOGROUP until the consumer created the group: nobody holds anything yet.
+    let Ok(redis::Value::Array(parts)) = redis::cmd("XPENDING")
+        .arg(STREAM)
+        .arg(GROUP)
+        .query_async::<redis::Value>(conn)
+        .await
+    else {
+        return per;
+    };
+    if let Some(redis::Value::Array(consumers)) = parts.get(3) {
+        for pair in consumers.iter().cloned() {
+            let (name, count): (String, String) = redis::from_redis_value(pair).unwrap();
+            per.insert(name, count.parse().unwrap());
+        }
+    }
+    per
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_process_with_three_workers_holds_three_batches_and_survives_a_kill() {
+    let redis = RedisServer::start(&[]);
+    let mut influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let http = client();
+    let write = format!("{}/write?db=db0", producer.url);
+    for start in (0..30_000).step_by(5_000) {
+        post_until_stored(&http, &write, lines(start, 5_000)).await;
+    }
+    influx.stop();
+    let args = ["--workers", "3", "--batch-size", "1000"];
+    let mut first = consumer(&redis.url(), &influx.url(), "w", &args);
+
+    // InfluxDB is down: each worker reads one batch under its own name and holds it.
+    let mut conn = redis.conn().await;
+    let expected: std::collections::BTreeMap<String, u64> = ["w-1", "w-2", "w-3"]
+        .iter()
+        .map(|name| (name.to_string(), 1_000))
+        .collect();
+    let mut seen = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        seen = pending_per_consumer(&mut conn).await;
+        if seen == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, expected, "{}", first.logs());
+    assert!(first.sigkill().is_some(), "the consumer was running");
+
+    // Restarted under the same name, each worker re-reads what it held; nothing is lost.
+    influx.start_again();
+    let mut second = consumer(&redis.url(), &influx.url(), "w", &args);
+    support::wait_for_count(&influx, "db0", 30_000, Duration::from_secs(30)).await;
+    support::wait_nothing_pending(&conn).await;
+    second.sigterm();
+    assert!(
+        second
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        second.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_sharing_a_file_write_whole_batches_and_every_line_once() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.lp");
+    let http = client();
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut expected = Vec::new();
+    for start in (0..20_000).step_by(5_000) {
+        let body = lines(start, 5_000);
+        expected.extend(body.lines().map(str::to_string));
+        post_until_stored(&http, &write, body).await;
+    }
+    let _consumer = ChildGuard::spawn(
+        "file-workers",
+        redline()
+            .args(["consumer", "--redis-url", &redis.url(), "--consumer", "f"])
+            .args([
+                "--workers",
+                "4",
+                "--batch-size",
+                "500",
+                "--flush-interval",
+                "100ms",
+            ])
+            .args(["--sink", "file", "--file"])
+            .arg(&file),
+    );
+    let conn = redis.conn().await;
+    wait_until("20,000 lines in the file", Duration::from_secs(30), || {
+        let file = file.clone();
+        async move {
+            std::fs::read_to_string(&file).is_ok_and(|text| text.lines().count() >= 20_000)
+        }
+    })
+    .await;
+    support::wait_nothing_pending(&conn).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.ends_with('\n'));
+    let mut written: Vec<String> = text.lines().map(str::to_string).collect();
+    written.sort();
+    expected.sort();
+    assert_eq!(written.len(), 20_000);
+    assert!(
+        written == expected,
+        "the file holds other lines than those sent"
+    );
+}

@@ -147,7 +147,7 @@ fn consumer(
     let redis_cpu = redisx::cpu_seconds(conn);
     let load = Load::sample();
     let started = Instant::now();
-    let mut consumer = stack::consumer(options, &redis.url(), key, CONSUMER_GROUP, sink);
+    let mut consumer = stack::consumer(options, &redis.url(), key, CONSUMER_GROUP, sink, 1);
     redisx::wait_progress(
         conn,
         key,

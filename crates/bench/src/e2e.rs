@@ -53,6 +53,7 @@ pub(crate) async fn run(
         .detail("metrics", total)
         .detail("other_cores", direct.other_cores)
         .detail("cpu_us_per_metric", direct.cpu_us_per_metric)
+        .detail("cpu_us_per_metric_by_process", serde_json::json!(direct.by_process))
         .detail("one_connection_per_s", serial.rate)
         .detail("one_connection_cpu_us_per_metric", serial.cpu_us_per_metric),
     );
@@ -67,6 +68,7 @@ pub(crate) async fn run(
         STREAM,
         CONSUMER_GROUP,
         &Sink::Influx(&influx.url()),
+        options.e2e_workers,
     );
     let load = Load::sample();
     let started = Instant::now();
@@ -93,6 +95,7 @@ pub(crate) async fn run(
     let seconds = started.elapsed().as_secs_f64();
     let relay_other = load.other_cores();
     let relay_cpu = load.our_cpu_seconds();
+    let relay_by_process = load.our_cpu_us_per_metric(total);
     let producer_cpu = producer.cpu_seconds() - producer_cpu;
     let consumer_cpu = consumer.cpu_seconds();
     peaks.producer("e2e", &producer);
@@ -130,6 +133,10 @@ pub(crate) async fn run(
                 "cpu_bound_ratio",
                 direct_cpu / (relay_cpu * 1e6 / total as f64),
             )
+            .detail(
+                "cpu_us_per_metric_by_process",
+                serde_json::json!(relay_by_process),
+            )
             .detail("producer_cores", producer_cpu / seconds)
             .detail("consumer_cores", consumer_cpu / seconds),
     );
@@ -141,6 +148,8 @@ struct Straight {
     other_cores: f64,
     /// CPU of influxd and the load generator per point.
     cpu_us_per_metric: f64,
+    /// The same per process name.
+    by_process: std::collections::BTreeMap<String, f64>,
 }
 
 /// Sends every body once straight to a fresh `influxd` from `connections` connections and
@@ -160,6 +169,7 @@ async fn straight(bodies: &Arc<Vec<workload::Body>>, connections: usize, total: 
     .await;
     let other_cores = load.other_cores();
     let cpu = load.our_cpu_seconds();
+    let by_process = load.our_cpu_us_per_metric(total);
     outcome.assert_clean("straight to InfluxDB");
     let stored = influx
         .count_points(workload::DB, workload::MEASUREMENT)
@@ -172,5 +182,6 @@ async fn straight(bodies: &Arc<Vec<workload::Body>>, connections: usize, total: 
         rate: outcome.rate(),
         other_cores,
         cpu_us_per_metric: cpu * 1e6 / total as f64,
+        by_process,
     }
 }

@@ -55,6 +55,7 @@ pub(crate) async fn run(
         STREAM,
         CONSUMER_GROUP,
         &Sink::File(&file),
+        1,
     );
     let settle = |conn: &mut redis::Connection, consumer: &mut crate::procs::Proc| {
         redisx::wait_progress(

@@ -100,6 +100,7 @@ pub(crate) fn backlog(
         STREAM,
         CONSUMER_GROUP,
         &Sink::Discard,
+        1,
     );
     let timeout = Duration::from_secs(120 + options.backlog_entries / 20_000);
     redisx::wait_progress(

@@ -54,6 +54,8 @@ pub(crate) struct Options {
     pub(crate) batch_size: u64,
     /// The consumer's `--flush-interval`, in ms.
     pub(crate) flush_interval_ms: u64,
+    /// The end-to-end consumer's `--workers` (batches in flight to InfluxDB at once).
+    pub(crate) e2e_workers: usize,
     /// Seconds the line micro-benchmark runs.
     pub(crate) line_seconds: f64,
 }
@@ -84,6 +86,7 @@ sections: line ceiling ingest drain e2e backlog latency scale (default: all)
   --latency-body-lines N       lines per request when paced          [1000]
   --batch-size N               consumer --batch-size                 [5000]
   --flush-interval-ms N        consumer --flush-interval             [1000]
+  --e2e-workers N              end-to-end consumer --workers         [--connections]
   --line-seconds S             parse/normalise/encode micro-benchmark [2 | 0.5]
 
 Every option is also an environment variable REDLINE_BENCH_<NAME> (e.g.
@@ -145,6 +148,7 @@ impl Options {
             "latency-body-lines",
             "batch-size",
             "flush-interval-ms",
+            "e2e-workers",
             "line-seconds",
         ];
         if let Some((unknown, _)) = flags.iter().find(|(n, _)| !known.contains(&n.as_str())) {
@@ -179,13 +183,14 @@ impl Options {
         };
         let redline = lookup("redline").map_or_else(procs::default_redline, PathBuf::from);
         let out = lookup("out").map_or_else(default_out, PathBuf::from);
+        let connections = number("connections", 4.0)? as usize;
         Ok(Self {
             quick,
             sections,
             redline,
             out,
             aof: boolean("aof"),
-            connections: number("connections", 4.0)? as usize,
+            connections,
             rounds: number("rounds", pick(2.0, 1.0))? as usize,
             body_lines: number("body-lines", 5000.0)? as u64,
             ceiling_requests: number("ceiling-requests", pick(2_000_000.0, 300_000.0))? as u64,
@@ -199,6 +204,7 @@ impl Options {
             latency_body_lines: number("latency-body-lines", 1000.0)? as u64,
             batch_size: number("batch-size", 5000.0)? as u64,
             flush_interval_ms: number("flush-interval-ms", 1000.0)? as u64,
+            e2e_workers: (number("e2e-workers", connections as f64)? as usize).max(1),
             line_seconds: number("line-seconds", pick(2.0, 0.5))?,
         })
     }
@@ -229,6 +235,7 @@ impl Options {
             "latency_body_lines": self.latency_body_lines,
             "batch_size": self.batch_size,
             "flush_interval_ms": self.flush_interval_ms,
+            "e2e_workers": self.e2e_workers,
             "line_seconds": self.line_seconds,
         })
     }

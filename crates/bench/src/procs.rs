@@ -5,6 +5,7 @@
 //! sink into `/dev/null` is the cheapest honest discarding sink (it flushes every batch
 //! before the ack, and the file sink's `fdatasync` fails with EINVAL on `/dev/null`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -168,20 +169,23 @@ fn cpu_seconds_of(path: &str) -> Option<f64> {
 /// CPU use of the whole machine and of this process's tree (itself, its children and the
 /// children it reaped), to tell how busy *other* processes kept the cores during a
 /// measurement: on a shared machine that is what makes one run differ from the next.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Load {
     at: std::time::Instant,
     machine_busy: f64,
     ours: f64,
+    by_name: BTreeMap<String, f64>,
 }
 
 impl Load {
     /// A sample now.
     pub(crate) fn sample() -> Self {
+        let by_name = tree_cpu_by_name();
         Self {
             at: std::time::Instant::now(),
             machine_busy: machine_busy_seconds(),
-            ours: tree_cpu_seconds(),
+            ours: by_name.values().sum(),
+            by_name,
         }
     }
 
@@ -189,6 +193,21 @@ impl Load {
     /// included) used since `self`.
     pub(crate) fn our_cpu_seconds(&self) -> f64 {
         tree_cpu_seconds() - self.ours
+    }
+
+    /// [`Self::our_cpu_seconds`] per process name, in µs per one of `metrics`, rounded to
+    /// 0.01 µs; names that used no CPU are left out.
+    pub(crate) fn our_cpu_us_per_metric(&self, metrics: u64) -> BTreeMap<String, f64> {
+        let before = &self.by_name;
+        tree_cpu_by_name()
+            .into_iter()
+            .map(|(name, cpu)| {
+                let used = cpu - before.get(&name).copied().unwrap_or(0.0);
+                let us = (used * 1e6 / metrics.max(1) as f64 * 100.0).round() / 100.0;
+                (name, us)
+            })
+            .filter(|(_, us)| *us > 0.0)
+            .collect()
     }
 
     /// Cores other processes kept busy on average since `self`.
@@ -222,8 +241,14 @@ fn machine_busy_seconds() -> f64 {
 
 /// CPU seconds of this process, the children it reaped, and every live descendant.
 fn tree_cpu_seconds() -> f64 {
+    tree_cpu_by_name().values().sum()
+}
+
+/// [`tree_cpu_seconds`] per process name (`comm`: `redis-server`, `influxd`, `redline`,
+/// `redline-bench`); what a process reaped counts under its own name.
+pub(crate) fn tree_cpu_by_name() -> BTreeMap<String, f64> {
     let me = std::process::id();
-    let mut parents: Vec<(u32, u32, f64)> = Vec::new();
+    let mut procs: Vec<(u32, u32, String, f64)> = Vec::new();
     if let Ok(dir) = fs::read_dir("/proc") {
         for entry in dir.flatten() {
             let Some(pid) = entry
@@ -236,9 +261,10 @@ fn tree_cpu_seconds() -> f64 {
             let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
                 continue;
             };
-            let Some(close) = stat.rfind(')') else {
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
                 continue;
             };
+            let name = stat[open + 1..close].to_string();
             let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
             let num = |i: usize| {
                 fields
@@ -249,24 +275,24 @@ fn tree_cpu_seconds() -> f64 {
             let ppid = num(1) as u32;
             // utime + stime, plus cutime + cstime for what it reaped.
             let cpu = (num(11) + num(12) + num(13) + num(14)) / clock_ticks();
-            parents.push((pid, ppid, cpu));
+            procs.push((pid, ppid, name, cpu));
         }
     }
-    let mut total: f64 = parents
-        .iter()
-        .filter(|(pid, _, _)| *pid == me)
-        .map(|(_, _, cpu)| cpu)
-        .sum();
+    let mut totals = BTreeMap::new();
+    let mut add = |name: &str, cpu: f64| *totals.entry(name.to_string()).or_insert(0.0) += cpu;
+    for (_, _, name, cpu) in procs.iter().filter(|(pid, ..)| *pid == me) {
+        add(name, *cpu);
+    }
     let mut frontier = vec![me];
     while let Some(parent) = frontier.pop() {
-        for (child, ppid, cpu) in &parents {
+        for (child, ppid, name, cpu) in &procs {
             if *ppid == parent {
-                total += cpu;
+                add(name, *cpu);
                 frontier.push(*child);
             }
         }
     }
-    total
+    totals
 }
 
 /// CPU seconds this process used so far.

@@ -17,7 +17,7 @@ pub(crate) enum Sink<'a> {
     Discard,
     /// `--sink file --file PATH` (fsynced before each ack).
     File(&'a Path),
-    /// `--sink influxdb --influx-url URL --influx-db bench`.
+    /// `--sink influxdb --influx-url URL --influx-db bench --influx-content-encoding identity`.
     Influx(&'a str),
 }
 
@@ -48,13 +48,14 @@ pub(crate) async fn producer(
     (proc, addr)
 }
 
-/// `redline consumer` of `group` on `stream` writing to `sink`.
+/// `redline consumer` of `group` on `stream` writing to `sink`, with `--workers workers`.
 pub(crate) fn consumer(
     options: &Options,
     redis_url: &str,
     stream: &str,
     group: &str,
     sink: &Sink<'_>,
+    workers: usize,
 ) -> Proc {
     let mut args: Vec<String> = [
         "consumer",
@@ -76,6 +77,9 @@ pub(crate) fn consumer(
     .iter()
     .map(ToString::to_string)
     .collect();
+    if workers > 1 {
+        args.extend(["--workers".into(), workers.to_string()]);
+    }
     let stdout = match sink {
         Sink::Discard => {
             args.extend(["--sink".into(), "stdout".into()]);
@@ -98,6 +102,9 @@ pub(crate) fn consumer(
                 (*url).to_string(),
                 "--influx-db".into(),
                 crate::workload::DB.into(),
+                // The load generator sends plain bodies straight to InfluxDB; so does this.
+                "--influx-content-encoding".into(),
+                "identity".into(),
             ]);
             Stdout::Log
         }

@@ -50,9 +50,9 @@ impl Body {
         let Some(fields) = fields else {
             return Self::Deleted;
         };
-        match Entry::decode(&fields) {
+        match Entry::decode_owned(fields) {
             Ok(entry) => Self::Metric(entry),
-            Err(error) => Self::Invalid {
+            Err((error, fields)) => Self::Invalid {
                 error,
                 lp: lossy(&fields, entry::FIELD_LP),
                 db: lossy(&fields, entry::FIELD_DB),

@@ -35,6 +35,10 @@ pub struct Config {
     /// This consumer's name in the group; unique per process. A consumer restarted under
     /// the same name re-reads the entries it had not acknowledged.
     pub consumer: String,
+    /// Consumers this process runs side by side, each reading and delivering its own
+    /// batches: `consumer` alone when 1, else `consumer-1` … `consumer-N`, which is what
+    /// that many processes would be.
+    pub workers: usize,
     /// Where the group starts when it does not exist yet.
     pub start_from: StartFrom,
     /// Where batches go.
@@ -78,6 +82,7 @@ impl Default for Config {
             partitions: 1,
             group: "redline".to_string(),
             consumer: "redline-consumer".to_string(),
+            workers: 1,
             start_from: StartFrom::Oldest,
             sink: SinkConfig::default(),
             batch_size: 5000,
@@ -94,6 +99,9 @@ impl Default for Config {
     }
 }
 
+/// Most workers one process runs (`workers`); more processes scale further.
+pub const MAX_WORKERS: usize = 64;
+
 /// A setting the consumer cannot run with.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid consumer setting '{key}': {reason}")]
@@ -105,6 +113,17 @@ pub struct InvalidConfig {
 }
 
 impl Config {
+    /// The consumer names this process reads as: [`Self::consumer`] for one worker,
+    /// `<consumer>-1` … `<consumer>-N` for N.
+    pub fn worker_names(&self) -> Vec<String> {
+        if self.workers <= 1 {
+            return vec![self.consumer.clone()];
+        }
+        (1..=self.workers)
+            .map(|n| format!("{}-{n}", self.consumer))
+            .collect()
+    }
+
     /// Checks the settings that have no meaningful zero or empty value.
     ///
     /// # Errors
@@ -119,6 +138,9 @@ impl Config {
         }
         if self.consumer.is_empty() {
             return invalid("consumer", "must not be empty");
+        }
+        if !(1..=MAX_WORKERS).contains(&self.workers) {
+            return invalid("workers", "must be between 1 and 64");
         }
         if self.batch_size == 0 {
             return invalid("batch_size", "must be at least 1");
@@ -155,7 +177,29 @@ mod tests {
         assert_eq!(config.min_idle, Duration::from_secs(30));
         assert_eq!(config.max_deliveries, 5);
         assert_eq!(config.sink, SinkConfig::Stdout);
+        assert_eq!(config.workers, 1);
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn workers_read_under_numbered_names() {
+        let one = Config {
+            consumer: "host-7".into(),
+            ..Config::default()
+        };
+        assert_eq!(one.worker_names(), ["host-7"]);
+        let three = Config { workers: 3, ..one };
+        assert_eq!(three.worker_names(), ["host-7-1", "host-7-2", "host-7-3"]);
+        for workers in [0, MAX_WORKERS + 1] {
+            let config = Config {
+                workers,
+                ..Config::default()
+            };
+            assert_eq!(
+                config.validate().unwrap_err().to_string(),
+                "invalid consumer setting 'workers': must be between 1 and 64"
+            );
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@
 //!   (a rejection that covers every entry, such as an unknown retention policy, is not split);
 //! - entries are written per (database, retention policy), so one target's trouble neither
 //!   rejects nor holds back another's;
-//! - one batch at a time: the next batch is read only after this one is settled.
+//! - one batch at a time per worker (consumer name): its next batch is read only after this
+//!   one is settled.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -234,7 +235,7 @@ impl<S: Sink> Deliverer<S> {
             if matches!(failure, Some(SinkError::Unavailable(_))) {
                 break; // the sink is down: don't knock on it once per route
             }
-            let entries: Vec<Entry> = route.iter().map(|&i| todo[i].entry.clone()).collect();
+            let entries: Vec<&Entry> = route.iter().map(|&i| &todo[i].entry).collect();
             let outcome = self.bisect(&entries).await;
             for range in outcome.accepted {
                 route[range].iter().for_each(|&i| fate[i] = Fate::Accepted);
@@ -270,7 +271,7 @@ impl<S: Sink> Deliverer<S> {
     /// Writes `entries`; on a rejection, writes each half, down to single entries, so only
     /// the entries the sink refuses are dead-lettered. Stops at the first error that is not
     /// a rejection: everything not written yet stays pending.
-    async fn bisect(&mut self, entries: &[Entry]) -> Bisected {
+    async fn bisect(&mut self, entries: &[&Entry]) -> Bisected {
         let mut out = Bisected::default();
         let mut stack: Vec<Range<usize>> = Vec::new();
         stack.push(0..entries.len());
@@ -298,7 +299,7 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// One sink write, measured and counted.
-    async fn write_once(&mut self, entries: &[Entry]) -> Result<(), SinkError> {
+    async fn write_once(&mut self, entries: &[&Entry]) -> Result<(), SinkError> {
         let started = Instant::now();
         let result = self.sink.write(entries).await;
         metrics::histogram!(telemetry::SINK_SECONDS).record(started.elapsed().as_secs_f64());

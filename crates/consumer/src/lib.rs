@@ -11,6 +11,10 @@
 //! 4. every `min(min_idle / 2, 5 s)`, claim entries other consumers left idle longer than
 //!    `min_idle` and deliver them the same way (`claim.rs`).
 //!
+//! A process runs this loop `workers` times side by side ([`Config::workers`]), each a
+//! consumer of the group under its own name with its own batch in flight, sharing the Redis
+//! pool and the sink (InfluxDB sinks write concurrently; file and stdout take turns).
+//!
 //! Redis or the sink being down never ends the loop: it logs, backs off and carries on.
 //! On shutdown it stops reading, gives the in-flight batch up to `shutdown_timeout`, and
 //! returns; whatever is not acknowledged by then stays pending for a restart or another
@@ -34,7 +38,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use redline_core::keys::StreamKeys;
-use redline_core::redis::redact_url;
+use redline_core::redis::{redact_url, Pool};
 use redline_core::Shutdown;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -44,9 +48,9 @@ use crate::batch::Message;
 use crate::claim::Claimer;
 use crate::deliver::{Deliverer, Settings};
 use crate::reader::Reader;
-use crate::sink::{FileSink, Influx2Sink, InfluxSink, Sink, StdoutSink};
+use crate::sink::{FileSink, Influx2Sink, InfluxSink, Shared, Sink, StdoutSink};
 
-pub use crate::config::{Config, InvalidConfig, StartFrom};
+pub use crate::config::{Config, InvalidConfig, StartFrom, MAX_WORKERS};
 pub use crate::sink::{SinkConfig, SinkError};
 
 /// Why the consumer could not run. Only set-up problems end it: Redis or the sink being
@@ -93,6 +97,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// to create (e.g. the key holds something else than a stream).
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     config.validate()?;
+    let workers = config.workers;
     match &config.sink {
         SinkConfig::Influxdb {
             url,
@@ -101,6 +106,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
             create_database,
             username,
             password,
+            content_encoding,
         } => {
             let sink = InfluxSink::new(
                 url,
@@ -109,8 +115,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
                 *create_database,
                 username.as_deref(),
                 password.as_deref(),
-            )?;
-            consume(config, sink, shutdown).await
+            )?
+            .with_content_encoding(*content_encoding);
+            // Clones share one HTTP client: each worker writes on its own connection.
+            consume(config, vec![sink; workers], shutdown).await
         }
         SinkConfig::Influxdb2 {
             url,
@@ -118,23 +126,38 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
             org,
             bucket,
             timeout,
+            content_encoding,
         } => {
-            let sink = Influx2Sink::new(url, token, org, bucket.as_deref(), *timeout)?;
-            consume(config, sink, shutdown).await
+            let sink = Influx2Sink::new(url, token, org, bucket.as_deref(), *timeout)?
+                .with_content_encoding(*content_encoding);
+            consume(config, vec![sink; workers], shutdown).await
         }
         SinkConfig::File {
             path,
             max_size,
             max_files,
         } => {
-            let sink = FileSink::open_rotating(path, *max_size, *max_files).await?;
-            consume(config, sink, shutdown).await
+            let sink = Shared::new(FileSink::open_rotating(path, *max_size, *max_files).await?);
+            consume(config, vec![sink; workers], shutdown).await
         }
-        SinkConfig::Stdout => consume(config, StdoutSink::new(), shutdown).await,
+        SinkConfig::Stdout => {
+            consume(
+                config,
+                vec![Shared::new(StdoutSink::new()); workers],
+                shutdown,
+            )
+            .await
+        }
     }
 }
 
-async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result<()> {
+/// Sets up what the process shares (Redis pool, group, `/metrics`, maintenance), then runs
+/// one worker per sink until shutdown. A worker that fails to set up ends them all.
+async fn consume<S: Sink + Sync + 'static>(
+    config: Config,
+    sinks: Vec<S>,
+    shutdown: Shutdown,
+) -> Result<()> {
     let keys = StreamKeys::new(&config.stream, config.partitions);
     let partitions = keys.partitions().to_vec();
     let pool = config.redis.pool()?;
@@ -149,8 +172,10 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
         let probes = http::Probes::new(config.redis.clone(), keys.clone(), config.sink.clone());
         tasks.spawn(http::serve(listener, probes, shutdown.clone()));
     }
+    let names = config.worker_names();
     info!(redis = %redact_url(&config.redis.url), stream = %keys.base(), partitions = keys.count(),
-        group = %config.group, consumer = %config.consumer, sink = sink.name(), "Consumer starting.");
+        group = %config.group, consumers = %names.join(","), sink = sinks.first().map_or("", Sink::name),
+        "Consumer starting.");
 
     tasks.spawn(maintain::run(
         config.redis.clone(),
@@ -162,32 +187,78 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
     ));
 
     let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
-    if !create_group(&config, &pool, &partitions, &shutdown, &mut backoff).await? {
-        return Ok(());
+    let mut outcome = Ok(());
+    if create_group(&config, &pool, &partitions, &shutdown, &mut backoff).await? {
+        let mut workers = JoinSet::new();
+        for (name, sink) in names.into_iter().zip(sinks) {
+            let span = tracing::info_span!("worker", consumer = %name);
+            let worker = work(
+                config.clone(),
+                name,
+                sink,
+                pool.clone(),
+                partitions.clone(),
+                keys.dlq(),
+                shutdown.clone(),
+            );
+            workers.spawn(tracing::Instrument::instrument(worker, span));
+        }
+        while let Some(joined) = workers.join_next().await {
+            let result =
+                joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+            if let Err(error) = result {
+                // The others stop as on a signal; the first error is the process's.
+                shutdown.trigger();
+                if outcome.is_ok() {
+                    outcome = Err(error);
+                }
+            }
+        }
     }
+    info!(consumer = %config.consumer, "Consumer stopped reading; shutting down.");
+    // The listener stops on `shutdown`; a scraper holding a connection open gets a second.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    tasks.abort_all();
+    outcome
+}
+
+/// One consumer of the group, named `name`: reads, delivers to `sink`, claims what others
+/// left idle, until shutdown. A process runs [`Config::workers`] of them side by side.
+async fn work<S: Sink + Sync>(
+    config: Config,
+    name: String,
+    sink: S,
+    pool: Pool,
+    partitions: Vec<String>,
+    dlq: String,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
     let mut reader = Reader::new(
         config.redis.clone(),
         partitions.clone(),
         config.group.clone(),
-        config.consumer.clone(),
+        name.clone(),
     );
     let mut claimer = Claimer::new(
         partitions.clone(),
         config.group.clone(),
-        config.consumer.clone(),
+        name.clone(),
         config.min_idle,
         config.batch_size,
     );
     let settings = Settings {
         group: config.group.clone(),
-        consumer: config.consumer.clone(),
+        consumer: name,
         max_deliveries: config.max_deliveries,
         retry_initial: config.retry_initial,
         retry_max: config.retry_max,
         min_idle: config.min_idle,
     };
-    let mut deliverer =
-        Deliverer::new(sink, pool.clone(), partitions.clone(), keys.dlq(), settings);
+    let mut deliverer = Deliverer::new(sink, pool.clone(), partitions.clone(), dlq, settings);
 
     while !shutdown.is_triggered() {
         if claimer.is_due() {
@@ -235,13 +306,6 @@ async fn consume<S: Sink>(config: Config, sink: S, shutdown: Shutdown) -> Result
             }
         }
     }
-    info!(consumer = %config.consumer, "Consumer stopped reading; shutting down.");
-    // The listener stops on `shutdown`; a scraper holding a connection open gets a second.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    tasks.abort_all();
     Ok(())
 }
 
@@ -280,7 +344,7 @@ async fn deliver<S: Sink>(
 /// shutdown came first.
 async fn create_group(
     config: &Config,
-    pool: &redline_core::redis::Pool,
+    pool: &Pool,
     partitions: &[String],
     shutdown: &Shutdown,
     backoff: &mut Backoff,

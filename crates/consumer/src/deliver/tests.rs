@@ -28,13 +28,13 @@ struct Scripted<F> {
 
 impl<F> Sink for Scripted<F>
 where
-    F: FnMut(usize, &[Entry]) -> Result<(), SinkError> + Send,
+    F: FnMut(usize, &[&Entry]) -> Result<(), SinkError> + Send,
 {
     fn name(&self) -> &'static str {
         "scripted"
     }
 
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
         let mut seen = self.seen.lock().unwrap();
         seen.calls += 1;
         let answer = (self.decide)(seen.calls, batch);
@@ -87,7 +87,7 @@ fn deliverer<F>(
     max_deliveries: u64,
 ) -> (Deliverer<Scripted<F>>, Arc<Mutex<Seen>>)
 where
-    F: FnMut(usize, &[Entry]) -> Result<(), SinkError> + Send,
+    F: FnMut(usize, &[&Entry]) -> Result<(), SinkError> + Send,
 {
     let pool = RedisConfig {
         url: redis.url(),
@@ -179,7 +179,7 @@ async fn a_failing_sink_counts_deliveries_until_the_dead_letter_stream() {
 #[tokio::test]
 async fn an_unavailable_sink_is_retried_without_counting_deliveries() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
-    let decide = |call: usize, _: &[Entry]| {
+    let decide = |call: usize, _: &[&Entry]| {
         if call <= 20 {
             Err(SinkError::Unavailable("connection refused".into()))
         } else {
@@ -203,7 +203,7 @@ async fn rejected_entries_are_isolated_and_the_rest_acked() {
         entries[i].0 = format!("poison,i={i} v=1 {i}");
     }
     let (redis, batch) = read_entries(&entries).await;
-    let decide = |_: usize, batch: &[Entry]| {
+    let decide = |_: usize, batch: &[&Entry]| {
         if batch.iter().any(|e| e.lp.starts_with("poison")) {
             Err(SinkError::Rejected {
                 reason: "field type conflict".into(),
@@ -246,7 +246,7 @@ async fn a_whole_rejection_dead_letters_only_its_route() {
     let mut entries = lines(10, Some("good"));
     entries.extend(lines(6, Some("gone")));
     let (redis, batch) = read_entries(&entries).await;
-    let decide = |_: usize, batch: &[Entry]| {
+    let decide = |_: usize, batch: &[&Entry]| {
         if batch.iter().any(|e| e.db.as_deref() == Some("gone")) {
             Err(SinkError::Rejected {
                 reason: "database not found: \"gone\"".into(),
@@ -273,7 +273,7 @@ async fn entries_claimed_by_another_consumer_are_left_to_it() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
     let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
     let mut other = redis.sync_conn();
-    let decide = move |call: usize, _: &[Entry]| {
+    let decide = move |call: usize, _: &[&Entry]| {
         if call == 1 {
             // While this consumer's first attempt hangs, another one takes the entries over.
             let _: Vec<String> = redis::cmd("XCLAIM")

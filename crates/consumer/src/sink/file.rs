@@ -121,14 +121,14 @@ impl Sink for FileSink {
         "file"
     }
 
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
         let size = self
             .file
             .metadata()
             .await
             .map_err(|e| unavailable(&self.path, &e))?
             .len();
-        let bytes = lines(batch);
+        let bytes = lines(batch.iter().copied());
         let before = self.rotate_if_full(size, bytes.len()).await;
         match self.append(&bytes).await {
             Ok(()) => Ok(()),
@@ -187,12 +187,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.lp");
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[entry("a v=1 1"), entry("b v=2 2")])
+        sink.write(&[&entry("a v=1 1"), &entry("b v=2 2")])
             .await
             .unwrap();
         drop(sink);
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[entry("c v=3 3")]).await.unwrap();
+        sink.write(&[&entry("c v=3 3")]).await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "a v=1 1\nb v=2 2\nc v=3 3\n");
     }
@@ -205,7 +205,7 @@ mod tests {
         let mut sink = FileSink::open_rotating(&path, 50, 2).await.unwrap();
         for b in 0..5 {
             let batch: Vec<Entry> = (0..3).map(|i| entry(&format!("l v={i} {b}"))).collect();
-            sink.write(&batch).await.unwrap();
+            sink.write(&batch.iter().collect::<Vec<_>>()).await.unwrap();
         }
         drop(sink);
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
@@ -229,8 +229,8 @@ mod tests {
         let path = dir.path().join("m.lp");
         let mut sink = FileSink::open_rotating(&path, 10, 1).await.unwrap();
         let batch: Vec<Entry> = (0..4).map(|i| entry(&format!("l v={i} 0"))).collect();
-        sink.write(&batch).await.unwrap();
-        sink.write(&batch).await.unwrap();
+        sink.write(&batch.iter().collect::<Vec<_>>()).await.unwrap();
+        sink.write(&batch.iter().collect::<Vec<_>>()).await.unwrap();
         let mut one = path.clone().into_os_string();
         one.push(".1");
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);

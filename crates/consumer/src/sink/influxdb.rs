@@ -23,6 +23,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
+use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use redline_core::entry::Entry;
@@ -30,12 +31,13 @@ use reqwest::header::CONTENT_ENCODING;
 use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
-use super::{lines, OpenError, Sink, SinkError};
+use super::{lines, ContentEncoding, OpenError, Sink, SinkError};
 
 /// Longest error text kept from an answer; InfluxDB quotes whole lines in its errors.
 const MAX_ERROR_LEN: usize = 2048;
 
-/// Writes to InfluxDB 1.x over HTTP.
+/// Writes to InfluxDB 1.x over HTTP. Clones share the HTTP client and its connections.
+#[derive(Clone)]
 pub struct InfluxSink {
     client: Client,
     /// Base URL without a trailing `/`.
@@ -47,6 +49,7 @@ pub struct InfluxSink {
     /// Databases this sink created, so a database that vanishes again is not re-created in a
     /// loop within one write.
     created: HashSet<String>,
+    encoding: ContentEncoding,
 }
 
 impl std::fmt::Debug for InfluxSink {
@@ -89,7 +92,15 @@ impl InfluxSink {
             username: username.map(str::to_string),
             password: password.map(str::to_string),
             created: HashSet::new(),
+            encoding: ContentEncoding::default(),
         })
+    }
+
+    /// The same sink, encoding request bodies with `encoding` (gzip unless told).
+    #[must_use]
+    pub fn with_content_encoding(mut self, encoding: ContentEncoding) -> Self {
+        self.encoding = encoding;
+        self
     }
 
     fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
@@ -114,7 +125,7 @@ impl InfluxSink {
                 whole: true,
             });
         };
-        let body = gzip(&lines(batch.iter().copied()))?;
+        let body = encode(lines(batch.iter().copied()), self.encoding)?;
         match self.post_write(&db, rp, body.clone()).await? {
             Answer::Stored => return Ok(()),
             Answer::Failed(error) => return Err(all_dropped(error, batch.len())),
@@ -142,7 +153,7 @@ impl InfluxSink {
         &self,
         db: &str,
         rp: Option<&str>,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<Answer, SinkError> {
         let mut query = vec![("db", db), ("precision", "ns")];
         if let Some(rp) = rp {
@@ -152,7 +163,7 @@ impl InfluxSink {
             .client
             .post(format!("{}/write", self.url))
             .query(&query)
-            .header(CONTENT_ENCODING, "gzip")
+            .header(CONTENT_ENCODING, self.encoding.header())
             .body(body);
         let response = self.authorize(request).send().await;
         let response =
@@ -204,7 +215,7 @@ impl Sink for InfluxSink {
         "influxdb"
     }
 
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
         let groups = group(batch);
         let single = groups.len() == 1;
         for ((db, rp), entries) in groups {
@@ -251,9 +262,9 @@ pub(super) type Target<'a> = (Option<&'a str>, Option<&'a str>);
 
 /// The batch's entries grouped by (database, retention policy), groups in order of first
 /// appearance and entries in order within each.
-pub(super) fn group(batch: &[Entry]) -> Vec<(Target<'_>, Vec<&Entry>)> {
-    let mut groups: Vec<(Target<'_>, Vec<&Entry>)> = Vec::new();
-    for entry in batch {
+pub(super) fn group<'a>(batch: &[&'a Entry]) -> Vec<(Target<'a>, Vec<&'a Entry>)> {
+    let mut groups: Vec<(Target<'a>, Vec<&'a Entry>)> = Vec::new();
+    for &entry in batch {
         let key = (entry.db.as_deref(), entry.rp.as_deref());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, entries)) => entries.push(entry),
@@ -414,13 +425,21 @@ fn truncate(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-pub(super) fn gzip(bytes: &[u8]) -> Result<Vec<u8>, SinkError> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::fast());
-    encoder
-        .write_all(bytes)
-        .and_then(|()| encoder.finish())
-        // Writing into a Vec cannot fail short of running out of memory.
-        .map_err(|e| SinkError::Transient(format!("cannot gzip the batch: {e}")))
+/// A request body: `lines` as they are, or gzipped (fast level).
+pub(super) fn encode(lines: Vec<u8>, encoding: ContentEncoding) -> Result<Bytes, SinkError> {
+    match encoding {
+        ContentEncoding::Identity => Ok(Bytes::from(lines)),
+        ContentEncoding::Gzip => {
+            let mut encoder =
+                GzEncoder::new(Vec::with_capacity(lines.len() / 4), Compression::fast());
+            encoder
+                .write_all(&lines)
+                .and_then(|()| encoder.finish())
+                .map(Bytes::from)
+                // Writing into a Vec cannot fail short of running out of memory.
+                .map_err(|e| SinkError::Transient(format!("cannot gzip the batch: {e}")))
+        }
+    }
 }
 
 /// An InfluxQL identifier in double quotes.

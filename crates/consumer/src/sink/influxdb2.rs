@@ -24,11 +24,13 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING};
 use reqwest::Client;
 
 use super::influxdb::{
-    all_dropped, classify, client, context, error_text, group, gzip, narrow, transport, Answer,
+    all_dropped, classify, client, context, encode, error_text, group, narrow, transport, Answer,
 };
-use super::{lines, OpenError, Sink, SinkError};
+use super::{lines, ContentEncoding, OpenError, Sink, SinkError};
 
-/// Writes to InfluxDB 2.x (or anything speaking `/api/v2/write`) over HTTP.
+/// Writes to InfluxDB 2.x (or anything speaking `/api/v2/write`) over HTTP. Clones share the
+/// HTTP client and its connections.
+#[derive(Clone)]
 pub struct Influx2Sink {
     client: Client,
     /// `{url}/api/v2/write`.
@@ -37,6 +39,7 @@ pub struct Influx2Sink {
     default_bucket: Option<String>,
     /// `Token <token>`, marked sensitive so that reqwest never prints it.
     authorization: HeaderValue,
+    encoding: ContentEncoding,
 }
 
 impl std::fmt::Debug for Influx2Sink {
@@ -74,7 +77,15 @@ impl Influx2Sink {
             org: org.to_string(),
             default_bucket: default_bucket.filter(|b| !b.is_empty()).map(str::to_string),
             authorization,
+            encoding: ContentEncoding::default(),
         })
+    }
+
+    /// The same sink, encoding request bodies with `encoding` (gzip unless told).
+    #[must_use]
+    pub fn with_content_encoding(mut self, encoding: ContentEncoding) -> Self {
+        self.encoding = encoding;
+        self
     }
 
     /// The bucket of entries with database `db` and retention policy `rp`.
@@ -101,7 +112,7 @@ impl Influx2Sink {
                 whole: true,
             });
         };
-        let body = gzip(&lines(batch.iter().copied()))?;
+        let body = encode(lines(batch.iter().copied()), self.encoding)?;
         let query = [
             ("org", self.org.as_str()),
             ("bucket", bucket.as_str()),
@@ -112,7 +123,7 @@ impl Influx2Sink {
             .post(&self.endpoint)
             .query(&query)
             .header(AUTHORIZATION, self.authorization.clone())
-            .header(CONTENT_ENCODING, "gzip")
+            .header(CONTENT_ENCODING, self.encoding.header())
             .body(body)
             .send()
             .await
@@ -131,7 +142,7 @@ impl Sink for Influx2Sink {
         "influxdb2"
     }
 
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
         let groups = group(batch);
         let single = groups.len() == 1;
         for ((db, rp), entries) in groups {

@@ -26,9 +26,9 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    async fn write(&mut self, batch: &[Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
         let mut out = tokio::io::stdout();
-        let bytes = lines(batch);
+        let bytes = lines(batch.iter().copied());
         let result = async {
             out.write_all(&bytes).await?;
             out.flush().await

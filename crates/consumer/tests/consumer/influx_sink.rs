@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use redline_consumer::sink::ContentEncoding;
+use redline_consumer::SinkConfig;
 use redline_testkit::{wait_until, InfluxOptions, InfluxServer, RedisServer};
 
 use crate::support::{
@@ -29,6 +31,44 @@ async fn entries_reach_their_own_database() {
     assert_eq!(influx.count_points("alpha", "mem").await, 50);
     assert_eq!(influx.count_points("beta", "cpu").await, 200);
     assert_eq!(influx.count_points("fallback", "cpu").await, 300);
+    assert!(dead_letters(&mut conn).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_bodies_arrive_like_gzipped_ones() {
+    let redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    let mut conn = redis.conn().await;
+    add_metrics(&mut conn, STREAM, "cpu", 0..2_500, Some("plain")).await;
+    let SinkConfig::Influxdb {
+        url,
+        db,
+        timeout,
+        create_database,
+        username,
+        password,
+        ..
+    } = influx_sink(&influx.url(), "plain")
+    else {
+        unreachable!("influx_sink is an InfluxDB 1.x sink")
+    };
+    let sink = SinkConfig::Influxdb {
+        url,
+        db,
+        timeout,
+        create_database,
+        username,
+        password,
+        content_encoding: ContentEncoding::Identity,
+    };
+    let consumer = Consumer::start(config(&redis, "c1", sink));
+    wait_until("nothing pending", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { pending(&mut conn, STREAM).await == 0 && redis_lag(&mut conn).await == 0 }
+    })
+    .await;
+    consumer.stop().await;
+    assert_eq!(influx.count_points("plain", "cpu").await, 2_500);
     assert!(dead_letters(&mut conn).await.is_empty());
 }
 

@@ -91,6 +91,7 @@ pub(crate) fn influx_sink(url: &str, default_db: &str) -> SinkConfig {
         create_database: true,
         username: None,
         password: None,
+        content_encoding: Default::default(),
     }
 }
 

@@ -61,6 +61,7 @@ fn batches_are_grouped_by_database_and_retention_policy_in_order() {
         entry("c", Some("x"), None),
         entry("d", Some("x"), Some("week")),
     ];
+    let batch: Vec<&Entry> = batch.iter().collect();
     let groups = group(&batch);
     let shape: Vec<(Option<&str>, Option<&str>, Vec<&str>)> = groups
         .iter()
@@ -100,4 +101,20 @@ fn a_partial_write_that_dropped_everything_rejects_the_whole_write() {
 #[test]
 fn identifiers_are_quoted() {
     assert_eq!(quote_ident(r#"we"ird"#), r#""we\"ird""#);
+}
+
+#[test]
+fn bodies_are_the_lines_plain_or_gzipped() {
+    use std::io::Read as _;
+
+    let lines = b"cpu v=1 1\ncpu v=2 2\n".repeat(100);
+    let plain = encode(lines.clone(), ContentEncoding::Identity).unwrap();
+    assert_eq!(&plain[..], &lines[..]);
+    let gzipped = encode(lines.clone(), ContentEncoding::Gzip).unwrap();
+    assert!(gzipped.len() < lines.len() / 4, "{} bytes", gzipped.len());
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, lines);
 }
