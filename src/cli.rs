@@ -444,6 +444,11 @@ pub(crate) struct ProducerArgs {
     #[arg(long, env = "REDLINE_MAX_CONCURRENT_REQUESTS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_concurrent_requests: Option<u64>,
+    /// Most write requests parsed and stored at once; the others wait, holding only their
+    /// body [default: 16].
+    #[arg(long, env = "REDLINE_MAX_CONCURRENT_WRITES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_concurrent_writes: Option<u64>,
     /// PEM certificate chain: serve HTTPS (with --tls-key) [default: plain HTTP].
     #[arg(long, env = "REDLINE_TLS_CERT", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]

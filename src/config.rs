@@ -244,6 +244,9 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
         max_concurrent_requests: args
             .max_concurrent_requests
             .map_or(d.max_concurrent_requests, |n| n as usize),
+        max_concurrent_writes: args
+            .max_concurrent_writes
+            .map_or(d.max_concurrent_writes, |n| n as usize),
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
     })

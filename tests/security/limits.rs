@@ -258,3 +258,54 @@ async fn requests_past_the_concurrency_limit_get_503_with_retry_after() {
     expected.push("y v=1i 1");
     assert_eq!(stored_lines(&mut conn).await, expected);
 }
+
+/// The value of gauge `name` on the producer's `/metrics` (0 before it is first set).
+async fn gauge(url: &str, name: &str) -> f64 {
+    let Ok(response) = client().get(format!("{url}/metrics")).send().await else {
+        return f64::NAN;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_max_concurrent_writes_requests_wait_their_turn_and_all_are_stored() {
+    let redis = RedisServer::start(&[]);
+    let producer = producer(&redis.url(), &["--max-concurrent-writes", "1"], &[]).await;
+    let mut conn = redis.conn().await;
+    // Redis holds writes for 3 s: the first request keeps its turn meanwhile.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(3_000)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/write?db=turns", producer.url);
+    let requests: Vec<_> = (0..3)
+        .map(|r| {
+            let (url, body) = (
+                url.clone(),
+                crate::support::timestamped_lines(r * 1_000, 1_000),
+            );
+            tokio::spawn(async move { client().post(&url).body(body).send().await })
+        })
+        .collect();
+    wait_until(
+        "two requests waiting for a turn",
+        Duration::from_millis(2_500),
+        || async { gauge(&producer.url, "redline_producer_writes_waiting").await == 2.0 },
+    )
+    .await;
+    for request in requests {
+        let response = request.await.unwrap().expect("an answer");
+        assert_eq!(response.status(), 204);
+    }
+    assert_eq!(stream_len(&mut conn).await, 3_000);
+    assert_eq!(
+        gauge(&producer.url, "redline_producer_writes_waiting").await,
+        0.0
+    );
+}

@@ -27,6 +27,9 @@ pub const TRIMMED: &str = "redline_metrics_trimmed_total";
 pub const BUFFER_ENTRIES: &str = "redline_buffer_entries";
 /// Counter: unacknowledged entries dropped under `buffer_full = drop_oldest`.
 pub const DROPPED: &str = "redline_metrics_dropped_total";
+/// Gauge: write requests whose body is read, waiting for one of the producer's
+/// `max_concurrent_writes` slots to be parsed and stored.
+pub const WRITES_WAITING: &str = "redline_producer_writes_waiting";
 /// Histogram: seconds for one request's pipelined XADDs.
 pub const XADD_SECONDS: &str = "redline_xadd_duration_seconds";
 /// Counter: batches the sink accepted.
@@ -87,6 +90,10 @@ fn describe() {
         "HTTP write requests by endpoint and status code."
     );
     describe_counter!(LINES_ACCEPTED, "Lines validated and stored in Redis.");
+    describe_gauge!(
+        WRITES_WAITING,
+        "Write requests read and waiting for a slot to be parsed and stored."
+    );
     describe_counter!(LINES_REJECTED, "Lines refused, by reason.");
     describe_counter!(
         UNAVAILABLE,

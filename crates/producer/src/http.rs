@@ -53,6 +53,8 @@ struct Inner {
     auth_metrics: bool,
     /// The bound on concurrent write requests.
     concurrency: limits::Concurrency,
+    /// Turns to parse and store a read body.
+    writes: limits::Turns,
     /// Bound on receiving one body.
     read_timeout: Duration,
     /// Bounds on one line.
@@ -74,6 +76,7 @@ impl State {
                     config.max_concurrent_requests,
                     config.retry_after,
                 ),
+                writes: limits::Turns::new(config.max_concurrent_writes),
                 read_timeout: config.read_timeout,
                 line_limits: Limits {
                     max_line_length: config.max_line_length,
@@ -209,6 +212,8 @@ async fn write(
         let inner = &state.inner;
         let body =
             limits::read_body(headers, body, inner.max_body_size, inner.read_timeout).await?;
+        // Parsing and storing take several times the body's memory: a few at a time.
+        let _turn = inner.writes.wait().await;
         let decoded = ingest::decode(&body, encoding, inner.max_body_size)?;
         drop(body);
         let mut parsed = ingest::parse_with(&decoded, precision, now_ns, &inner.line_limits);

@@ -78,6 +78,10 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Most write requests served at once; one more is answered 503.
     pub max_concurrent_requests: usize,
+    /// Most write requests parsed and stored at once (each holds its metrics and XADD
+    /// pipeline, several times its body); the others wait their turn holding only their
+    /// body. Bounds the producer's memory under a burst of requests.
+    pub max_concurrent_writes: usize,
     /// PEM certificate chain for HTTPS; plain HTTP when unset (set with `tls_key`).
     pub tls_cert: Option<std::path::PathBuf>,
     /// PEM private key for HTTPS.
@@ -92,6 +96,8 @@ pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default bound on write requests served at once.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+/// The default bound on write requests parsed and stored at once.
+pub const DEFAULT_MAX_CONCURRENT_WRITES: usize = 16;
 
 impl Default for Config {
     fn default() -> Self {
@@ -117,6 +123,7 @@ impl Default for Config {
             max_fields: redline_core::line::DEFAULT_MAX_FIELDS,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            max_concurrent_writes: DEFAULT_MAX_CONCURRENT_WRITES,
             tls_cert: None,
             tls_key: None,
         }

@@ -48,6 +48,55 @@ impl Concurrency {
     }
 }
 
+/// Turns to parse and store a request whose body is read: at most `max_concurrent_writes`
+/// at once, the others wait in arrival order. Taken after the body is read, so a client
+/// that stalls mid-body never holds one.
+#[derive(Debug, Clone)]
+pub(crate) struct Turns {
+    permits: Arc<Semaphore>,
+}
+
+impl Turns {
+    /// At most `limit` at once (at least 1).
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limit.clamp(1, Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Waits for a turn, counted in [`telemetry::WRITES_WAITING`] meanwhile; the turn ends
+    /// when the permit is dropped.
+    pub(crate) async fn wait(&self) -> tokio::sync::OwnedSemaphorePermit {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return permit;
+        }
+        let _waiting = Waiting::new();
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
+/// One request in [`telemetry::WRITES_WAITING`] while it lives, however the wait ends (the
+/// client may go away meanwhile).
+struct Waiting(metrics::Gauge);
+
+impl Waiting {
+    fn new() -> Self {
+        let gauge = metrics::gauge!(telemetry::WRITES_WAITING);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// Middleware: serves the request while a permit is free, else answers 503.
 pub(crate) async fn concurrency(
     State(limit): State<Concurrency>,
