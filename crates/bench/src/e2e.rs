@@ -14,7 +14,7 @@ use crate::http::{self, Plan};
 use crate::ingest::write_path;
 use crate::memory::Peaks;
 use crate::options::Options;
-use crate::procs::Load;
+use crate::procs::{self, Load};
 use crate::redisx;
 use crate::report::{Figure, Report};
 use crate::stack::{self, Sink};
@@ -22,7 +22,8 @@ use crate::workload;
 
 const STREAM: &str = "bench:e2e";
 
-/// Measures both paths and adds them.
+/// Measures both paths and adds them; then both again with `influxd` on a core of its own,
+/// as on a host of its own.
 pub(crate) async fn run(
     options: &Options,
     redis: &RedisServer,
@@ -33,9 +34,9 @@ pub(crate) async fn run(
     let bodies = Arc::new(workload::bodies(0, requests, options.body_lines));
     let total = requests * options.body_lines;
 
-    let direct = straight(&bodies, options.connections, total).await;
-    // The relay writes one batch at a time; a single-connection client shows that bound.
-    let serial = straight(&bodies, 1, total).await;
+    let direct = straight(&bodies, options.connections, total, None).await;
+    // A single-connection client shows what one writer at a time gets.
+    let serial = straight(&bodies, 1, total, None).await;
     let direct_cpu = direct.cpu_us_per_metric;
     let direct = report.add(
         Figure::new(
@@ -44,21 +45,141 @@ pub(crate) async fn run(
             direct.rate,
             "metrics/s",
         )
-        .command(format!(
-            "redline-bench load generator: {} connections, POST {} to influxd (fresh, testkit config), {requests} bodies of {} lines, each once",
-            options.connections,
-            write_path(),
-            options.body_lines
-        ))
+        .command(straight_command(options, requests))
         .detail("metrics", total)
         .detail("other_cores", direct.other_cores)
         .detail("cpu_us_per_metric", direct.cpu_us_per_metric)
-        .detail("cpu_us_per_metric_by_process", serde_json::json!(direct.by_process))
+        .detail(
+            "cpu_us_per_metric_by_process",
+            serde_json::json!(direct.by_process),
+        )
         .detail("one_connection_per_s", serial.rate)
         .detail("one_connection_cpu_us_per_metric", serial.cpu_us_per_metric),
     );
 
+    let relayed = relay(options, redis, &bodies, total, None, Some(peaks)).await;
+    let figure = Figure::new(
+        "e2e.relay_per_s",
+        "e2e: load generator → redline → InfluxDB (all acked)",
+        relayed.rate,
+        "metrics/s",
+    )
+    .ratio_to(&direct);
+    let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.8);
+    let cpu_bound_ratio = direct_cpu / relayed.cpu_us_per_metric.max(1e-9);
+    report.add(
+        relayed
+            .details(figure.target("≥ 0.8 × direct", met), total)
+            .detail("cpu_bound_ratio", cpu_bound_ratio),
+    );
+
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    if cpus < 2 {
+        return;
+    }
+    // influxd on the last core; the load generator, Redis and redline on the others.
+    let (influx_cpu, rest, all) = (
+        (cpus - 1).to_string(),
+        if cpus == 2 {
+            "0".to_string()
+        } else {
+            format!("0-{}", cpus - 2)
+        },
+        format!("0-{}", cpus - 1),
+    );
+    procs::pin(std::process::id(), &rest);
+    procs::pin(redis.pid(), &rest);
+    let direct = straight(&bodies, options.connections, total, Some(&influx_cpu)).await;
+    let relayed = relay(options, redis, &bodies, total, Some(&influx_cpu), None).await;
+    procs::pin(std::process::id(), &all);
+    procs::pin(redis.pid(), &all);
+    let pinning = format!("influxd on CPU {influx_cpu}, the rest on CPU {rest} (taskset)");
+    let direct = report.add(
+        Figure::new(
+            "e2e.own_core.direct_per_s",
+            "e2e baseline, influxd on a core of its own",
+            direct.rate,
+            "metrics/s",
+        )
+        .command(format!(
+            "{}; {pinning}",
+            straight_command(options, requests)
+        ))
+        .detail("metrics", total)
+        .detail("other_cores", direct.other_cores)
+        .detail(
+            "cpu_us_per_metric_by_process",
+            serde_json::json!(direct.by_process),
+        ),
+    );
+    let figure = Figure::new(
+        "e2e.own_core.relay_per_s",
+        "e2e through redline, influxd on a core of its own",
+        relayed.rate,
+        "metrics/s",
+    )
+    .ratio_to(&direct);
+    let mut figure = relayed.details(figure, total);
+    figure.command = format!("{}\n{pinning}", figure.command);
+    report.add(figure);
+}
+
+fn straight_command(options: &Options, requests: u64) -> String {
+    format!(
+        "redline-bench load generator: {} connections, POST {} to influxd (fresh, testkit config), {requests} bodies of {} lines, each once",
+        options.connections,
+        write_path(),
+        options.body_lines
+    )
+}
+
+/// What the relay achieved.
+struct Relayed {
+    rate: f64,
+    command: String,
+    ingest_done_seconds: f64,
+    all_acked_seconds: f64,
+    other_cores: f64,
+    cpu_us_per_metric: f64,
+    by_process: std::collections::BTreeMap<String, f64>,
+    producer_cores: f64,
+    consumer_cores: f64,
+}
+
+impl Relayed {
+    /// `figure` with the run's command and details.
+    fn details(self, figure: Figure, total: u64) -> Figure {
+        figure
+            .command(self.command)
+            .detail("metrics", total)
+            .detail("ingest_done_seconds", self.ingest_done_seconds)
+            .detail("all_acked_seconds", self.all_acked_seconds)
+            .detail("other_cores", self.other_cores)
+            .detail("cpu_us_per_metric", self.cpu_us_per_metric)
+            .detail(
+                "cpu_us_per_metric_by_process",
+                serde_json::json!(self.by_process),
+            )
+            .detail("producer_cores", self.producer_cores)
+            .detail("consumer_cores", self.consumer_cores)
+    }
+}
+
+/// Sends every body once through producer → Redis → consumer into a fresh `influxd`
+/// (pinned to `influx_cpus` when given), times it until every entry is acked, and checks
+/// that InfluxDB holds every point.
+async fn relay(
+    options: &Options,
+    redis: &RedisServer,
+    bodies: &Arc<Vec<workload::Body>>,
+    total: u64,
+    influx_cpus: Option<&str>,
+    peaks: Option<&mut Peaks>,
+) -> Relayed {
     let influx = InfluxServer::start();
+    if let Some(cpus) = influx_cpus {
+        procs::pin(influx.pid(), cpus);
+    }
     influx.create_db(workload::DB).await;
     let mut conn = redis.sync_conn();
     let (producer, addr) = stack::producer(options, &redis.url(), STREAM).await;
@@ -76,7 +197,7 @@ pub(crate) async fn run(
     let sent = http::closed_loop(
         addr,
         &write_path(),
-        bodies,
+        bodies.clone(),
         options.connections,
         Plan::EachOnce,
     )
@@ -93,13 +214,15 @@ pub(crate) async fn run(
         |p| p.done() && p.read >= total,
     );
     let seconds = started.elapsed().as_secs_f64();
-    let relay_other = load.other_cores();
-    let relay_cpu = load.our_cpu_seconds();
-    let relay_by_process = load.our_cpu_us_per_metric(total);
+    let other_cores = load.other_cores();
+    let cpu = load.our_cpu_seconds();
+    let by_process = load.our_cpu_us_per_metric(total);
     let producer_cpu = producer.cpu_seconds() - producer_cpu;
     let consumer_cpu = consumer.cpu_seconds();
-    peaks.producer("e2e", &producer);
-    peaks.consumer("e2e", &consumer);
+    if let Some(peaks) = peaks {
+        peaks.producer("e2e", &producer);
+        peaks.consumer("e2e", &consumer);
+    }
     let command = format!("{}\n{}", producer.command(), consumer.command());
     producer.stop();
     consumer.stop();
@@ -111,35 +234,17 @@ pub(crate) async fn run(
         stored, total,
         "InfluxDB holds every point sent through redline"
     );
-
-    let figure = Figure::new(
-        "e2e.relay_per_s",
-        "e2e: load generator → redline → InfluxDB (all acked)",
-        total as f64 / seconds,
-        "metrics/s",
-    )
-    .ratio_to(&direct);
-    let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.8);
-    report.add(
-        figure
-            .target("≥ 0.8 × direct", met)
-            .command(command)
-            .detail("metrics", total)
-            .detail("ingest_done_seconds", ingested)
-            .detail("all_acked_seconds", seconds)
-            .detail("other_cores", relay_other)
-            .detail("cpu_us_per_metric", relay_cpu * 1e6 / total as f64)
-            .detail(
-                "cpu_bound_ratio",
-                direct_cpu / (relay_cpu * 1e6 / total as f64),
-            )
-            .detail(
-                "cpu_us_per_metric_by_process",
-                serde_json::json!(relay_by_process),
-            )
-            .detail("producer_cores", producer_cpu / seconds)
-            .detail("consumer_cores", consumer_cpu / seconds),
-    );
+    Relayed {
+        rate: total as f64 / seconds,
+        command,
+        ingest_done_seconds: ingested,
+        all_acked_seconds: seconds,
+        other_cores,
+        cpu_us_per_metric: cpu * 1e6 / total as f64,
+        by_process,
+        producer_cores: producer_cpu / seconds,
+        consumer_cores: consumer_cpu / seconds,
+    }
 }
 
 /// What writing straight to InfluxDB achieved.
@@ -152,10 +257,18 @@ struct Straight {
     by_process: std::collections::BTreeMap<String, f64>,
 }
 
-/// Sends every body once straight to a fresh `influxd` from `connections` connections and
-/// checks that it holds every point.
-async fn straight(bodies: &Arc<Vec<workload::Body>>, connections: usize, total: u64) -> Straight {
+/// Sends every body once straight to a fresh `influxd` (pinned to `influx_cpus` when given)
+/// from `connections` connections and checks that it holds every point.
+async fn straight(
+    bodies: &Arc<Vec<workload::Body>>,
+    connections: usize,
+    total: u64,
+    influx_cpus: Option<&str>,
+) -> Straight {
     let influx = InfluxServer::start();
+    if let Some(cpus) = influx_cpus {
+        procs::pin(influx.pid(), cpus);
+    }
     influx.create_db(workload::DB).await;
     let addr = SocketAddr::from(([127, 0, 0, 1], influx.port()));
     let load = Load::sample();

@@ -295,6 +295,20 @@ pub(crate) fn tree_cpu_by_name() -> BTreeMap<String, f64> {
     totals
 }
 
+/// Restricts every thread of process `pid` to `cpus` (a `taskset` list such as `0` or
+/// `0-1`); threads it starts later inherit that. Panics when `taskset` fails.
+pub(crate) fn pin(pid: u32, cpus: &str) {
+    let status = Command::new("taskset")
+        .args(["--all-tasks", "--cpu-list", "--pid", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run taskset: {error}"));
+    assert!(
+        status.success(),
+        "taskset --cpu-list {cpus} --pid {pid}: {status}"
+    );
+}
+
 /// CPU seconds this process used so far.
 pub(crate) fn self_cpu_seconds() -> f64 {
     cpu_seconds_of("/proc/self/stat").unwrap_or(0.0)

@@ -126,6 +126,11 @@ impl InfluxServer {
         panic!("influxd: {PORT_ATTEMPTS} free port pairs in a row were taken before it bound them")
     }
 
+    /// The server's process id (the current one after a restart).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The HTTP API port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

@@ -113,6 +113,11 @@ impl RedisServer {
         }
     }
 
+    /// The server's process id (the current one after a restart).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
