@@ -3,7 +3,6 @@
 //! its first entry arrived, whichever comes first (as Telegraf's `metric_batch_size` and
 //! `flush_interval`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Value;
@@ -46,26 +45,58 @@ pub(crate) enum Body {
 }
 
 impl Body {
-    fn from_fields(fields: Option<HashMap<String, Value>>) -> Self {
-        let Some(fields) = fields else {
-            return Self::Deleted;
-        };
-        match Entry::decode_owned(fields) {
+    /// The body of an entry with `fields`, `(name, value)` pairs. Only `lp`, `db` and `rp`
+    /// matter; other fields, whatever their names (Redis allows any bytes), are ignored.
+    fn from_fields(fields: impl Iterator<Item = (Value, Value)>) -> Self {
+        let (mut lp, mut db, mut rp) = (None, None, None);
+        for (name, value) in fields {
+            let slot = match &name {
+                Value::BulkString(bytes) => field_slot(bytes),
+                Value::SimpleString(text) => field_slot(text.as_bytes()),
+                _ => None,
+            };
+            match slot {
+                Some(Field::Lp) => lp = Some(value),
+                Some(Field::Db) => db = Some(value),
+                Some(Field::Rp) => rp = Some(value),
+                None => {}
+            }
+        }
+        match Entry::from_values(lp, db, rp) {
             Ok(entry) => Self::Metric(entry),
-            Err((error, fields)) => Self::Invalid {
-                error,
-                lp: lossy(&fields, entry::FIELD_LP),
-                db: lossy(&fields, entry::FIELD_DB),
-            },
+            Err(refused) => {
+                let entry::Undecodable { error, lp, db } = *refused;
+                Self::Invalid {
+                    error,
+                    lp: lp.as_ref().map(lossy),
+                    db: db.as_ref().map(lossy),
+                }
+            }
         }
     }
 }
 
-fn lossy(fields: &HashMap<String, Value>, name: &str) -> Option<String> {
-    match fields.get(name)? {
-        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        other => Some(format!("{other:?}")),
+/// The fields of a redline entry.
+enum Field {
+    Lp,
+    Db,
+    Rp,
+}
+
+fn field_slot(name: &[u8]) -> Option<Field> {
+    match name {
+        n if n == entry::FIELD_LP.as_bytes() => Some(Field::Lp),
+        n if n == entry::FIELD_DB.as_bytes() => Some(Field::Db),
+        n if n == entry::FIELD_RP.as_bytes() => Some(Field::Rp),
+        _ => None,
+    }
+}
+
+fn lossy(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -119,50 +150,26 @@ pub(crate) fn parse_entries(
             unreachable!("the pair has two elements");
         };
         let id = into_text(id).map_err(|id| ReplyError::new(command, &id))?;
-        let fields = match fields {
-            Value::Nil => None,
-            Value::Array(flat) if is_field_list(&flat) => Some(pairs(flat)),
-            Value::Map(map) if map.iter().all(|(k, _)| is_text(k)) => Some(
-                map.into_iter()
-                    .filter_map(|(k, v)| Some((into_text(k).ok()?, v)))
-                    .collect(),
-            ),
+        let body = match fields {
+            // The stream no longer holds the entry (XDEL): nothing to write.
+            Value::Nil => Body::Deleted,
+            Value::Array(flat) if flat.len().is_multiple_of(2) => {
+                let mut flat = flat.into_iter();
+                Body::from_fields(std::iter::from_fn(move || {
+                    Some((flat.next()?, flat.next()?))
+                }))
+            }
+            Value::Map(map) => Body::from_fields(map.into_iter()),
             other => return Err(ReplyError::new(command, &other)),
         };
         out.push(Message {
             stream,
             id,
-            body: Body::from_fields(fields),
+            body,
             deliveries,
         });
     }
     Ok(out)
-}
-
-/// Whether `flat` is a `[field, value, …]` list with text fields.
-fn is_field_list(flat: &[Value]) -> bool {
-    flat.len().is_multiple_of(2) && flat.iter().step_by(2).all(is_text)
-}
-
-/// A flat `[field, value, …]` list (checked by [`is_field_list`]) as a map, values moved.
-fn pairs(flat: Vec<Value>) -> HashMap<String, Value> {
-    let mut map = HashMap::with_capacity(flat.len() / 2);
-    let mut items = flat.into_iter();
-    while let (Some(key), Some(value)) = (items.next(), items.next()) {
-        if let Ok(key) = into_text(key) {
-            map.insert(key, value);
-        }
-    }
-    map
-}
-
-/// Whether `value` is a bulk or simple string holding UTF-8.
-fn is_text(value: &Value) -> bool {
-    match value {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).is_ok(),
-        Value::SimpleString(_) => true,
-        _ => false,
-    }
 }
 
 /// A bulk or simple string as text, taken without a copy; the value back when it is not.

@@ -96,29 +96,86 @@ impl Entry {
         })
     }
 
-    /// [`Self::decode`], moving the values out of `map` instead of copying them (a consumer
-    /// decodes thousands of entries per batch). On error, `map` comes back untouched.
+    /// [`Self::decode`] from the values of the entry's `lp`, `db` and `rp` fields, moved
+    /// instead of copied (a consumer decodes thousands of entries per batch). What does
+    /// not decode comes back with its values, for the dead letter.
     ///
     /// # Errors
-    /// As [`Self::decode`], with the map.
-    pub fn decode_owned(
-        mut map: HashMap<String, Value>,
-    ) -> Result<Self, (Error, HashMap<String, Value>)> {
-        let keep = match checked(&map) {
-            Ok((_, db, rp)) => (db.is_some(), rp.is_some()),
-            Err(error) => return Err((error, map)),
+    /// As [`Self::decode`].
+    pub fn from_values(
+        lp: Option<Value>,
+        db: Option<Value>,
+        rp: Option<Value>,
+    ) -> Result<Self, Box<Undecodable>> {
+        let refuse = |error, lp, db| Box::new(Undecodable { error, lp, db });
+        let bytes = |text: String| Some(Value::BulkString(text.into_bytes()));
+        let lp = match owned_text(FIELD_LP, lp) {
+            Ok(Some(lp)) => lp,
+            Ok(None) => return Err(refuse(Error::MissingLine, None, db)),
+            Err((error, lp)) => return Err(refuse(error, lp, db)),
         };
-        let mut take = |field: &str| match map.remove(field) {
-            Some(Value::BulkString(bytes)) => String::from_utf8(bytes).unwrap_or_default(),
-            Some(Value::SimpleString(s)) => s,
-            Some(Value::Int(i)) => i.to_string(),
-            _ => String::new(),
+        if let Err(error) = one_line(&lp) {
+            return Err(refuse(error, bytes(lp), db));
+        }
+        let db = match owned_text(FIELD_DB, db) {
+            Ok(db) => db,
+            Err((error, db)) => return Err(refuse(error, bytes(lp), db)),
+        };
+        let rp = match owned_text(FIELD_RP, rp) {
+            Ok(rp) => rp,
+            Err((error, _)) => return Err(refuse(error, bytes(lp), db.and_then(bytes))),
         };
         Ok(Self {
-            lp: take(FIELD_LP),
-            db: keep.0.then(|| take(FIELD_DB)),
-            rp: keep.1.then(|| take(FIELD_RP)),
+            lp,
+            db: db.filter(|s| !s.is_empty()),
+            rp: rp.filter(|s| !s.is_empty()),
         })
+    }
+}
+
+/// A stream entry that [`Entry::from_values`] refused, with its `lp` and `db` values.
+#[derive(Debug, PartialEq)]
+pub struct Undecodable {
+    /// Why it does not decode.
+    pub error: Error,
+    /// Its `lp` value, when it has one.
+    pub lp: Option<Value>,
+    /// Its `db` value, when it has one.
+    pub db: Option<Value>,
+}
+
+/// A field's value as owned text; the value back with the error when it is not text.
+fn owned_text(field: &str, value: Option<Value>) -> Result<Option<String>, (Error, Option<Value>)> {
+    let not_text = || Error::NotText {
+        field: field.to_string(),
+    };
+    match value {
+        None | Some(Value::Nil) => Ok(None),
+        Some(Value::BulkString(bytes)) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| (not_text(), Some(Value::BulkString(e.into_bytes())))),
+        Some(Value::SimpleString(s)) => Ok(Some(s)),
+        Some(Value::Int(i)) => Ok(Some(i.to_string())),
+        Some(other) => Err((not_text(), Some(other))),
+    }
+}
+
+/// Checks that `lp` holds exactly one non-blank line.
+fn one_line(lp: &str) -> Result<(), Error> {
+    // Newlines inside a quoted string value belong to the line, as InfluxDB reads it.
+    let lines = if lp.contains('\n') {
+        influxdb_line_protocol::split_lines(lp)
+            .filter(|line| !line.trim().is_empty())
+            .count()
+    } else {
+        // One piece, the whole text (the splitter's per-character scan costs a tenth of
+        // the consumer's time; a newline-free line cannot hold two).
+        usize::from(!lp.trim().is_empty())
+    };
+    match lines {
+        0 => Err(Error::EmptyLine),
+        1 => Ok(()),
+        lines => Err(Error::Multiline { lines }),
     }
 }
 
@@ -128,21 +185,7 @@ type Checked<'a> = (Cow<'a, str>, Option<Cow<'a, str>>, Option<Cow<'a, str>>);
 
 fn checked(map: &HashMap<String, Value>) -> Result<Checked<'_>, Error> {
     let lp = borrowed_text(map, FIELD_LP)?.ok_or(Error::MissingLine)?;
-    // Newlines inside a quoted string value belong to the line, as InfluxDB reads it.
-    let lines = if lp.contains('\n') {
-        influxdb_line_protocol::split_lines(&lp)
-            .filter(|line| !line.trim().is_empty())
-            .count()
-    } else {
-        // One piece, the whole text (the splitter's per-character scan costs a tenth of
-        // the consumer's time; a newline-free line cannot hold two).
-        usize::from(!lp.trim().is_empty())
-    };
-    match lines {
-        0 => return Err(Error::EmptyLine),
-        1 => {}
-        lines => return Err(Error::Multiline { lines }),
-    }
+    one_line(&lp)?;
     let db = borrowed_text(map, FIELD_DB)?.filter(|s| !s.is_empty());
     let rp = borrowed_text(map, FIELD_RP)?.filter(|s| !s.is_empty());
     Ok((lp, db, rp))
@@ -220,21 +263,37 @@ mod tests {
     }
 
     #[test]
-    fn decode_owned_moves_what_decode_copies_and_hands_back_a_bad_map() {
+    fn from_values_moves_what_decode_copies_and_hands_back_what_it_refuses() {
+        let bulk = |b: &[u8]| Some(Value::BulkString(b.to_vec()));
         for pairs in [
             &[("lp", &b"cpu v=1 1"[..]), ("db", b"telegraf"), ("rp", b"")][..],
             &[("lp", b"cpu v=1 1"), ("db", b""), ("rp", b"week")],
             &[("lp", b"a s=\"x\ny\" 1")],
         ] {
             let m = map(pairs);
-            assert_eq!(
-                Entry::decode_owned(m.clone()).unwrap(),
-                Entry::decode(&m).unwrap()
+            let owned = Entry::from_values(
+                m.get("lp").cloned(),
+                m.get("db").cloned(),
+                m.get("rp").cloned(),
             );
+            assert_eq!(owned.unwrap(), Entry::decode(&m).unwrap());
         }
-        let bad = map(&[("lp", b"a v=1 1\nb v=2 2"), ("db", b"x")]);
-        let (error, back) = Entry::decode_owned(bad.clone()).unwrap_err();
-        assert_eq!(error, Error::Multiline { lines: 2 });
-        assert_eq!(back, bad);
+        let refused = Entry::from_values(bulk(b"a v=1 1\nb v=2 2"), bulk(b"x"), None);
+        assert_eq!(
+            *refused.unwrap_err(),
+            Undecodable {
+                error: Error::Multiline { lines: 2 },
+                lp: bulk(b"a v=1 1\nb v=2 2"),
+                db: bulk(b"x"),
+            }
+        );
+        let refused = Entry::from_values(bulk(&[0xff]), None, None).unwrap_err();
+        assert_eq!(refused.lp, bulk(&[0xff]));
+        assert_eq!(
+            Entry::from_values(None, bulk(b"x"), None)
+                .unwrap_err()
+                .error,
+            Error::MissingLine
+        );
     }
 }

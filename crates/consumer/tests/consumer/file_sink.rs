@@ -169,14 +169,23 @@ async fn undecodable_entries_are_dead_lettered_and_the_rest_written() {
         ],
     )
     .await;
+    // A field name that is not UTF-8 (Redis allows any bytes).
+    let binary_name: String = redis::cmd("XADD")
+        .arg(STREAM)
+        .arg("*")
+        .arg(&[0xff_u8, 0xfe][..])
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     add_metrics(&mut conn, STREAM, "cpu", 10..20, None).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.lp");
     let consumer = Consumer::start(config(&redis, "c1", file_sink(&path)));
 
-    wait_until("2 dead letters", PATIENCE, || {
+    wait_until("3 dead letters", PATIENCE, || {
         let mut conn = conn.clone();
-        async move { dead_letters(&mut conn).await.len() >= 2 }
+        async move { dead_letters(&mut conn).await.len() >= 3 }
     })
     .await;
     wait_until("20 lines", PATIENCE, || async {
@@ -191,7 +200,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_rest_written() {
     consumer.stop().await;
     assert_eq!(file_lines(&path).len(), 20);
     let letters = dead_letters(&mut conn).await;
-    assert_eq!(letters.len(), 2);
+    assert_eq!(letters.len(), 3);
     assert_eq!(letters[0]["source_id"], foreign[0]);
     assert_eq!(
         letters[0]["reason"],
@@ -208,6 +217,11 @@ async fn undecodable_entries_are_dead_lettered_and_the_rest_written() {
         "undecodable entry: entry field 'lp' is not a UTF-8 string"
     );
     assert_eq!(letters[1]["db"], "x");
+    assert_eq!(letters[2]["source_id"], binary_name);
+    assert_eq!(
+        letters[2]["reason"],
+        "undecodable entry: entry has no 'lp' field"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
