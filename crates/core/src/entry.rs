@@ -7,7 +7,6 @@
 //! out of reach of per-entry acks and dead letters): decoding says so instead of guessing,
 //! and the consumer dead-letters them.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use redis::Value;
@@ -88,12 +87,9 @@ impl Entry {
     /// [`Error::MissingLine`] without `lp`, [`Error::NotText`] for non-UTF-8 values,
     /// [`Error::EmptyLine`] and [`Error::Multiline`] for an `lp` that is not one line.
     pub fn decode(map: &HashMap<String, Value>) -> Result<Self, Error> {
-        let (lp, db, rp) = checked(map)?;
-        Ok(Self {
-            lp: lp.into_owned(),
-            db: db.map(Cow::into_owned),
-            rp: rp.map(Cow::into_owned),
-        })
+        let field = |name| map.get(name).cloned();
+        Self::from_values(field(FIELD_LP), field(FIELD_DB), field(FIELD_RP))
+            .map_err(|refused| refused.error)
     }
 
     /// [`Self::decode`] from the values of the entry's `lp`, `db` and `rp` fields, moved
@@ -179,45 +175,6 @@ fn one_line(lp: &str) -> Result<(), Error> {
     }
 }
 
-/// An entry's `lp`, `db` and `rp`, borrowed where they are text already and validated:
-/// `lp` one non-blank line, `db` and `rp` `None` when absent or empty.
-type Checked<'a> = (Cow<'a, str>, Option<Cow<'a, str>>, Option<Cow<'a, str>>);
-
-fn checked(map: &HashMap<String, Value>) -> Result<Checked<'_>, Error> {
-    let lp = borrowed_text(map, FIELD_LP)?.ok_or(Error::MissingLine)?;
-    one_line(&lp)?;
-    let db = borrowed_text(map, FIELD_DB)?.filter(|s| !s.is_empty());
-    let rp = borrowed_text(map, FIELD_RP)?.filter(|s| !s.is_empty());
-    Ok((lp, db, rp))
-}
-
-/// [`text`], without copying what is text already.
-fn borrowed_text<'a>(
-    map: &'a HashMap<String, Value>,
-    field: &str,
-) -> Result<Option<Cow<'a, str>>, Error> {
-    let not_text = || Error::NotText {
-        field: field.to_string(),
-    };
-    match map.get(field) {
-        None | Some(Value::Nil) => Ok(None),
-        Some(Value::BulkString(bytes)) => std::str::from_utf8(bytes)
-            .map(|s| Some(Cow::Borrowed(s)))
-            .map_err(|_| not_text()),
-        Some(Value::SimpleString(s)) => Ok(Some(Cow::Borrowed(s))),
-        Some(Value::Int(i)) => Ok(Some(Cow::Owned(i.to_string()))),
-        Some(_) => Err(not_text()),
-    }
-}
-
-/// A field's value as text, `None` when absent.
-///
-/// # Errors
-/// [`Error::NotText`] when the value is not a UTF-8 string.
-pub fn text(map: &HashMap<String, Value>, field: &str) -> Result<Option<String>, Error> {
-    borrowed_text(map, field).map(|text| text.map(Cow::into_owned))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,20 +220,33 @@ mod tests {
     }
 
     #[test]
-    fn from_values_moves_what_decode_copies_and_hands_back_what_it_refuses() {
+    fn from_values_takes_text_drops_empty_targets_and_hands_back_what_it_refuses() {
         let bulk = |b: &[u8]| Some(Value::BulkString(b.to_vec()));
-        for pairs in [
-            &[("lp", &b"cpu v=1 1"[..]), ("db", b"telegraf"), ("rp", b"")][..],
-            &[("lp", b"cpu v=1 1"), ("db", b""), ("rp", b"week")],
-            &[("lp", b"a s=\"x\ny\" 1")],
-        ] {
-            let m = map(pairs);
-            let owned = Entry::from_values(
-                m.get("lp").cloned(),
-                m.get("db").cloned(),
-                m.get("rp").cloned(),
-            );
-            assert_eq!(owned.unwrap(), Entry::decode(&m).unwrap());
+        let entry = |lp: &str, db: Option<&str>, rp: Option<&str>| Entry {
+            lp: lp.to_string(),
+            db: db.map(str::to_string),
+            rp: rp.map(str::to_string),
+        };
+        let cases = [
+            (
+                [bulk(b"cpu v=1 1"), bulk(b"telegraf"), bulk(b"")],
+                entry("cpu v=1 1", Some("telegraf"), None),
+            ),
+            (
+                [
+                    bulk(b"cpu v=1 1"),
+                    bulk(b""),
+                    Some(Value::SimpleString("week".into())),
+                ],
+                entry("cpu v=1 1", None, Some("week")),
+            ),
+            (
+                [bulk(b"a s=\"x\ny\" 1"), None, Some(Value::Nil)],
+                entry("a s=\"x\ny\" 1", None, None),
+            ),
+        ];
+        for ([lp, db, rp], expected) in cases {
+            assert_eq!(Entry::from_values(lp, db, rp).unwrap(), expected);
         }
         let refused = Entry::from_values(bulk(b"a v=1 1\nb v=2 2"), bulk(b"x"), None);
         assert_eq!(

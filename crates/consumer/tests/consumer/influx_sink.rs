@@ -40,27 +40,13 @@ async fn plain_bodies_arrive_like_gzipped_ones() {
     let influx = InfluxServer::start();
     let mut conn = redis.conn().await;
     add_metrics(&mut conn, STREAM, "cpu", 0..2_500, Some("plain")).await;
-    let SinkConfig::Influxdb {
-        url,
-        db,
-        timeout,
-        create_database,
-        username,
-        password,
-        ..
-    } = influx_sink(&influx.url(), "plain")
-    else {
-        unreachable!("influx_sink is an InfluxDB 1.x sink")
-    };
-    let sink = SinkConfig::Influxdb {
-        url,
-        db,
-        timeout,
-        create_database,
-        username,
-        password,
-        content_encoding: ContentEncoding::Identity,
-    };
+    let mut sink = influx_sink(&influx.url(), "plain");
+    if let SinkConfig::Influxdb {
+        content_encoding, ..
+    } = &mut sink
+    {
+        *content_encoding = ContentEncoding::Identity;
+    }
     let consumer = Consumer::start(config(&redis, "c1", sink));
     wait_until("nothing pending", PATIENCE, || {
         let mut conn = conn.clone();
