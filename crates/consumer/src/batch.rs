@@ -31,7 +31,7 @@ pub(crate) struct Message {
 pub(crate) enum Body {
     /// A redline metric.
     Metric(Entry),
-    /// Not a redline metric; dead-lettered with `error` as the reason.
+    /// Not a redline metric; dead-lettered with `error` as the reason and its fields kept.
     Invalid {
         /// Why it does not decode.
         error: entry::Error,
@@ -39,6 +39,11 @@ pub(crate) enum Body {
         lp: Option<String>,
         /// Its `db` field, lossily as text, when there is one.
         db: Option<String>,
+        /// Its `rp` field, lossily as text, when there is one.
+        rp: Option<String>,
+        /// Every field of the entry as a JSON object (names and values lossily as text),
+        /// so that `redline dlq show` tells what it was.
+        raw: String,
     },
     /// The id is pending but the stream no longer holds the entry (XDEL): nothing to write.
     Deleted,
@@ -49,6 +54,9 @@ impl Body {
     /// matter; other fields, whatever their names (Redis allows any bytes), are ignored.
     fn from_fields(fields: impl Iterator<Item = (Value, Value)>) -> Self {
         let (mut lp, mut db, mut rp) = (None, None, None);
+        // Fields of no meaning here; kept only for the dead letter of an undecodable entry
+        // (a metric has none, so this stays an empty, unallocated Vec).
+        let mut others = Vec::new();
         for (name, value) in fields {
             let slot = match &name {
                 Value::BulkString(bytes) => field_slot(bytes),
@@ -59,17 +67,33 @@ impl Body {
                 Some(Field::Lp) => lp = Some(value),
                 Some(Field::Db) => db = Some(value),
                 Some(Field::Rp) => rp = Some(value),
-                None => {}
+                None => others.push((name, value)),
             }
         }
         match Entry::from_values(lp, db, rp) {
             Ok(entry) => Self::Metric(entry),
             Err(refused) => {
-                let entry::Undecodable { error, lp, db } = *refused;
+                let entry::Undecodable { error, lp, db, rp } = *refused;
+                let mut raw = serde_json::Map::new();
+                let named = [
+                    (entry::FIELD_LP, &lp),
+                    (entry::FIELD_DB, &db),
+                    (entry::FIELD_RP, &rp),
+                ];
+                for (name, value) in named {
+                    if let Some(value) = value {
+                        raw.insert(name.to_string(), lossy(value).into());
+                    }
+                }
+                for (name, value) in &others {
+                    raw.insert(lossy(name), lossy(value).into());
+                }
                 Self::Invalid {
                     error,
                     lp: lp.as_ref().map(lossy),
                     db: db.as_ref().map(lossy),
+                    rp: rp.as_ref().map(lossy),
+                    raw: serde_json::Value::Object(raw).to_string(),
                 }
             }
         }

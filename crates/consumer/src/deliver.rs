@@ -3,28 +3,37 @@
 //! Invariants:
 //! - an entry is XACKed only after the sink accepted it, or after Redis confirmed its XADD
 //!   to the dead-letter stream, or when the stream no longer holds it (deleted by an
-//!   operator: nothing is left to deliver). Dead letter first, ack second, in two steps: the
-//!   dead-letter stream and the partitions hash to different Redis Cluster slots, so no
+//!   operator: nothing is left to deliver). Dead letter first, its ack second, in two steps:
+//!   the dead-letter stream and the partitions hash to different Redis Cluster slots, so no
 //!   MULTI can span them. A crash between the steps leaves the entry pending; it is
 //!   delivered again and, if it fails again, dead-lettered again: a duplicate dead letter
-//!   at worst, never a lost entry. Standalone Redis takes the same path, so every
-//!   dead-letter test covers it;
-//! - a sink error leaves the entries it concerns pending; they are retried here with
-//!   backoff while this consumer lives, and re-read or claimed by others after it died;
-//! - delivery counts live in Redis (XPENDING), never only in memory: an attempt at which the
-//!   sink was reached and failed raises the count (`XCLAIM … RETRYCOUNT n+1`); an attempt
-//!   that could not reach the sink does not, so an outage of any length dead-letters
-//!   nothing; an entry delivered more than `max_deliveries` times is dead-lettered;
-//! - while retrying, the consumer resets its entries' idle time (`XCLAIM … JUSTID`) so no
-//!   one claims what a live consumer holds; an entry that another consumer did claim meanwhile
-//!   (it is no longer in this consumer's pending list) is theirs and is dropped here;
-//! - a batch the sink rejects is split in halves until the rejected entries are isolated;
-//!   the others are written and acked, the rejected ones dead-lettered with the sink's reason
-//!   (a rejection that covers every entry, such as an unknown retention policy, is not split);
-//! - entries are written per (database, retention policy), so one target's trouble neither
-//!   rejects nor holds back another's;
+//!   at worst, never a lost entry. Standalone Redis takes the same path;
+//! - the entries the sink accepted are XACKed before any dead letter is written, each dead
+//!   letter is acked on its own XADD's answer, and one Redis refuses (`OOM` at `maxmemory`,
+//!   a key of the wrong type) stays pending for a later attempt: a dead letter that cannot
+//!   be written never holds back the acks, and so the trimming, of the rest;
+//! - an outage of the sink (unreachable, hung, 5xx, 401 on every route) leaves the entries
+//!   pending and counts nothing: they are retried here with backoff while this consumer
+//!   lives (their idle time refreshed with `XCLAIM … JUSTID` so no one claims them), and
+//!   re-read or claimed by others after it died. An outage of any length dead-letters
+//!   nothing;
+//! - a verdict on a route (403, a database that cannot be created, an unknown retention
+//!   policy) counts as a delivery and leaves that route's entries pending for the next
+//!   re-read of this consumer's pending entries (which raises their count in Redis), while
+//!   the other routes are written and acked: a refused route holds back no other. At
+//!   `max_deliveries` the entries are dead-lettered with the sink's answer;
+//! - delivery counts live in Redis (XPENDING), never only in memory; an entry found
+//!   delivered more than `max_deliveries` times is dead-lettered before it is written;
+//! - an entry that another consumer claimed meanwhile (it is no longer in this consumer's
+//!   pending list) is theirs and is dropped here;
+//! - a write the sink rejects is split in halves until the rejected points are isolated;
+//!   the others are written and acked, the rejected ones dead-lettered with the sink's
+//!   reason (a rejection that covers every point is not split);
+//! - a write that times out is an outage, and the next attempts send writes of half the
+//!   size, down to one entry, so a batch too big for the sink's timeout still gets through;
+//!   each accepted write doubles the size again;
 //! - one batch at a time per worker (consumer name): its next batch is read only after this
-//!   one is settled.
+//!   one is settled or parked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -41,14 +50,17 @@ use crate::batch::Message;
 use crate::conn;
 use crate::dlq::{self, Cause, DeadLetter, Origin};
 use crate::pending;
-use crate::sink::{Sink, SinkError};
+use crate::sink::{self, Sink, SinkError};
 
 mod work;
 
-use work::{letter, routes, Fate, Todo, Work};
+use work::{letter, route_of, routes, Fate, Route, Todo, Work};
 
 /// Ids per XACK command.
 const ACK_CHUNK: usize = 1000;
+
+/// Routes whose last refusal is remembered (for the reason of a later dead letter).
+const MAX_REMEMBERED_ROUTES: usize = 1000;
 
 /// How delivery behaves.
 #[derive(Debug, Clone)]
@@ -75,6 +87,13 @@ pub(crate) struct Deliverer<S> {
     keys: Vec<String>,
     dlq: String,
     settings: Settings,
+    /// Shared with `/ready`: the outage being waited out.
+    health: sink::Health,
+    /// Most entries per sink write; `None`: a route's entries in one write. Halved after a
+    /// timeout, doubled after an accepted write.
+    write_limit: Option<usize>,
+    /// The last refusal of each route, the reason of a dead letter written after a re-read.
+    refusals: HashMap<Route, String>,
 }
 
 /// What the sink did with one route's entries.
@@ -82,18 +101,25 @@ pub(crate) struct Deliverer<S> {
 struct Bisected {
     accepted: Vec<Range<usize>>,
     rejected: Vec<(Range<usize>, String)>,
-    /// Not written because of this error: still pending.
+    /// Not written because of this error (the first range was being written).
     failed: Option<(Vec<Range<usize>>, SinkError)>,
 }
 
+/// Most entries per write after a timeout: half of the write that timed out, at least one.
+fn shrink(timed_out: usize) -> usize {
+    (timed_out / 2).max(1)
+}
+
 impl<S: Sink> Deliverer<S> {
-    /// A deliverer writing to `sink`, recording in Redis through `pool`.
+    /// A deliverer writing to `sink`, recording in Redis through `pool`, telling `/ready`
+    /// about outages through `health`.
     pub(crate) fn new(
         sink: S,
         pool: Pool,
         keys: Vec<String>,
         dlq: String,
         settings: Settings,
+        health: sink::Health,
     ) -> Self {
         Self {
             sink,
@@ -101,40 +127,48 @@ impl<S: Sink> Deliverer<S> {
             keys,
             dlq,
             settings,
+            health,
+            write_limit: None,
+            refusals: HashMap::new(),
         }
     }
 
-    /// Delivers `batch` until every entry is acked or dead-lettered, or is no longer this
-    /// consumer's. Never gives up by itself: the caller drops the future to stop (shutdown),
-    /// which leaves whatever is not settled pending.
+    /// Delivers `batch` until every entry is acked, dead-lettered, parked (left pending after
+    /// a refusal of its route, or a dead letter Redis refused) or no longer this consumer's.
+    /// An outage is waited out here; the caller drops the future to stop (shutdown), which
+    /// leaves whatever is not settled pending.
     pub(crate) async fn deliver(&mut self, batch: Vec<Message>) {
         let mut work = Work::new(batch);
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
-        // The error of the last failed attempt; `Some` from the first retry on.
-        let mut last_error: Option<String> = None;
         // A first delivery needs no XPENDING: it is ours and was delivered once.
         let mut verified = work.counts_known();
+        let mut retrying = false;
         loop {
             if !verified {
-                if let Err(error) = self.verify(&mut work, last_error.as_deref()).await {
+                if let Err(error) = self.verify(&mut work, retrying).await {
                     warn!(%error, "Cannot read the pending entries list; retrying.");
                     self.pause(&mut backoff).await;
                     continue;
                 }
             }
             verified = false;
-            let failure = self.write(&mut work).await;
+            let outage = self.write(&mut work).await;
             if let Err(error) = self.settle(&mut work).await {
                 warn!(%error, acks = work.acks.len(), dead_letters = work.dead.len(),
                     "Cannot record delivered entries in Redis; retrying (the sink may see some twice).");
                 self.pause(&mut backoff).await;
                 continue;
             }
-            let Some(failure) = failure else {
-                return;
-            };
-            last_error = Some(failure.to_string());
-            self.pause(&mut backoff).await;
+            match outage {
+                Some(error) => {
+                    self.health.set_outage(&error);
+                    retrying = true;
+                    self.pause(&mut backoff).await;
+                }
+                // Settled, or parked: refused routes, and dead letters Redis refused (logged
+                // in `settle`), stay pending and come back with this consumer's next re-read.
+                None => return,
+            }
         }
     }
 
@@ -145,10 +179,10 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// Reads ownership and delivery counts from XPENDING and drops entries no longer ours.
-    /// On a retry (`last_error` is set), marks the entries still to write as just delivered
-    /// (resetting their idle time) and raises the count of those whose last attempt reached
-    /// the sink. Then dead-letters what was delivered more than `max_deliveries` times.
-    async fn verify(&self, work: &mut Work, last_error: Option<&str>) -> conn::Result<()> {
+    /// When `retrying` after an outage, marks the entries still to write as just delivered
+    /// (resetting their idle time, not their count). Then dead-letters what was delivered
+    /// more than `max_deliveries` times.
+    async fn verify(&self, work: &mut Work, retrying: bool) -> conn::Result<()> {
         let mut conn = conn::get(&self.pool).await?;
         let mut owned: HashMap<usize, Option<HashMap<String, u64>>> = HashMap::new();
         for (stream, ids) in work.ids() {
@@ -167,29 +201,21 @@ impl<S: Sink> Deliverer<S> {
             }
             owned.insert(stream, counts);
         }
-        // `Some(None)`: the group is gone, keep everything; `None`: not pending for us.
-        let lookup = |stream: usize, id: &str| -> Option<Option<u64>> {
+        let holding = |stream: usize, id: &str| -> Holding {
             match owned.get(&stream) {
-                Some(Some(counts)) => counts.get(id).map(|c| Some(*c)),
-                _ => Some(None),
+                Some(Some(counts)) => match counts.get(id) {
+                    Some(count) => Holding::Ours(*count),
+                    None => Holding::Taken,
+                },
+                _ => Holding::GroupGone,
             }
         };
         let before = work.todo.len() + work.acks.len() + work.dead.len();
-        work.todo.retain_mut(|t| match lookup(t.stream, &t.id) {
-            Some(count) => {
-                t.deliveries = count.or(t.deliveries);
-                true
-            }
-            None => false,
-        });
-        work.acks.retain(|(s, id)| lookup(*s, id).is_some());
-        work.dead.retain_mut(|d| match lookup(d.stream, &d.id) {
-            Some(count) => {
-                d.deliveries = count.or(d.deliveries);
-                true
-            }
-            None => false,
-        });
+        work.todo
+            .retain_mut(|t| holding(t.stream, &t.id).keep(&mut t.deliveries));
+        work.acks.retain(|(s, id)| holding(*s, id).keep(&mut None));
+        work.dead
+            .retain_mut(|d| holding(d.stream, &d.id).keep(&mut d.deliveries));
         let gone = before - (work.todo.len() + work.acks.len() + work.dead.len());
         if gone > 0 {
             info!(
@@ -198,7 +224,7 @@ impl<S: Sink> Deliverer<S> {
                 (acknowledged, or claimed by another consumer); leaving them to it."
             );
         }
-        if last_error.is_some() {
+        if retrying {
             self.touch(&mut conn, work).await?;
         }
         let max = self.settings.max_deliveries;
@@ -208,10 +234,10 @@ impl<S: Sink> Deliverer<S> {
         work.todo = under;
         for t in over {
             let deliveries = t.deliveries.unwrap_or_default();
-            let last = last_error.map_or_else(
-                || format!("delivered {deliveries} times without being acknowledged"),
-                str::to_string,
-            );
+            let last = match self.refusals.get(&route_of(&t.entry)) {
+                Some(reason) => reason.clone(),
+                None => format!("delivered {deliveries} times without being acknowledged"),
+            };
             work.dead.push(letter(
                 t,
                 Cause::MaxDeliveries,
@@ -222,50 +248,113 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// Writes the entries still to write, route by route (database, retention policy):
-    /// accepted ones move to the acks, rejected ones to the dead letters, the rest stay.
-    /// Returns the error that left entries unwritten.
+    /// accepted ones move to the acks, rejected ones to the dead letters, those of a refused
+    /// route to the dead letters at `max_deliveries` and out of the batch (parked, pending)
+    /// before that. Returns the outage that left the others unwritten.
     async fn write(&mut self, work: &mut Work) -> Option<SinkError> {
         let todo = std::mem::take(&mut work.todo);
-        let mut fate: Vec<Fate> = todo
-            .iter()
-            .map(|_| Fate::Unwritten { counted: false })
-            .collect();
-        let mut failure = None;
-        for route in routes(&todo) {
-            if matches!(failure, Some(SinkError::Unavailable(_))) {
-                break; // the sink is down: don't knock on it once per route
-            }
-            let entries: Vec<&Entry> = route.iter().map(|&i| &todo[i].entry).collect();
-            let outcome = self.bisect(&entries).await;
-            for range in outcome.accepted {
-                route[range].iter().for_each(|&i| fate[i] = Fate::Accepted);
-            }
-            for (range, reason) in outcome.rejected {
-                route[range]
-                    .iter()
-                    .for_each(|&i| fate[i] = Fate::Rejected(reason.clone()));
-            }
-            if let Some((ranges, error)) = outcome.failed {
-                let counted = matches!(error, SinkError::Transient(_));
-                for range in ranges {
-                    route[range]
-                        .iter()
-                        .for_each(|&i| fate[i] = Fate::Unwritten { counted });
+        let mut fate: Vec<Fate> = vec![Fate::Unwritten; todo.len()];
+        let mut outage = None;
+        // True once the sink answered any route on its merits: credentials work.
+        let mut answered = false;
+        'routes: for route in routes(&todo) {
+            let limit = self.write_limit.unwrap_or(usize::MAX).max(1);
+            for chunk in route.chunks(limit) {
+                let entries: Vec<&Entry> = chunk.iter().map(|&i| &todo[i].entry).collect();
+                let outcome = self.bisect(&entries).await;
+                answered |= !outcome.accepted.is_empty() || !outcome.rejected.is_empty();
+                for range in outcome.accepted {
+                    chunk[range].iter().for_each(|&i| fate[i] = Fate::Accepted);
                 }
-                failure = Some(error);
+                for (range, reason) in outcome.rejected {
+                    chunk[range]
+                        .iter()
+                        .for_each(|&i| fate[i] = Fate::Rejected(reason.clone()));
+                }
+                let Some((_, error)) = outcome.failed else {
+                    continue;
+                };
+                // What the route has not written yet (the earlier chunks are settled) shares
+                // this error's fate.
+                let unwritten: Vec<usize> = route
+                    .iter()
+                    .copied()
+                    .filter(|&i| matches!(fate[i], Fate::Unwritten))
+                    .collect();
+                match error {
+                    SinkError::Refused(reason) => {
+                        answered = true;
+                        unwritten
+                            .iter()
+                            .for_each(|&i| fate[i] = Fate::Refused(reason.clone()));
+                        continue 'routes;
+                    }
+                    SinkError::Unauthorized(reason) => {
+                        unwritten
+                            .iter()
+                            .for_each(|&i| fate[i] = Fate::Unauthorized(reason.clone()));
+                        continue 'routes;
+                    }
+                    // An outage: the sink is down, hung or failing; don't knock on it once
+                    // per route. Everything not written yet waits.
+                    error => {
+                        outage = Some(error);
+                        break 'routes;
+                    }
+                }
             }
         }
-        for (mut t, fate) in todo.into_iter().zip(fate) {
+        let mut credentials = None;
+        for (t, fate) in todo.into_iter().zip(fate) {
             match fate {
                 Fate::Accepted => work.acks.push((t.stream, t.id)),
                 Fate::Rejected(reason) => work.dead.push(letter(t, Cause::Rejected, reason)),
-                Fate::Unwritten { counted } => {
-                    t.counted = counted;
+                Fate::Unwritten => work.todo.push(t),
+                // Every route answered 401 (or was not reached): the credentials are
+                // wrong, which is an outage of the sink, not a verdict on these entries.
+                Fate::Unauthorized(reason) if !answered => {
+                    credentials.get_or_insert(reason);
                     work.todo.push(t);
                 }
+                Fate::Unauthorized(reason) | Fate::Refused(reason) => self.refused(work, t, reason),
             }
         }
-        failure
+        if let Some(reason) = credentials {
+            warn!(sink = self.sink.name(), %reason,
+                "The sink refuses the credentials on every route: check the username and \
+                password (or the token). Nothing is dead-lettered; retrying.");
+            outage.get_or_insert(SinkError::Unauthorized(reason));
+        }
+        outage
+    }
+
+    /// An entry whose route the sink refused in this attempt, its delivery counted: at
+    /// `max_deliveries` it becomes a dead letter with the sink's answer, before that it is
+    /// left pending (parked) for this consumer's next re-read, which raises its count.
+    fn refused(&mut self, work: &mut Work, t: Todo, reason: String) {
+        let error = SinkError::Refused(reason).to_string();
+        let deliveries = t.deliveries.unwrap_or(1);
+        let route = route_of(&t.entry);
+        if deliveries >= self.settings.max_deliveries {
+            self.refusals.remove(&route);
+            work.dead.push(letter(
+                t,
+                Cause::MaxDeliveries,
+                format!("max deliveries exceeded: {error}"),
+            ));
+            return;
+        }
+        metrics::counter!(telemetry::SINK_RETRIES, "kind" => "refused").increment(1);
+        if self.refusals.get(&route) != Some(&error) {
+            warn!(db = route.0.as_deref().unwrap_or("(default)"), rp = route.1.as_deref().unwrap_or("(default)"),
+                deliveries, max_deliveries = self.settings.max_deliveries, %error,
+                "The sink refuses this route; its entries stay pending and are retried at the \
+                next re-read (other routes go on).");
+            if self.refusals.len() >= MAX_REMEMBERED_ROUTES {
+                self.refusals.clear();
+            }
+            self.refusals.insert(route, error);
+        }
     }
 
     /// Writes `entries`; on a rejection, writes each half, down to single entries, so only
@@ -298,7 +387,7 @@ impl<S: Sink> Deliverer<S> {
         out
     }
 
-    /// One sink write, measured and counted.
+    /// One sink write, measured and counted; adapts the write size to timeouts.
     async fn write_once(&mut self, entries: &[&Entry]) -> Result<(), SinkError> {
         let started = Instant::now();
         let result = self.sink.write(entries).await;
@@ -307,93 +396,126 @@ impl<S: Sink> Deliverer<S> {
             Ok(()) => {
                 metrics::counter!(telemetry::BATCHES_WRITTEN).increment(1);
                 metrics::counter!(telemetry::METRICS_WRITTEN).increment(entries.len() as u64);
+                self.health.clear();
+                if let Some(limit) = self.write_limit {
+                    if entries.len() >= limit {
+                        self.write_limit = limit.checked_mul(2).filter(|l| *l < 1 << 20);
+                    }
+                }
             }
-            Err(SinkError::Rejected { .. }) => {}
+            Err(SinkError::Rejected { .. } | SinkError::Refused(_)) => {}
             Err(error) => {
-                let kind = match error {
-                    SinkError::Unavailable(_) => "unavailable",
-                    _ => "transient",
-                };
-                metrics::counter!(telemetry::SINK_RETRIES, "kind" => kind).increment(1);
-                warn!(%error, sink = self.sink.name(), entries = entries.len(),
-                    "Sink write failed; the entries stay pending and will be retried.");
+                metrics::counter!(telemetry::SINK_RETRIES, "kind" => error.kind()).increment(1);
+                if let SinkError::TimedOut(_) = error {
+                    let limit = shrink(entries.len());
+                    self.write_limit = Some(limit);
+                    warn!(%error, sink = self.sink.name(), entries = entries.len(), next_write = limit,
+                        "Sink write timed out; the entries stay pending and the next attempt writes fewer at once.");
+                } else {
+                    warn!(%error, sink = self.sink.name(), entries = entries.len(),
+                        "Sink write failed; the entries stay pending and will be retried.");
+                }
             }
         }
         result
     }
 
-    /// Records the fates decided so far: first the dead letters (one pipeline to the
-    /// dead-letter stream), which then join the accepted entries to be XACKed (one pipeline
-    /// per partition on a cluster, one in all otherwise). Each list is cleared once Redis
-    /// confirmed it, so a retry after a failed XACK does not dead-letter an entry twice.
+    /// Records the fates decided so far. First the XACK of the accepted entries (one
+    /// pipeline per partition on a cluster, one in all otherwise), so nothing waits for the
+    /// dead letters; then the dead letters (one pipeline to the dead-letter stream, each
+    /// command answered on its own) and the XACK of those Redis took. A dead letter Redis
+    /// refused stays in `work.dead`, its entry pending. Each list is cleared once Redis
+    /// confirmed it, so a retry after a failure does not dead-letter an entry twice.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached or the connection broke: nothing is known of the
+    /// commands in flight, and the caller verifies again before a retry.
     async fn settle(&self, work: &mut Work) -> conn::Result<()> {
         if work.acks.is_empty() && work.dead.is_empty() {
             return Ok(());
         }
         let mut conn = conn::get(&self.pool).await?;
-        if !work.dead.is_empty() {
-            let mut pipe = redis::pipe();
-            for letter in &work.dead {
-                let origin = Origin {
-                    group: &self.settings.group,
-                    consumer: &self.settings.consumer,
-                    source_stream: &self.keys[letter.stream],
-                };
-                dlq::add(&mut pipe, &self.dlq, letter, &origin);
-            }
-            pipe.query_async::<()>(&mut conn).await?;
-            for cause in [Cause::Undecodable, Cause::Rejected, Cause::MaxDeliveries] {
-                let letters: Vec<&DeadLetter> =
-                    work.dead.iter().filter(|d| d.cause == cause).collect();
-                if let Some(first) = letters.first() {
-                    metrics::counter!(telemetry::DEAD_LETTERED, "reason" => cause.label())
-                        .increment(letters.len() as u64);
-                    warn!(entries = letters.len(), cause = cause.label(), reason = %first.reason,
-                        dlq = %self.dlq, "Moved entries to the dead-letter stream.");
-                }
-            }
-            // Dead-lettered: from now on they only need their XACK.
-            let dead = std::mem::take(&mut work.dead);
-            work.acks.extend(dead.into_iter().map(|d| (d.stream, d.id)));
-        }
         if !work.acks.is_empty() {
-            let mut pipes = Pipelines::new(conn.is_cluster());
-            let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
-            for (stream, id) in &work.acks {
-                by_stream.entry(*stream).or_default().push(id.as_str());
-            }
-            for (stream, ids) in by_stream {
-                for chunk in ids.chunks(ACK_CHUNK) {
-                    pipes
-                        .partition(stream)
-                        .cmd("XACK")
-                        .arg(&self.keys[stream])
-                        .arg(&self.settings.group)
-                        .arg(chunk);
-                }
-            }
-            let acked: Vec<Vec<u64>> = pipes.query(&mut conn).await?;
-            metrics::counter!(telemetry::METRICS_ACKED).increment(acked.iter().flatten().sum());
+            self.ack(&mut conn, &work.acks).await?;
             work.acks.clear();
+        }
+        if work.dead.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for letter in &work.dead {
+            let origin = Origin {
+                group: &self.settings.group,
+                consumer: &self.settings.consumer,
+                source_stream: &self.keys[letter.stream],
+            };
+            dlq::add(&mut pipe, &self.dlq, letter, &origin);
+        }
+        let answers: Vec<redis::RedisResult<String>> =
+            pipe.ignore_errors().query_async(&mut conn).await?;
+        let mut refused = Vec::new();
+        let mut written = Vec::new();
+        for (letter, answer) in std::mem::take(&mut work.dead).into_iter().zip(answers) {
+            match answer {
+                Ok(_) => written.push(letter),
+                Err(error) => refused.push((letter, error)),
+            }
+        }
+        for cause in [Cause::Undecodable, Cause::Rejected, Cause::MaxDeliveries] {
+            let letters: Vec<&DeadLetter> = written.iter().filter(|d| d.cause == cause).collect();
+            if let Some(first) = letters.first() {
+                metrics::counter!(telemetry::DEAD_LETTERED, "reason" => cause.label())
+                    .increment(letters.len() as u64);
+                warn!(entries = letters.len(), cause = cause.label(), reason = %first.reason,
+                    dlq = %self.dlq, "Moved entries to the dead-letter stream.");
+            }
+        }
+        if let Some((_, error)) = refused.first() {
+            warn!(entries = refused.len(), dlq = %self.dlq, error = %redline_core::redis::describe(error),
+                "Redis refused the dead letters; their entries stay pending and are tried again \
+                at this consumer's next re-read.");
+        }
+        work.dead = refused.into_iter().map(|(letter, _)| letter).collect();
+        // Dead-lettered: from now on they only need their XACK.
+        let acks: Vec<(usize, String)> = written.into_iter().map(|d| (d.stream, d.id)).collect();
+        if !acks.is_empty() {
+            if let Err(error) = self.ack(&mut conn, &acks).await {
+                // Written but not acked: the retry writes them again (a duplicate at worst).
+                work.dead.clear();
+                return Err(error);
+            }
         }
         Ok(())
     }
 
+    /// XACKs `acks`, one pipeline per partition on a cluster, one in all otherwise.
+    async fn ack(&self, conn: &mut PooledConnection, acks: &[(usize, String)]) -> conn::Result<()> {
+        let mut pipes = Pipelines::new(conn.is_cluster());
+        let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        for (stream, id) in acks {
+            by_stream.entry(*stream).or_default().push(id.as_str());
+        }
+        for (stream, ids) in by_stream {
+            for chunk in ids.chunks(ACK_CHUNK) {
+                pipes
+                    .partition(stream)
+                    .cmd("XACK")
+                    .arg(&self.keys[stream])
+                    .arg(&self.settings.group)
+                    .arg(chunk);
+            }
+        }
+        let acked: Vec<Vec<u64>> = pipes.query(conn).await?;
+        metrics::counter!(telemetry::METRICS_ACKED).increment(acked.iter().flatten().sum());
+        Ok(())
+    }
+
     /// Resets the idle time of the entries still to write, so no one claims what this live
-    /// consumer retries, and raises the delivery count of those whose last attempt reached
-    /// the sink and failed (`XCLAIM … RETRYCOUNT n+1 JUSTID`).
-    async fn touch(&self, conn: &mut PooledConnection, work: &mut Work) -> conn::Result<()> {
-        let mut by_stream: BTreeMap<usize, Vec<(&str, Option<u64>)>> = BTreeMap::new();
+    /// consumer retries (`XCLAIM … 0 id… JUSTID`, which leaves their count as it is).
+    async fn touch(&self, conn: &mut PooledConnection, work: &Work) -> conn::Result<()> {
+        let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
         for t in &work.todo {
-            let count = if t.counted {
-                t.deliveries.map(|d| d + 1)
-            } else {
-                None
-            };
-            by_stream
-                .entry(t.stream)
-                .or_default()
-                .push((t.id.as_str(), count));
+            by_stream.entry(t.stream).or_default().push(t.id.as_str());
         }
         for (stream, ids) in by_stream {
             let key = &self.keys[stream];
@@ -406,12 +528,32 @@ impl<S: Sink> Deliverer<S> {
             )
             .await?;
         }
-        for t in &mut work.todo {
-            if std::mem::take(&mut t.counted) {
-                t.deliveries = t.deliveries.map(|d| d + 1);
-            }
-        }
         Ok(())
+    }
+}
+
+/// Who holds an entry of the batch, by XPENDING.
+#[derive(Debug, Clone, Copy)]
+enum Holding {
+    /// This consumer, delivered this many times.
+    Ours(u64),
+    /// Not this consumer any more (acknowledged, or claimed by another one).
+    Taken,
+    /// The group is gone (Redis lost its data): the entry is written anyway.
+    GroupGone,
+}
+
+impl Holding {
+    /// Whether the batch keeps the entry, updating its known delivery count.
+    fn keep(self, deliveries: &mut Option<u64>) -> bool {
+        match self {
+            Self::Ours(count) => {
+                *deliveries = Some(count);
+                true
+            }
+            Self::Taken => false,
+            Self::GroupGone => true,
+        }
     }
 }
 

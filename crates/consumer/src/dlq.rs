@@ -56,6 +56,8 @@ pub(crate) struct DeadLetter {
     pub(crate) cause: Cause,
     /// Its delivery count, when known.
     pub(crate) deliveries: Option<u64>,
+    /// Every field of an entry that was not a metric, as a JSON object.
+    pub(crate) raw: Option<String>,
 }
 
 /// Who gives up: the group, the consumer, and the source stream's key.
@@ -66,7 +68,7 @@ pub(crate) struct Origin<'a> {
 }
 
 /// Appends `XADD <dlq> * lp … db … rp … reason … source_id … source_stream … deliveries …
-/// group … consumer … failed_at_ms …` to `pipe`, its reply ignored.
+/// group … consumer … failed_at_ms … [raw …]` to `pipe`; its reply is the letter's id.
 pub(crate) fn add(pipe: &mut redis::Pipeline, dlq: &str, letter: &DeadLetter, origin: &Origin<'_>) {
     let failed_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -92,8 +94,10 @@ pub(crate) fn add(pipe: &mut redis::Pipeline, dlq: &str, letter: &DeadLetter, or
         .arg(entry::DLQ_CONSUMER)
         .arg(origin.consumer)
         .arg(entry::DLQ_FAILED_AT_MS)
-        .arg(failed_at_ms)
-        .ignore();
+        .arg(failed_at_ms);
+    if let Some(raw) = &letter.raw {
+        cmd.arg(entry::DLQ_RAW).arg(truncate(raw));
+    }
 }
 
 fn truncate(text: &str) -> &str {

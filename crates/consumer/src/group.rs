@@ -3,6 +3,12 @@
 //! `XGROUP CREATE <key> <group> 0 MKSTREAM` makes a new group start at the oldest entry, so
 //! nothing buffered before the first consumer started is skipped; `$` (start from latest)
 //! is the explicit opt-out. `BUSYGROUP` means the group exists: its position is kept.
+//!
+//! A Redis at `maxmemory` refuses `XGROUP CREATE` with `OOM` even when the group exists
+//! (the command may allocate, so Redis refuses it before looking). Reading, acking and
+//! trimming still work then, and they are what frees memory: so on `OOM` the group's
+//! existence is checked with `XINFO GROUPS` (which allocates nothing), and only a group that
+//! really is missing waits for memory.
 //! <https://redis.io/docs/latest/commands/xgroup-create/>
 
 use redline_core::redis::Pool;
@@ -39,8 +45,33 @@ pub(crate) async fn ensure(
                 tracing::info!(stream = %key, group, start = id, "Created the consumer group.")
             }
             Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) if redline_core::redis::is_oom(&e) && exists(&mut conn, key, group).await? => {
+                tracing::debug!(stream = %key, group, "Redis is full; the consumer group exists already.");
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+/// Whether `group` exists on stream `key` (`XINFO GROUPS`; a missing stream has none).
+async fn exists(
+    conn: &mut redline_core::redis::PooledConnection,
+    key: &str,
+    group: &str,
+) -> conn::Result<bool> {
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(key)
+        .query_async(conn)
+        .await
+    {
+        Ok(groups) => groups,
+        // "ERR no such key": nothing exists on a missing stream.
+        Err(e) if e.code() == Some("ERR") => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(groups.iter().any(|g| {
+        matches!(g.get("name"), Some(redis::Value::BulkString(name)) if name == group.as_bytes())
+    }))
 }

@@ -19,16 +19,27 @@ pub(crate) struct Probes {
     gauges: redline_ops::GroupGauges,
     redis: RedisConfig,
     sink: SinkConfig,
+    /// The outage the workers are waiting out, if any.
+    health: crate::sink::Health,
     http: reqwest::Client,
 }
 
 impl Probes {
-    pub(crate) fn new(redis: RedisConfig, keys: StreamKeys, sink: SinkConfig) -> Self {
+    pub(crate) fn new(
+        redis: RedisConfig,
+        keys: StreamKeys,
+        sink: SinkConfig,
+        health: crate::sink::Health,
+    ) -> Self {
         Self {
             gauges: redline_ops::GroupGauges::new(redis.clone(), keys),
             redis,
             sink,
-            http: reqwest::Client::new(),
+            health,
+            http: reqwest::Client::builder()
+                .timeout(health::CHECK_TIMEOUT)
+                .build()
+                .unwrap_or_default(),
         }
     }
 
@@ -44,6 +55,11 @@ impl Probes {
     }
 
     async fn sink(&self) -> Result<(), String> {
+        // Reachable is not enough: a sink that refuses every write (wrong credentials, a
+        // full disk) is not ready either.
+        if let Some(outage) = self.health.outage() {
+            return Err(outage);
+        }
         match &self.sink {
             SinkConfig::Influxdb { url, .. } | SinkConfig::Influxdb2 { url, .. } => {
                 let ping = format!("{}/ping", url.trim_end_matches('/'));

@@ -161,6 +161,8 @@ async fn consume<S: Sink + Sync + 'static>(
     let keys = StreamKeys::new(&config.stream, config.partitions);
     let partitions = keys.partitions().to_vec();
     let pool = config.redis.pool()?;
+    // What the workers learn about the sink, for `/ready`.
+    let health = sink::Health::default();
     // The metrics listener; stopped by `shutdown`, awaited below.
     let mut tasks = JoinSet::new();
     if let Some(addr) = config.metrics_listen {
@@ -169,7 +171,12 @@ async fn consume<S: Sink + Sync + 'static>(
             .await
             .map_err(|source| Error::MetricsListen { addr, source })?;
         info!(%addr, "Serving /metrics and /health.");
-        let probes = http::Probes::new(config.redis.clone(), keys.clone(), config.sink.clone());
+        let probes = http::Probes::new(
+            config.redis.clone(),
+            keys.clone(),
+            config.sink.clone(),
+            health.clone(),
+        );
         tasks.spawn(http::serve(listener, probes, shutdown.clone()));
     }
     let names = config.worker_names();
@@ -192,15 +199,13 @@ async fn consume<S: Sink + Sync + 'static>(
         let mut workers = JoinSet::new();
         for (name, sink) in names.into_iter().zip(sinks) {
             let span = tracing::info_span!("worker", consumer = %name);
-            let worker = work(
-                config.clone(),
-                name,
-                sink,
-                pool.clone(),
-                partitions.clone(),
-                keys.dlq(),
-                shutdown.clone(),
-            );
+            let common = Common {
+                pool: pool.clone(),
+                partitions: partitions.clone(),
+                dlq: keys.dlq(),
+                health: health.clone(),
+            };
+            let worker = work(config.clone(), name, sink, common, shutdown.clone());
             workers.spawn(tracing::Instrument::instrument(worker, span));
         }
         while let Some(joined) = workers.join_next().await {
@@ -225,17 +230,32 @@ async fn consume<S: Sink + Sync + 'static>(
     outcome
 }
 
+/// What the workers of one process share.
+struct Common {
+    pool: Pool,
+    /// The partition keys.
+    partitions: Vec<String>,
+    /// The dead-letter stream key.
+    dlq: String,
+    /// The outage the workers are waiting out, for `/ready`.
+    health: sink::Health,
+}
+
 /// One consumer of the group, named `name`: reads, delivers to `sink`, claims what others
 /// left idle, until shutdown. A process runs [`Config::workers`] of them side by side.
 async fn work<S: Sink + Sync>(
     config: Config,
     name: String,
     sink: S,
-    pool: Pool,
-    partitions: Vec<String>,
-    dlq: String,
+    common: Common,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let Common {
+        pool,
+        partitions,
+        dlq,
+        health,
+    } = common;
     let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
     let mut reader = Reader::new(
         config.redis.clone(),
@@ -258,7 +278,19 @@ async fn work<S: Sink + Sync>(
         retry_max: config.retry_max,
         min_idle: config.min_idle,
     };
-    let mut deliverer = Deliverer::new(sink, pool.clone(), partitions.clone(), dlq, settings);
+    let mut deliverer = Deliverer::new(
+        sink,
+        pool.clone(),
+        partitions.clone(),
+        dlq,
+        settings,
+        health,
+    );
+    // Own pending entries are re-read at start and after read errors, and also this often:
+    // entries parked after a refusal, dead letters Redis refused, and entries an operator
+    // handed to this consumer (`redline claim --to`) come back without waiting for min_idle.
+    let reread = reread_interval(config.trim_interval, config.min_idle);
+    let mut next_reread = tokio::time::Instant::now() + reread;
 
     while !shutdown.is_triggered() {
         if claimer.is_due() {
@@ -276,6 +308,10 @@ async fn work<S: Sink + Sync>(
                 Ok(_) => {}
                 Err(error) => warn!(%error, "Cannot claim idle entries; trying again later."),
             }
+        }
+        if tokio::time::Instant::now() >= next_reread {
+            reader.rewind();
+            next_reread = tokio::time::Instant::now() + reread;
         }
         let collected = batch::collect(
             &mut reader,
@@ -307,6 +343,18 @@ async fn work<S: Sink + Sync>(
         }
     }
     Ok(())
+}
+
+/// How often a worker re-reads its own pending entries: every `trim_interval`, and at
+/// least twice per `min_idle` (so it finds what it parked before another consumer may claim
+/// it), never more often than every 100 ms.
+fn reread_interval(trim_interval: Duration, min_idle: Duration) -> Duration {
+    [trim_interval, min_idle / 2]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(10))
+        .max(Duration::from_millis(100))
 }
 
 /// Delivers `batches` in turn; once shutdown is triggered, gives them at most

@@ -111,6 +111,11 @@ impl Reader {
         }
     }
 
+    /// Makes the next read start with this consumer's own pending entries again.
+    pub(crate) fn rewind(&mut self) {
+        self.history = vec![Some("0".to_string()); self.keys.len()];
+    }
+
     /// Reads up to `count` entries over all partitions: own pending ones without waiting
     /// while any are left, else new ones, waiting up to `block` for the first.
     ///
@@ -120,7 +125,7 @@ impl Reader {
         let result = self.try_read(count.max(1), block).await;
         if result.is_err() {
             self.conn = None;
-            self.history = vec![Some("0".to_string()); self.keys.len()];
+            self.rewind();
         }
         result
     }

@@ -32,6 +32,8 @@ pub const DLQ_GROUP: &str = "group";
 pub const DLQ_CONSUMER: &str = "consumer";
 /// Dead-letter field: when, in Unix milliseconds.
 pub const DLQ_FAILED_AT_MS: &str = "failed_at_ms";
+/// Dead-letter field: every field of an entry that was not a metric, as a JSON object.
+pub const DLQ_RAW: &str = "raw";
 
 /// One metric as stored in a stream entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,33 +105,58 @@ impl Entry {
         db: Option<Value>,
         rp: Option<Value>,
     ) -> Result<Self, Box<Undecodable>> {
-        let refuse = |error, lp, db| Box::new(Undecodable { error, lp, db });
+        let refuse = |error, lp, db, rp| Box::new(Undecodable { error, lp, db, rp });
         let bytes = |text: String| Some(Value::BulkString(text.into_bytes()));
         let lp = match owned_text(FIELD_LP, lp) {
             Ok(Some(lp)) => lp,
-            Ok(None) => return Err(refuse(Error::MissingLine, None, db)),
-            Err((error, lp)) => return Err(refuse(error, lp, db)),
+            Ok(None) => return Err(refuse(Error::MissingLine, None, db, rp)),
+            Err((error, lp)) => return Err(refuse(error, lp, db, rp)),
         };
         if let Err(error) = one_line(&lp) {
-            return Err(refuse(error, bytes(lp), db));
+            return Err(refuse(error, bytes(lp), db, rp));
         }
         let db = match owned_text(FIELD_DB, db) {
             Ok(db) => db,
-            Err((error, db)) => return Err(refuse(error, bytes(lp), db)),
+            Err((error, db)) => return Err(refuse(error, bytes(lp), db, rp)),
         };
         let rp = match owned_text(FIELD_RP, rp) {
             Ok(rp) => rp,
-            Err((error, _)) => return Err(refuse(error, bytes(lp), db.and_then(bytes))),
+            Err((error, rp)) => return Err(refuse(error, bytes(lp), db.and_then(bytes), rp)),
         };
-        Ok(Self {
-            lp,
-            db: db.filter(|s| !s.is_empty()),
-            rp: rp.filter(|s| !s.is_empty()),
-        })
+        let (db, rp) = route(db, rp);
+        Ok(Self { lp, db, rp })
     }
 }
 
-/// A stream entry that [`Entry::from_values`] refused, with its `lp` and `db` values.
+/// A v2 bucket that names no database the way InfluxDB 1.8 reads buckets.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum BucketError {
+    /// `/rp`: the part before the slash is empty.
+    #[error("bucket name '{0}' is missing a database")]
+    MissingDatabase(String),
+    /// `a/b/c`.
+    #[error("bucket name '{0}' may not contain more than one slash")]
+    TooManySlashes(String),
+}
+
+/// Splits a v2 bucket into database and retention policy as InfluxDB 1.8's compatibility
+/// API does: `db` is the database with its default retention policy, `db/rp` names both
+/// (`db/` is the default one again). Telegraf's `outputs.influxdb_v2` with
+/// `bucket = "telegraf/autogen"` relies on it.
+///
+/// # Errors
+/// [`BucketError`] for `/rp` and for more than one slash.
+pub fn split_bucket(bucket: &str) -> Result<(&str, Option<&str>), BucketError> {
+    match bucket.split_once('/') {
+        None => Ok((bucket, None)),
+        Some(("", _)) => Err(BucketError::MissingDatabase(bucket.to_string())),
+        Some((_, rp)) if rp.contains('/') => Err(BucketError::TooManySlashes(bucket.to_string())),
+        Some((db, "")) => Ok((db, None)),
+        Some((db, rp)) => Ok((db, Some(rp))),
+    }
+}
+
+/// A stream entry that [`Entry::from_values`] refused, with its `lp`, `db` and `rp` values.
 #[derive(Debug, PartialEq)]
 pub struct Undecodable {
     /// Why it does not decode.
@@ -138,6 +165,24 @@ pub struct Undecodable {
     pub lp: Option<Value>,
     /// Its `db` value, when it has one.
     pub db: Option<Value>,
+    /// Its `rp` value, when it has one.
+    pub rp: Option<Value>,
+}
+
+/// The (database, retention policy) of an entry's `db` and `rp` fields: empty ones mean
+/// none, and a `db` of the bucket form `db/rp` without an `rp` field names both (entries
+/// written before the producer split buckets, and their replayed dead letters). A `db` that
+/// is not a valid bucket is kept as it is, for the sink to refuse.
+fn route(db: Option<String>, rp: Option<String>) -> (Option<String>, Option<String>) {
+    let db = db.filter(|s| !s.is_empty());
+    let rp = rp.filter(|s| !s.is_empty());
+    match (db, rp) {
+        (Some(db), None) if db.contains('/') => match split_bucket(&db) {
+            Ok((name, rp)) => (Some(name.to_string()), rp.map(str::to_string)),
+            Err(_) => (Some(db), None),
+        },
+        other => other,
+    }
 }
 
 /// A field's value as owned text; the value back with the error when it is not text.
@@ -245,6 +290,10 @@ mod tests {
                 entry("a s=\"x\ny\" 1", None, None),
             ),
         ];
+        let cases = cases.into_iter().chain([(
+            [bulk(b"cpu v=1 1"), bulk(b"telegraf/autogen"), None],
+            entry("cpu v=1 1", Some("telegraf"), Some("autogen")),
+        )]);
         for ([lp, db, rp], expected) in cases {
             assert_eq!(Entry::from_values(lp, db, rp).unwrap(), expected);
         }
@@ -255,6 +304,7 @@ mod tests {
                 error: Error::Multiline { lines: 2 },
                 lp: bulk(b"a v=1 1\nb v=2 2"),
                 db: bulk(b"x"),
+                rp: None,
             }
         );
         let refused = Entry::from_values(bulk(&[0xff]), None, None).unwrap_err();
@@ -264,6 +314,32 @@ mod tests {
                 .unwrap_err()
                 .error,
             Error::MissingLine
+        );
+    }
+
+    #[test]
+    fn buckets_split_as_influxdb_1_8_splits_them() {
+        assert_eq!(split_bucket("telegraf"), Ok(("telegraf", None)));
+        assert_eq!(
+            split_bucket("telegraf/autogen"),
+            Ok(("telegraf", Some("autogen")))
+        );
+        assert_eq!(split_bucket("telegraf/"), Ok(("telegraf", None)));
+        assert_eq!(
+            split_bucket("/autogen"),
+            Err(BucketError::MissingDatabase("/autogen".into()))
+        );
+        assert_eq!(
+            split_bucket("a/b/c").unwrap_err().to_string(),
+            "bucket name 'a/b/c' may not contain more than one slash"
+        );
+        assert_eq!(
+            route(Some("a/b/c".into()), None),
+            (Some("a/b/c".into()), None)
+        );
+        assert_eq!(
+            route(Some("a/b".into()), Some("week".into())),
+            (Some("a/b".into()), Some("week".into()))
         );
     }
 }

@@ -277,10 +277,18 @@ pub fn describe(e: &redis::RedisError) -> String {
     }
 }
 
+/// True when Redis refused a command because it is at `maxmemory` (`OOM command not allowed
+/// when used memory > 'maxmemory'`): with `noeviction`, until consumers drain and trim.
+pub fn is_oom(e: &redis::RedisError) -> bool {
+    e.code() == Some("OOM")
+}
+
 /// True when a Redis error means "try again later" (connection refused or dropped, timeout,
-/// loading, failover, cluster redirection in progress) rather than a bad command.
+/// loading, failover, cluster redirection in progress, out of memory) rather than a bad
+/// command.
 pub fn is_transient(e: &redis::RedisError) -> bool {
-    e.is_timeout()
+    is_oom(e)
+        || e.is_timeout()
         || e.is_connection_dropped()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
         || e.is_connection_refusal()

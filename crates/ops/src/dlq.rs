@@ -15,8 +15,8 @@
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 use redline_core::entry::{
-    Entry, DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_FAILED_AT_MS, DLQ_GROUP, DLQ_REASON, DLQ_SOURCE_ID,
-    DLQ_SOURCE_STREAM, FIELD_DB, FIELD_LP, FIELD_RP,
+    Entry, DLQ_CONSUMER, DLQ_DELIVERIES, DLQ_FAILED_AT_MS, DLQ_GROUP, DLQ_RAW, DLQ_REASON,
+    DLQ_SOURCE_ID, DLQ_SOURCE_STREAM, FIELD_DB, FIELD_LP, FIELD_RP,
 };
 use redline_core::keys::StreamKeys;
 use redline_core::line::{self, Precision};
@@ -65,6 +65,9 @@ pub struct DeadLetter {
     pub consumer: Option<String>,
     /// When, in Unix milliseconds.
     pub failed_at_ms: Option<u64>,
+    /// For an entry that was not a metric: all its fields, as a JSON object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
 }
 
 impl DeadLetter {
@@ -80,6 +83,7 @@ impl DeadLetter {
             group: f.text(DLQ_GROUP),
             consumer: f.text(DLQ_CONSUMER),
             failed_at_ms: f.uint(DLQ_FAILED_AT_MS),
+            raw: f.text(DLQ_RAW),
             id,
         }
     }

@@ -396,6 +396,10 @@ impl DeadLetter {
         for (name, value) in rows {
             out.push_str(&format!("{name:<14} {}\n", opt(value)));
         }
+        // Only an entry that was not a metric has it: all its fields, as they were.
+        if let Some(raw) = &self.raw {
+            out.push_str(&format!("{:<14} {raw}\n", "raw"));
+        }
         out
     }
 }

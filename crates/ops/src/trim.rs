@@ -2,9 +2,11 @@
 //!
 //! Invariants:
 //! - an entry is trimmed only when every group on its stream, including groups redline did
-//!   not create, has acknowledged it: the bound is the lowest, over all groups, of the
-//!   group's oldest pending id or, with nothing pending, the first id after its
-//!   last-delivered id; `XTRIM … MINID` keeps every id at or above that bound;
+//!   not create, has acknowledged it and will not read it again: the bound is the lowest,
+//!   over all groups, of the lower of the group's oldest pending id and the first id after
+//!   its last-delivered id (both count: an operator may have moved the group back with
+//!   `XGROUP SETID`, or handed it older entries with `XCLAIM … FORCE`, so either may be the
+//!   lower); `XTRIM … MINID` keeps every id at or above that bound;
 //! - a stream without any group is never trimmed (nobody has read anything);
 //! - the bound is computed and applied in one script, so a group created or moved back
 //!   (`XGROUP CREATE … 0`, `XGROUP SETID`) meanwhile cannot lose entries;
@@ -44,11 +46,11 @@ for _, g in ipairs(groups) do
   local f = {}
   for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
   local first
+  local after = redis.call('XRANGE', key, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
+  if #after > 0 then first = after[1][1] end
   if f['pending'] > 0 then
-    first = redis.call('XPENDING', key, f['name'])[2]
-  else
-    local after = redis.call('XRANGE', key, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
-    if #after > 0 then first = after[1][1] end
+    local oldest = redis.call('XPENDING', key, f['name'])[2]
+    if first == nil or less(oldest, first) then first = oldest end
   end
   if first and (keep == nil or less(first, keep)) then keep, limiting = first, f['name'] end
 end

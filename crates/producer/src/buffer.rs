@@ -67,6 +67,12 @@ impl Buffer {
         }
     }
 
+    /// The most entries one request may add: the limit under `block` (a larger request
+    /// could never fit); `None` without a limit or under `drop_oldest`.
+    pub fn largest_request(&self) -> Option<u64> {
+        (self.is_limited() && self.policy == BufferFull::Block).then_some(self.limit)
+    }
+
     /// True when a limit is set.
     pub fn is_limited(&self) -> bool {
         self.limit > 0

@@ -179,9 +179,13 @@ async fn write_v2(
             ingest::Error::MissingParameter("bucket").into(),
         );
     };
-    let target = Target {
-        db: Some(bucket),
-        rp: None,
+    // InfluxDB 1.8's compatibility API: `db/rp` names a database and retention policy.
+    let target = match redline_core::entry::split_bucket(&bucket) {
+        Ok((db, rp)) => Target {
+            db: Some(db.to_string()),
+            rp: rp.map(str::to_string),
+        },
+        Err(error) => return refuse(&state, Api::V2, ingest::Error::from(error).into()),
     };
     write(&state, Api::V2, &params.precision, target, &headers, body).await
 }
@@ -244,7 +248,8 @@ async fn write(
 
 fn refuse(state: &State, api: Api, failure: Failure) -> Response {
     let (status, code) = match &failure {
-        Failure::Ingest(ingest::Error::TooLarge { .. }) => {
+        Failure::Ingest(ingest::Error::TooLarge { .. })
+        | Failure::Store(writer::Error::TooLarge { .. }) => {
             (StatusCode::PAYLOAD_TOO_LARGE, "request too large")
         }
         Failure::Ingest(ingest::Error::UnsupportedEncoding(_)) => {
@@ -255,18 +260,18 @@ fn refuse(state: &State, api: Api, failure: Failure) -> Response {
         }
         Failure::Ingest(_) => (StatusCode::BAD_REQUEST, "invalid"),
         Failure::Store(
-            writer::Error::Unavailable(_) | writer::Error::Full(_) | writer::Error::Replicas { .. },
+            writer::Error::Unavailable(_)
+            | writer::Error::Full(_)
+            | writer::Error::BufferFull(_)
+            | writer::Error::Replicas { .. },
         ) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Failure::Store(writer::Error::Refused(msg)) if msg.contains("OOM") => {
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        }
         Failure::Store(writer::Error::Refused(_)) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     };
     let message = failure.to_string();
     count_request(api, status);
-    if let Failure::Store(writer::Error::Full(_)) = &failure {
+    if let Failure::Store(writer::Error::BufferFull(_)) = &failure {
         tracing::debug!(error = %message, "Write refused: buffer full.");
     } else if status == StatusCode::SERVICE_UNAVAILABLE {
         let cause = match &failure {

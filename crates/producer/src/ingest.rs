@@ -38,6 +38,9 @@ pub enum Error {
     /// A query parameter InfluxDB requires is missing (`bucket` on v2).
     #[error("missing required parameter '{0}'")]
     MissingParameter(&'static str),
+    /// A v2 bucket that is not `db` or `db/rp`.
+    #[error(transparent)]
+    Bucket(#[from] redline_core::entry::BucketError),
     /// Some lines were refused; the valid ones were stored.
     #[error("partial write: {first} ({rejected} of {total} lines rejected; the other {stored} were stored)")]
     PartialWrite {

@@ -225,9 +225,18 @@ impl Connection {
                     text = %bad.text, "Refused a TCP line.");
             }
         }
-        let metrics = ingest::take_metrics(&mut parsed);
-        if let Some(stored) = self.store(metrics).await {
-            metrics::counter!(telemetry::LINES_ACCEPTED).increment(stored as u64);
+        let mut metrics = ingest::take_metrics(&mut parsed);
+        // A read can hold more lines than the buffer limit lets one request store: store
+        // them in requests that can fit, or they would wait for ever.
+        let most = self.writer.largest_request().unwrap_or(usize::MAX).max(1);
+        while !metrics.is_empty() {
+            let rest = metrics.split_off(metrics.len().min(most));
+            match self.store(std::mem::replace(&mut metrics, rest)).await {
+                Some(stored) => {
+                    metrics::counter!(telemetry::LINES_ACCEPTED).increment(stored as u64);
+                }
+                None => return,
+            }
         }
     }
 
@@ -248,7 +257,7 @@ impl Connection {
                 Ok(stored) => return Some(stored),
                 Err(error) => error,
             };
-            if let writer::Error::Full(_) = error {
+            if let writer::Error::BufferFull(_) = error {
                 tracing::debug!(%error, peer = %self.peer, "Buffer full; holding TCP lines unread.");
             } else {
                 tracing::warn!(%error, peer = %self.peer, lines = metrics.len(), retry_in = ?pause,

@@ -25,12 +25,24 @@ pub enum Error {
     /// Redis cannot be reached or did not answer in time.
     #[error("Redis is unavailable: {0}")]
     Unavailable(String),
-    /// Redis refused the write (e.g. out of memory under `maxmemory`).
+    /// Redis is at `maxmemory` (`OOM`): nothing more fits until consumers drain and trim.
+    #[error("Redis is full (maxmemory reached; consumers must drain it): {0}")]
+    Full(String),
+    /// Redis refused the write for another reason (e.g. the key holds another type).
     #[error("Redis refused the write: {0}")]
     Refused(String),
     /// The buffer limit is reached under `buffer_full = block`; nothing was stored.
     #[error(transparent)]
-    Full(#[from] crate::buffer::Full),
+    BufferFull(#[from] crate::buffer::Full),
+    /// The request alone holds more metrics than `buffer_limit` (under `block`): it could
+    /// never be stored, however long the client waits. Nothing was stored.
+    #[error("request of {metrics} metrics is larger than the buffer limit of {limit} (--buffer-limit); split it into smaller requests")]
+    TooLarge {
+        /// Metrics in the request.
+        metrics: usize,
+        /// The configured limit.
+        limit: u64,
+    },
     /// Fewer replicas than `wait_replicas` confirmed the write in `wait_timeout`.
     #[error("only {confirmed} of {wanted} replicas confirmed the write within {timeout:?}; it is stored on the primary, retry to be sure")]
     Replicas {
@@ -88,6 +100,13 @@ impl Writer {
         })
     }
 
+    /// The most metrics one [`Writer::store`] takes: the buffer limit under `block`.
+    pub fn largest_request(&self) -> Option<usize> {
+        self.buffer
+            .largest_request()
+            .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX))
+    }
+
     /// True when Redis answers PING.
     pub async fn ping(&self) -> bool {
         let Ok(mut conn) = self.pool.get().await else {
@@ -102,15 +121,23 @@ impl Writer {
     /// XADDs every metric (one pipeline), returning how many Redis confirmed.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when Redis is down or slow, [`Error::Full`] when the buffer
-    /// limit refuses the batch, [`Error::Replicas`] when too few replicas confirmed,
-    /// [`Error::Refused`] otherwise.
+    /// [`Error::Unavailable`] when Redis is down or slow, [`Error::Full`] when Redis is at
+    /// `maxmemory`, [`Error::BufferFull`] when the buffer limit refuses the batch,
+    /// [`Error::Replicas`] when too few replicas confirmed, [`Error::Refused`] otherwise.
     pub async fn store(&self, metrics: Vec<Metric>, target: &Target) -> Result<usize, Error> {
         if metrics.is_empty() {
             return Ok(0);
         }
         let started = Instant::now();
         let count = metrics.len();
+        if let Some(limit) = self.buffer.largest_request() {
+            if count as u64 > limit {
+                return Err(Error::TooLarge {
+                    metrics: count,
+                    limit,
+                });
+            }
+        }
         let partitions = self.keys.count();
         let mut incoming = vec![0_u64; partitions];
         let mut pipes = Pipelines::new(self.pool.is_cluster());
@@ -183,7 +210,9 @@ fn xadd(key: &str, line: &str, target: &Target) -> redis::Cmd {
 
 fn classify(e: redis::RedisError) -> Error {
     let text = redline_core::redis::describe(&e);
-    if redline_core::redis::is_transient(&e) {
+    if redline_core::redis::is_oom(&e) {
+        Error::Full(text)
+    } else if redline_core::redis::is_transient(&e) {
         Error::Unavailable(text)
     } else {
         Error::Refused(text)

@@ -22,7 +22,7 @@ use tempfile::TempDir;
 
 use crate::free_port;
 use crate::process::{
-    file_len, find_binary, is_alive, kill_and_reap, log_file, tail_since, terminate,
+    file_len, find_binary, is_alive, kill_and_reap, log_file, send_signal, tail_since, terminate,
 };
 
 /// How long a starting `influxd` has to answer `/ping` (it usually takes ~0.1 s).
@@ -44,6 +44,12 @@ pub struct InfluxOptions {
     pub max_body_size: u64,
     /// `[http] log-enabled`: an access-log line per request in `influxd.log`.
     pub http_log_enabled: bool,
+    /// `[http] auth-enabled` with this admin (user, password), created at the first start;
+    /// the helpers ([`InfluxServer::query`] and friends) authenticate as it.
+    pub admin: Option<(String, String)>,
+    /// Where `data/` and `wal/` live instead of the server's temp dir (e.g. a small tmpfs,
+    /// to fill the disk under InfluxDB); the caller owns and removes it.
+    pub data_root: Option<std::path::PathBuf>,
 }
 
 impl Default for InfluxOptions {
@@ -51,6 +57,8 @@ impl Default for InfluxOptions {
         Self {
             max_body_size: 25_000_000,
             http_log_enabled: false,
+            admin: None,
+            data_root: None,
         }
     }
 }
@@ -73,6 +81,8 @@ pub struct InfluxServer {
     /// HTTP client of the helpers. It keeps no idle connections: a pooled connection would
     /// be tied to the Tokio runtime that opened it, and one server may outlive several.
     http: reqwest::Client,
+    /// The admin the helpers authenticate as, with `auth-enabled`.
+    admin: Option<(String, String)>,
 }
 
 /// Why a launch did not produce a ready server.
@@ -112,12 +122,17 @@ impl InfluxServer {
             write_config(dir.path(), port, free_port(), &options);
             match launch(dir.path(), port) {
                 Ok(child) => {
-                    return Self {
+                    let server = Self {
                         child,
                         dir,
                         port,
                         http,
+                        admin: options.admin.clone(),
+                    };
+                    if let Some((user, password)) = &options.admin {
+                        server.create_admin(user, password);
                     }
+                    return server;
                 }
                 Err(LaunchError::PortTaken) => continue,
                 Err(LaunchError::Failed(message)) => panic!("{message}"),
@@ -190,6 +205,47 @@ impl InfluxServer {
         }
     }
 
+    /// A hang: SIGSTOP. The port still accepts connections (the kernel completes them), but
+    /// nothing answers until [`InfluxServer::resume`].
+    pub fn pause(&mut self) {
+        send_signal(self.child.id(), "STOP");
+    }
+
+    /// The end of a hang: SIGCONT.
+    pub fn resume(&mut self) {
+        send_signal(self.child.id(), "CONT");
+    }
+
+    /// `CREATE USER <user> WITH PASSWORD '<password>' WITH ALL PRIVILEGES`, which
+    /// InfluxDB allows without credentials while no user exists.
+    fn create_admin(&self, user: &str, password: &str) {
+        let statement = format!(
+            "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+            quote_ident(user),
+            password.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let body = format!("q={}", form_encode(&statement));
+        let request = format!(
+            "POST /query HTTP/1.0\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(request.as_bytes())?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer)?;
+            Ok(answer)
+        })()
+        .unwrap_or_else(|error| panic!("creating the InfluxDB admin failed: {error}"));
+        assert!(
+            answer.starts_with("HTTP/1.0 200") && !answer.contains("\"error\""),
+            "creating the InfluxDB admin failed: {answer}"
+        );
+    }
+
     /// A crash and recovery: [`InfluxServer::kill`] then [`InfluxServer::start_again`].
     pub fn restart(&mut self) {
         self.kill();
@@ -211,6 +267,24 @@ impl InfluxServer {
         let answer = self.post_query(&[("q", statement.as_str())]).await;
         if let Some(error) = first_error(&answer) {
             panic!("{statement} failed: {error}");
+        }
+    }
+
+    /// Runs an administrative `influxql` statement as the admin (`CREATE USER`, `GRANT`, …).
+    ///
+    /// # Panics
+    /// If the request fails or InfluxDB answers an error.
+    pub async fn admin(&self, influxql: &str) {
+        let answer = self.post_query(&[("q", influxql)]).await;
+        if let Some(error) = first_error(&answer) {
+            panic!("{influxql} failed: {error}");
+        }
+    }
+
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin {
+            Some((user, password)) => request.basic_auth(user, Some(password)),
+            None => request,
         }
     }
 
@@ -268,8 +342,7 @@ impl InfluxServer {
     pub async fn write(&self, db: &str, body: &str) {
         let url = format!("{}/write", self.url());
         let response = self
-            .http
-            .post(&url)
+            .authorize(self.http.post(&url))
             .query(&[("db", db)])
             .body(body.to_owned())
             .send()
@@ -282,12 +355,12 @@ impl InfluxServer {
         }
     }
 
-    /// Sends `POST /query` with `form` and parses the JSON answer, whatever its status.
+    /// Sends `POST /query` with `form` as the admin and parses the JSON answer, whatever its
+    /// status.
     async fn post_query(&self, form: &[(&str, &str)]) -> Value {
         let url = format!("{}/query", self.url());
         let response = self
-            .http
-            .post(&url)
+            .authorize(self.http.post(&url))
             .form(form)
             .send()
             .await
@@ -335,6 +408,10 @@ impl Drop for InfluxServer {
 /// unknown ones silently, so a typo here would go unnoticed).
 fn write_config(dir: &Path, http_port: u16, rpc_port: u16, options: &InfluxOptions) {
     let path = |name: &str| toml_string(&dir.join(name));
+    let data = |name: &str| match &options.data_root {
+        Some(root) => toml_string(&root.join(name)),
+        None => path(name),
+    };
     let config = format!(
         r#"# Upstream 1.x reads reporting-disabled; Debian's build renamed it reporting-enabled
 # (default false). Unknown keys are ignored, so both are set.
@@ -354,7 +431,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
+  auth-enabled = {auth}
   log-enabled = {http_log}
   pprof-enabled = false
   max-body-size = {max_body}
@@ -374,8 +451,9 @@ bind-address = "127.0.0.1:{rpc_port}"
   suppress-logo = true
 "#,
         meta = path("meta"),
-        data = path("data"),
-        wal = path("wal"),
+        data = data("data"),
+        wal = data("wal"),
+        auth = options.admin.is_some(),
         http_log = options.http_log_enabled,
         max_body = options.max_body_size,
     );
@@ -470,6 +548,19 @@ fn logs(dir: &Path, since: u64) -> String {
         path.display(),
         tail_since(&path, since, 4096)
     )
+}
+
+/// `text` as an `application/x-www-form-urlencoded` value.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// An InfluxQL identifier in double quotes, inner quotes and backslashes escaped.

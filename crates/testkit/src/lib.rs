@@ -6,6 +6,7 @@
 //!   on drop.
 //! - [`RedisCluster`] runs a Redis Cluster of such servers on loopback (3 masters, with or
 //!   without a replica each) and can kill a master to make its replica take over.
+//! - [`Tmpfs`] mounts a small tmpfs (as root) that tests fill to make a disk full.
 //! - [`ChildGuard`] runs our own binary (`env!("CARGO_BIN_EXE_redline")`) with its output
 //!   captured, and kills it on drop.
 //! - [`wait_until`], [`wait_for`] and [`wait_until_sync`] poll a condition with a deadline;
@@ -38,6 +39,7 @@ mod cluster;
 mod influx;
 mod process;
 mod redis;
+mod tmpfs;
 mod wait;
 
 use std::collections::BTreeSet;
@@ -48,6 +50,7 @@ pub use crate::cluster::RedisCluster;
 pub use crate::influx::{InfluxOptions, InfluxServer};
 pub use crate::process::ChildGuard;
 pub use crate::redis::RedisServer;
+pub use crate::tmpfs::Tmpfs;
 pub use crate::wait::{wait_for, wait_until, wait_until_sync, POLL_INTERVAL};
 
 /// Ports this process has already handed out. Tests run in parallel threads; without this,

@@ -186,6 +186,16 @@ impl ChildGuard {
         kill_and_reap(&mut self.child)
     }
 
+    /// Sends SIGSTOP: the process hangs (its sockets stay open) until [`ChildGuard::resume`].
+    pub fn pause(&mut self) {
+        send_signal(self.child.id(), "STOP");
+    }
+
+    /// Sends SIGCONT, ending a [`ChildGuard::pause`].
+    pub fn resume(&mut self) {
+        send_signal(self.child.id(), "CONT");
+    }
+
     /// Waits up to `timeout` for the process to exit; its status, or `None` if still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_timeout(&mut self.child, timeout)

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::free_port;
 use crate::process::{
-    file_len, find_binary, is_alive, kill_and_reap, log_file, tail_since, terminate,
+    file_len, find_binary, is_alive, kill_and_reap, log_file, send_signal, tail_since, terminate,
 };
 
 /// How long a starting server has to answer PING.
@@ -207,6 +207,17 @@ impl RedisServer {
             ),
             Err(LaunchError::Failed(message)) => panic!("{message}"),
         }
+    }
+
+    /// A hang: SIGSTOP. Connections are still accepted by the kernel, but nothing answers
+    /// until [`RedisServer::resume`].
+    pub fn pause(&mut self) {
+        send_signal(self.child.id(), "STOP");
+    }
+
+    /// The end of a hang: SIGCONT.
+    pub fn resume(&mut self) {
+        send_signal(self.child.id(), "CONT");
     }
 
     /// A crash and recovery: [`RedisServer::kill`] then [`RedisServer::start_again`].

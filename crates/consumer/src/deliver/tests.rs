@@ -108,8 +108,23 @@ where
         retry_max: Duration::from_millis(5),
         min_idle: Duration::from_secs(10),
     };
-    let deliverer = Deliverer::new(sink, pool, vec![KEY.into()], format!("{KEY}:dlq"), settings);
+    let deliverer = Deliverer::new(
+        sink,
+        pool,
+        vec![KEY.into()],
+        format!("{KEY}:dlq"),
+        settings,
+        crate::sink::Health::default(),
+    );
     (deliverer, seen)
+}
+
+/// Awaits a delivery, failing the test if it takes longer than 30 s: a delivery that never
+/// settles (a retry loop that cannot end) fails in seconds, not at CI's limit.
+async fn within(delivery: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(30), delivery)
+        .await
+        .expect("the delivery did not settle within 30 s");
 }
 
 async fn pending_count(redis: &RedisServer) -> usize {
@@ -149,30 +164,58 @@ fn lines(n: usize, db: Option<&'static str>) -> Vec<(String, Option<&'static str
     (0..n).map(|i| (format!("m,i={i} v={i} {i}"), db)).collect()
 }
 
+/// Consumer `c1`'s own pending entries, re-read as after a restart (which raises their
+/// delivery count in Redis).
+async fn reread(redis: &RedisServer) -> Vec<Message> {
+    let config = RedisConfig {
+        url: redis.url(),
+        ..RedisConfig::default()
+    };
+    let mut reader = Reader::new(config, vec![KEY.into()], GROUP.into(), "c1".into());
+    let read = reader
+        .read(10_000, Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(read.history || read.messages.is_empty());
+    read.messages
+}
+
 #[tokio::test]
-async fn a_failing_sink_counts_deliveries_until_the_dead_letter_stream() {
+async fn a_refused_route_is_parked_counted_and_dead_lettered_at_max_deliveries() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
     let (mut deliverer, seen) = deliverer(
         &redis,
-        |_, _| Err(SinkError::Transient("500: boom".into())),
+        |_, _| Err(SinkError::Refused("403: not allowed".into())),
         3,
     );
-    deliverer.deliver(batch).await;
-
+    within(deliverer.deliver(batch)).await;
     assert_eq!(
         seen.lock().unwrap().calls,
-        3,
-        "one attempt per allowed delivery"
+        1,
+        "a refusal is not retried in place"
     );
+    assert_eq!(
+        pending_count(&redis).await,
+        5,
+        "parked: pending for a re-read"
+    );
+    assert!(dead_letters(&redis).await.is_empty());
+
+    for attempt in 2..=3 {
+        let again = reread(&redis).await;
+        assert_eq!(again.len(), 5);
+        within(deliverer.deliver(again)).await;
+        assert_eq!(seen.lock().unwrap().calls, attempt);
+    }
     assert_eq!(pending_count(&redis).await, 0);
     let letters = dead_letters(&redis).await;
     assert_eq!(letters.len(), 5);
     for letter in letters {
         assert_eq!(
             letter["reason"],
-            "max deliveries exceeded: sink write failed: 500: boom"
+            "max deliveries exceeded: sink refuses the route: 403: not allowed"
         );
-        assert_eq!(letter["deliveries"], "4");
+        assert_eq!(letter["deliveries"], "3");
     }
 }
 
@@ -187,7 +230,7 @@ async fn an_unavailable_sink_is_retried_without_counting_deliveries() {
         }
     };
     let (mut deliverer, seen) = deliverer(&redis, decide, 2);
-    deliverer.deliver(batch).await;
+    within(deliverer.deliver(batch)).await;
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.calls, 21);
@@ -214,7 +257,7 @@ async fn rejected_entries_are_isolated_and_the_rest_acked() {
         }
     };
     let (mut deliverer, seen) = deliverer(&redis, decide, 5);
-    deliverer.deliver(batch).await;
+    within(deliverer.deliver(batch)).await;
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.written.len(), 61);
@@ -242,30 +285,133 @@ async fn rejected_entries_are_isolated_and_the_rest_acked() {
 }
 
 #[tokio::test]
-async fn a_whole_rejection_dead_letters_only_its_route() {
+async fn a_refused_route_holds_back_no_other_route() {
     let mut entries = lines(10, Some("good"));
-    entries.extend(lines(6, Some("gone")));
+    entries.extend(lines(6, Some("forbidden")));
+    entries.extend(lines(4, Some("also-good")));
     let (redis, batch) = read_entries(&entries).await;
     let decide = |_: usize, batch: &[&Entry]| {
-        if batch.iter().any(|e| e.db.as_deref() == Some("gone")) {
-            Err(SinkError::Rejected {
-                reason: "database not found: \"gone\"".into(),
-                whole: true,
-            })
+        if batch.iter().any(|e| e.db.as_deref() == Some("forbidden")) {
+            Err(SinkError::Refused("403: not authorized".into()))
         } else {
             Ok(())
         }
     };
     let (mut deliverer, seen) = deliverer(&redis, decide, 5);
-    deliverer.deliver(batch).await;
+    within(deliverer.deliver(batch)).await;
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.calls, 2, "one write per route, no splitting");
-    assert_eq!(seen.written.len(), 10);
+    assert_eq!(seen.calls, 3, "one write per route, no splitting");
+    assert_eq!(seen.written.len(), 14);
+    assert_eq!(
+        pending_count(&redis).await,
+        6,
+        "only the refused route waits"
+    );
+    assert!(dead_letters(&redis).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_401_on_every_route_is_an_outage_and_on_one_route_a_refusal() {
+    let mut entries = lines(3, Some("a"));
+    entries.extend(lines(3, Some("b")));
+    let (redis, batch) = read_entries(&entries).await;
+    // Wrong credentials: every route answers 401 until call 7.
+    let decide = |call: usize, _: &[&Entry]| {
+        if call <= 6 {
+            Err(SinkError::Unauthorized("401: authorization failed".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let (mut outage, seen) = deliverer(&redis, decide, 1);
+    within(outage.deliver(batch)).await;
+    assert_eq!(
+        seen.lock().unwrap().written.len(),
+        6,
+        "waited out, nothing counted"
+    );
+    assert!(dead_letters(&redis).await.is_empty());
+    assert_eq!(pending_count(&redis).await, 0);
+
+    // One route answers 401 while another is written: that route is refused.
+    let mut entries = lines(3, Some("a"));
+    entries.extend(lines(3, Some("b")));
+    let (redis, batch) = read_entries(&entries).await;
+    let decide = |_: usize, batch: &[&Entry]| {
+        if batch.iter().any(|e| e.db.as_deref() == Some("b")) {
+            Err(SinkError::Unauthorized("401: no access to b".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let (mut refusal, _) = deliverer(&redis, decide, 1);
+    within(refusal.deliver(batch)).await;
+    let letters = dead_letters(&redis).await;
+    assert_eq!(letters.len(), 3);
+    assert!(letters.iter().all(|l| l["db"] == "b"
+        && l["reason"] == "max deliveries exceeded: sink refuses the route: 401: no access to b"));
+}
+
+#[tokio::test]
+async fn a_write_that_times_out_is_retried_smaller_without_counting() {
+    let (redis, batch) = read_entries(&lines(64, None)).await;
+    // The sink takes at most 10 entries within its timeout.
+    let decide = |_: usize, batch: &[&Entry]| {
+        if batch.len() > 10 {
+            Err(SinkError::TimedOut("operation timed out".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let (mut deliverer, seen) = deliverer(&redis, decide, 1);
+    within(deliverer.deliver(batch)).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.written.len(), 64);
+    assert_eq!(pending_count(&redis).await, 0);
+    assert!(
+        dead_letters(&redis).await.is_empty(),
+        "a timeout counts nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_redis_refuses_stays_pending_and_the_rest_is_acked() {
+    let mut entries = lines(8, None);
+    entries[2].0 = "poison v=1 2".into();
+    let (redis, batch) = read_entries(&entries).await;
+    // The dead-letter stream's key holds a string: every XADD to it fails (WRONGTYPE).
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{KEY}:dlq"))
+        .arg("not a stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let decide = |_: usize, batch: &[&Entry]| {
+        if batch.iter().any(|e| e.lp.starts_with("poison")) {
+            Err(SinkError::Rejected {
+                reason: "field type conflict".into(),
+                whole: false,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let (mut deliverer, _) = deliverer(&redis, decide, 5);
+    within(deliverer.deliver(batch)).await;
+    assert_eq!(pending_count(&redis).await, 1, "only the poison waits");
+
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{KEY}:dlq"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    within(deliverer.deliver(reread(&redis).await)).await;
     assert_eq!(pending_count(&redis).await, 0);
     let letters = dead_letters(&redis).await;
-    assert_eq!(letters.len(), 6);
-    assert!(letters.iter().all(|l| l["db"] == "gone"));
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["lp"], "poison v=1 2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +435,7 @@ async fn entries_claimed_by_another_consumer_are_left_to_it() {
         Err(SinkError::Unavailable("timed out".into()))
     };
     let (mut deliverer, seen) = deliverer(&redis, decide, 5);
-    deliverer.deliver(batch).await;
+    within(deliverer.deliver(batch)).await;
 
     assert_eq!(
         seen.lock().unwrap().calls,

@@ -14,9 +14,9 @@ pub(super) struct Todo {
     pub(super) stream: usize,
     pub(super) id: String,
     pub(super) entry: Entry,
+    /// Deliveries so far, this one included; `None` while only XPENDING knows (a re-read
+    /// or claimed entry before it was verified, or a group that is gone).
     pub(super) deliveries: Option<u64>,
-    /// The last attempt reached the sink and failed: it counts as a delivery.
-    pub(super) counted: bool,
 }
 
 /// A batch in delivery: what is still to write and what waits for Redis to record it.
@@ -40,17 +40,23 @@ impl Work {
                     id,
                     entry,
                     deliveries,
-                    counted: false,
                 }),
-                Body::Invalid { error, lp, db } => work.dead.push(DeadLetter {
+                Body::Invalid {
+                    error,
+                    lp,
+                    db,
+                    rp,
+                    raw,
+                } => work.dead.push(DeadLetter {
                     stream,
                     id,
                     lp: lp.unwrap_or_default(),
                     db,
-                    rp: None,
+                    rp,
                     reason: format!("undecodable entry: {error}"),
                     cause: Cause::Undecodable,
                     deliveries,
+                    raw: Some(raw),
                 }),
                 Body::Deleted => work.acks.push((stream, id)),
             }
@@ -79,13 +85,25 @@ impl Work {
 }
 
 /// What became of one entry in one attempt.
+#[derive(Debug, Clone)]
 pub(super) enum Fate {
+    /// Not written: an outage came first.
+    Unwritten,
+    /// The sink took it.
     Accepted,
+    /// The sink refused the point for good: dead-letter it with this reason.
     Rejected(String),
-    Unwritten { counted: bool },
+    /// The sink refused its route: counted; dead-lettered at `max_deliveries`.
+    Refused(String),
+    /// The sink refused the credentials for its route: a refusal of the route if another
+    /// route of the attempt was answered, else an outage.
+    Unauthorized(String),
 }
 
-/// Indexes of `todo` grouped by (database, retention policy), in order of first appearance.
+/// A route: (database, retention policy) as the entry names them.
+pub(super) type Route = (Option<String>, Option<String>);
+
+/// Indexes of `todo` grouped by route, in order of first appearance.
 pub(super) fn routes(todo: &[Todo]) -> Vec<Vec<usize>> {
     let mut routes: Vec<(&Option<String>, &Option<String>, Vec<usize>)> = Vec::new();
     for (i, t) in todo.iter().enumerate() {
@@ -98,6 +116,11 @@ pub(super) fn routes(todo: &[Todo]) -> Vec<Vec<usize>> {
     routes.into_iter().map(|(_, _, indexes)| indexes).collect()
 }
 
+/// The route of an entry.
+pub(super) fn route_of(entry: &Entry) -> Route {
+    (entry.db.clone(), entry.rp.clone())
+}
+
 pub(super) fn letter(t: Todo, cause: Cause, reason: String) -> DeadLetter {
     DeadLetter {
         stream: t.stream,
@@ -108,5 +131,6 @@ pub(super) fn letter(t: Todo, cause: Cause, reason: String) -> DeadLetter {
         reason,
         cause,
         deliveries: t.deliveries,
+        raw: None,
     }
 }

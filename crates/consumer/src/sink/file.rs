@@ -11,7 +11,13 @@
 //!   is replaced, then a new file is opened and the directory fsynced. A batch never spans
 //!   two files, and a file exceeds `max_size` only when one batch alone does. A rotation
 //!   that fails is logged and tried again before the next write; the data stays in the
-//!   current file, nothing is lost.
+//!   current file, nothing is lost;
+//! - a file that does not end in a newline (a crash, a kill -9 or a power loss in the middle
+//!   of an append) is repaired before the first write: the torn tail, never acknowledged
+//!   and so delivered again, is cut off and reported, so no acknowledged line is ever
+//!   appended to half a line;
+//! - a file the sink creates is made durable with its directory (fsynced), as rotated ones
+//!   are.
 
 use std::path::{Path, PathBuf};
 
@@ -51,10 +57,12 @@ impl FileSink {
         max_size: u64,
         max_files: u32,
     ) -> Result<Self, OpenError> {
-        let file = open_append(path).await.map_err(|source| OpenError::File {
+        let fail = |source| OpenError::File {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let file = open_append(path).await.map_err(fail)?;
+        repair(path, &file).await.map_err(fail)?;
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -144,12 +152,63 @@ impl Sink for FileSink {
     }
 }
 
+/// Opens `path` for appending, creating it (and then fsyncing its directory, so the new
+/// file survives a crash as the lines fsynced into it do) when missing.
 async fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
+    let created = match OpenOptions::new().append(true).open(path).await {
+        Ok(file) => return Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?
+        }
+        Err(e) => return Err(e),
+    };
+    sync_dir(path).await;
+    Ok(created)
+}
+
+/// Cuts off a torn last line: the bytes after the file's last newline, left by a crash in
+/// the middle of an append. They were never acknowledged (the ack follows the fsync of a
+/// whole batch), so their entries are delivered again; appending after them would glue
+/// the next line onto half a line.
+async fn repair(path: &Path, file: &File) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    const CHUNK: u64 = 64 * 1024;
+    let len = file.metadata().await?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = File::open(path).await?;
+    // Scan backwards, a chunk at a time, for the last newline.
+    let mut end = len;
+    let keep = loop {
+        let start = end.saturating_sub(CHUNK);
+        let mut chunk = vec![0_u8; usize::try_from(end - start).unwrap_or(0)];
+        reader.seek(std::io::SeekFrom::Start(start)).await?;
+        reader.read_exact(&mut chunk).await?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        if let Some(at) = chunk.iter().rposition(|b| *b == b'\n') {
+            break start + at as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    let mut torn = vec![0_u8; usize::try_from((len - keep).min(200)).unwrap_or(0)];
+    reader.seek(std::io::SeekFrom::Start(keep)).await?;
+    reader.read_exact(&mut torn).await?;
+    file.set_len(keep).await?;
+    file.sync_data().await?;
+    tracing::warn!(path = %path.display(), bytes = len - keep, torn = %String::from_utf8_lossy(&torn),
+        "The output file ended in a partial line (a crash in the middle of a write); cut it off. \
+        It was never acknowledged: its metrics are delivered again.");
+    Ok(())
 }
 
 /// Fsyncs the directory holding `path`, so renames and creations in it are durable.
@@ -161,7 +220,7 @@ async fn sync_dir(path: &Path) {
     };
     let result = async { File::open(dir).await?.sync_all().await }.await;
     if let Err(error) = result {
-        tracing::debug!(%error, dir = %dir.display(), "Cannot fsync the directory after a rotation.");
+        tracing::debug!(%error, dir = %dir.display(), "Cannot fsync the directory.");
     }
 }
 
@@ -235,6 +294,36 @@ mod tests {
         one.push(".1");
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
         assert_eq!(std::fs::read_to_string(one).unwrap().lines().count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_cut_off_before_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.lp");
+        // What a crash in the middle of an append leaves: whole lines, then half of one.
+        std::fs::write(&path, "a v=1 1\nb v=2 2\nc v=3").unwrap();
+        let mut sink = FileSink::open(&path).await.unwrap();
+        sink.write(&[&entry("c v=3 3"), &entry("d v=4 4")])
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "a v=1 1\nb v=2 2\nc v=3 3\nd v=4 4\n");
+
+        // A file that is one torn line, longer than the scan's chunk.
+        let long = "x".repeat(200_000);
+        std::fs::write(&path, &long).unwrap();
+        let mut sink = FileSink::open(&path).await.unwrap();
+        sink.write(&[&entry("e v=5 5")]).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "e v=5 5\n");
+
+        // A newline 100 KB before the end: everything after it goes.
+        std::fs::write(&path, format!("f v=6 6\n{long}")).unwrap();
+        let mut sink = FileSink::open(&path).await.unwrap();
+        sink.write(&[&entry("g v=7 7")]).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "f v=6 6\ng v=7 7\n"
+        );
     }
 
     #[tokio::test]

@@ -4,15 +4,19 @@
 //! How InfluxDB 1.6 answers, and what each answer means here (measured; see DESIGN.md):
 //! - 204: stored → accepted;
 //! - 400 `partial write: …` / `{"error":"field type conflict"}` / `unable to parse`, and 413
-//!   (body too large) → [`SinkError::Rejected`]: the consumer splits the write to isolate
-//!   the offending points (points InfluxDB stored already are stored again, harmlessly:
-//!   their timestamps are fixed);
+//!   (body too large) → [`SinkError::Rejected`], a verdict on points: the consumer splits
+//!   the write to isolate the offending points (points InfluxDB stored already are stored
+//!   again, harmlessly: their timestamps are fixed);
 //! - 404 `database not found` → `CREATE DATABASE` and retry when `create_database` is on
-//!   (Telegraf does the same), otherwise rejected as a whole;
-//! - 500 `retention policy not found` → rejected as a whole: a 5xx, but permanent;
-//! - 500 `timeout` or a full cache, 429, 502, 503, 504, 401, 403, connection refused,
-//!   request timeout → [`SinkError::Unavailable`]: retried for as long as it lasts;
-//! - any other 5xx, or a connection broken mid-request → [`SinkError::Transient`].
+//!   (Telegraf does the same); when that is off or refused (403 for a non-admin user),
+//!   500 `retention policy not found`, and 403 (no permission on this database) →
+//!   [`SinkError::Refused`], a verdict on the route: counted, other routes go on;
+//! - 401 → [`SinkError::Unauthorized`]: the credentials are wrong (an outage) unless
+//!   another route of the same attempt was answered;
+//! - any other 5xx (a full disk: `engine: error writing WAL entry: … no space left on
+//!   device`, until influxd is restarted), 408, 429, connection refused or broken →
+//!   [`SinkError::Unavailable`]; no answer within the timeout → [`SinkError::TimedOut`].
+//!   Outages are retried for as long as they last and count nothing.
 //!
 //! API: <https://docs.influxdata.com/influxdb/v1.6/tools/api/#write-http-endpoint>.
 //!
@@ -118,12 +122,11 @@ impl InfluxSink {
         batch: &[&Entry],
     ) -> Result<(), SinkError> {
         let Some(db) = db.or(self.default_db.as_deref()).map(str::to_string) else {
-            return Err(SinkError::Rejected {
-                reason: "the entry names no database and the InfluxDB sink has no default \
-                         database (--influx-db)"
+            return Err(SinkError::Refused(
+                "the entry names no database and the InfluxDB sink has no default \
+                 database (--influx-db)"
                     .to_string(),
-                whole: true,
-            });
+            ));
         };
         let body = encode(lines(batch.iter().copied()), self.encoding)?;
         match self.post_write(&db, rp, body.clone()).await? {
@@ -132,10 +135,7 @@ impl InfluxSink {
             Answer::DatabaseNotFound(text)
                 if !self.create_database || self.created.contains(&db) =>
             {
-                return Err(SinkError::Rejected {
-                    reason: text,
-                    whole: true,
-                });
+                return Err(SinkError::Refused(text));
             }
             Answer::DatabaseNotFound(_) => {}
         }
@@ -144,8 +144,8 @@ impl InfluxSink {
         match self.post_write(&db, rp, body).await? {
             Answer::Stored => Ok(()),
             Answer::Failed(error) => Err(all_dropped(error, batch.len())),
-            // Created a moment ago and gone again: someone is dropping it; try later.
-            Answer::DatabaseNotFound(text) => Err(SinkError::Transient(text)),
+            // Created a moment ago and gone again: someone is dropping it.
+            Answer::DatabaseNotFound(text) => Err(SinkError::Refused(text)),
         }
     }
 
@@ -173,7 +173,10 @@ impl InfluxSink {
             return Ok(Answer::Stored);
         }
         let text = error_text(response).await;
-        Ok(classify(status, text))
+        if status == 404 && text.contains("database not found") {
+            return Ok(Answer::DatabaseNotFound(text));
+        }
+        Ok(Answer::Failed(classify(status, text)))
     }
 
     /// `CREATE DATABASE "<db>"` (a no-op when it exists).
@@ -196,15 +199,15 @@ impl InfluxSink {
                 tracing::info!(db, "Created the InfluxDB database.");
                 Ok(())
             }
-            (401 | 403, _) => Err(SinkError::Unavailable(format!(
-                "database '{db}' not found, and {statement} is not authorized"
+            (401, error) => Err(SinkError::Unauthorized(format!(
+                "401 to {statement}: {}",
+                error.unwrap_or_else(|| "authorization failed".into())
             ))),
             (_, error) => {
                 let error = error.unwrap_or_else(|| truncate(&String::from_utf8_lossy(&bytes)));
-                Err(SinkError::Rejected {
-                    reason: format!("database '{db}' not found, and {statement} failed: {error}"),
-                    whole: true,
-                })
+                Err(SinkError::Refused(format!(
+                    "database '{db}' not found, and {statement} failed ({status}): {error}"
+                )))
             }
         }
     }
@@ -227,7 +230,7 @@ impl Sink for InfluxSink {
     }
 }
 
-/// An HTTP client for the InfluxDB at `url`, which must be plain `http://` (no TLS here).
+/// An HTTP client for the InfluxDB at `url`: `http://` or `https://` (rustls).
 ///
 /// # Errors
 /// [`OpenError::Url`] for another scheme, [`OpenError::Http`] when it cannot be built.
@@ -275,34 +278,34 @@ pub(super) fn group<'a>(batch: &[&'a Entry]) -> Vec<(Target<'a>, Vec<&'a Entry>)
 }
 
 /// Classifies a non-2xx answer from `/write` by status and InfluxDB's error text.
-pub(super) fn classify(status: u16, text: String) -> Answer {
-    let failed = Answer::Failed;
+pub(super) fn classify(status: u16, text: String) -> SinkError {
+    let failed = std::convert::identity;
     match status {
-        404 if text.contains("database not found") => Answer::DatabaseNotFound(text),
         413 => failed(SinkError::Rejected {
             reason: format!("request body too large: {text}"),
             whole: false,
         }),
-        500 if text.contains("retention policy not found") => failed(SinkError::Rejected {
-            reason: text,
-            whole: true,
-        }),
-        500 if text.contains("timeout") || text.contains("cache") && text.contains("exceeded") => {
-            failed(SinkError::Unavailable(format!("{status}: {text}")))
+        // A 5xx, but permanent: the route names a retention policy the database lacks.
+        500 if text.contains("retention policy not found") => {
+            failed(SinkError::Refused(format!("{status}: {text}")))
         }
-        401 | 403 | 404 | 408 | 429 | 502 | 503 | 504 => {
-            failed(SinkError::Unavailable(format!("{status}: {text}")))
-        }
+        401 => failed(SinkError::Unauthorized(format!("{status}: {text}"))),
+        403 => failed(SinkError::Refused(format!("{status}: {text}"))),
         // 400: partial write, type conflict, unparsable line: InfluxDB's text says it all.
         400 => failed(SinkError::Rejected {
             reason: text,
             whole: false,
         }),
-        401..=499 => failed(SinkError::Rejected {
+        // Waiting helps: a request timeout, rate limiting; a 404 that is not about a
+        // database means a wrong URL (not InfluxDB), which is the whole sink's problem.
+        404 | 408 | 429 => failed(SinkError::Unavailable(format!("{status}: {text}"))),
+        402..=499 => failed(SinkError::Rejected {
             reason: format!("{status}: {text}"),
             whole: false,
         }),
-        _ => failed(SinkError::Transient(format!("{status}: {text}"))),
+        // Any other answer (5xx: a full disk, a full cache, a crash) says nothing about
+        // the points: an outage, however long it lasts.
+        _ => failed(SinkError::Unavailable(format!("{status}: {text}"))),
     }
 }
 
@@ -329,8 +332,9 @@ fn dropped(text: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// A failed request: could not connect or timed out → unavailable; broken mid-request → the
-/// sink was reached and failed this write.
+/// A failed request: an outage, whichever way it failed (refused, reset, broken
+/// mid-request); no answer in time is [`SinkError::TimedOut`], so that the next attempt
+/// writes less at once.
 pub(super) fn transport(error: reqwest::Error) -> SinkError {
     // The URL could carry credentials: leave it out. `reqwest::Error`'s Display also omits
     // the cause ("error sending request"), so add the chain.
@@ -342,10 +346,10 @@ pub(super) fn transport(error: reqwest::Error) -> SinkError {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    if error.is_connect() || error.is_timeout() {
-        SinkError::Unavailable(text)
+    if error.is_timeout() && !error.is_connect() {
+        SinkError::TimedOut(text)
     } else {
-        SinkError::Transient(text)
+        SinkError::Unavailable(text)
     }
 }
 
@@ -353,8 +357,8 @@ pub(super) fn transport(error: reqwest::Error) -> SinkError {
 pub(super) fn context(doing: &str, error: SinkError) -> SinkError {
     match error {
         SinkError::Unavailable(text) => SinkError::Unavailable(format!("{doing}: {text}")),
-        SinkError::Transient(text) => SinkError::Transient(format!("{doing}: {text}")),
-        rejected @ SinkError::Rejected { .. } => rejected,
+        SinkError::TimedOut(text) => SinkError::TimedOut(format!("{doing}: {text}")),
+        other => other,
     }
 }
 
@@ -437,7 +441,7 @@ pub(super) fn encode(lines: Vec<u8>, encoding: ContentEncoding) -> Result<Bytes,
                 .and_then(|()| encoder.finish())
                 .map(Bytes::from)
                 // Writing into a Vec cannot fail short of running out of memory.
-                .map_err(|e| SinkError::Transient(format!("cannot gzip the batch: {e}")))
+                .map_err(|e| SinkError::Unavailable(format!("cannot gzip the batch: {e}")))
         }
     }
 }

@@ -24,7 +24,7 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING};
 use reqwest::Client;
 
 use super::influxdb::{
-    all_dropped, classify, client, context, encode, error_text, group, narrow, transport, Answer,
+    all_dropped, classify, client, context, encode, error_text, group, narrow, transport,
 };
 use super::{lines, ContentEncoding, OpenError, Sink, SinkError};
 
@@ -105,12 +105,11 @@ impl Influx2Sink {
         batch: &[&Entry],
     ) -> Result<(), SinkError> {
         let Some(bucket) = self.bucket(db, rp) else {
-            return Err(SinkError::Rejected {
-                reason: "the entry names no bucket and the InfluxDB v2 sink has no default \
-                         bucket (--influx-bucket)"
+            return Err(SinkError::Refused(
+                "the entry names no bucket and the InfluxDB v2 sink has no default \
+                 bucket (--influx-bucket)"
                     .to_string(),
-                whole: true,
-            });
+            ));
         };
         let body = encode(lines(batch.iter().copied()), self.encoding)?;
         let query = [
@@ -155,23 +154,13 @@ impl Sink for Influx2Sink {
 }
 
 /// Classifies a non-2xx answer from `/api/v2/write`: v1's rules, with a missing bucket
-/// (or, from InfluxDB 1.8, database) rejecting the whole write.
+/// (or, from InfluxDB 1.8, database) refusing the route. A missing organisation is every
+/// route's problem: an outage until the configuration is fixed.
 fn classify_v2(status: u16, text: String) -> SinkError {
-    if status == 404 && text.contains("bucket") && text.contains("not found") {
-        return SinkError::Rejected {
-            reason: text,
-            whole: true,
-        };
+    if status == 404 && text.contains("not found") && !text.contains("organization") {
+        return SinkError::Refused(format!("{status}: {text}"));
     }
-    match classify(status, text) {
-        Answer::Failed(error) => error,
-        Answer::DatabaseNotFound(reason) => SinkError::Rejected {
-            reason,
-            whole: true,
-        },
-        // `classify` only sees failures; a success never gets here.
-        Answer::Stored => SinkError::Transient(format!("{status}: unexpected answer")),
-    }
+    classify(status, text)
 }
 
 #[cfg(test)]
@@ -213,22 +202,17 @@ mod tests {
 
     #[test]
     fn v2_answers_are_classified() {
+        let refused = |text: &str| SinkError::Refused(format!("404: {text}"));
         assert_eq!(
             classify_v2(404, "bucket \"nope\" not found".into()),
-            SinkError::Rejected {
-                reason: "bucket \"nope\" not found".into(),
-                whole: true
-            }
+            refused("bucket \"nope\" not found")
         );
-        assert!(matches!(
+        assert_eq!(
             classify_v2(404, "database not found: \"x\"".into()),
-            SinkError::Rejected { whole: true, .. }
-        ));
+            refused("database not found: \"x\"")
+        );
         // A wrong organisation is a configuration mistake: wait, dead-letter nothing.
-        assert!(matches!(
-            classify_v2(404, "organization name \"acme\" not found".into()),
-            SinkError::Unavailable(_)
-        ));
+        assert!(classify_v2(404, "organization name \"acme\" not found".into()).is_outage());
         assert!(matches!(
             classify_v2(400, "partial write: unable to parse 'x': bad".into()),
             SinkError::Rejected { whole: false, .. }
@@ -239,16 +223,14 @@ mod tests {
         ));
         assert!(matches!(
             classify_v2(401, "unauthorized access".into()),
-            SinkError::Unavailable(_)
+            SinkError::Unauthorized(_)
         ));
         assert!(matches!(
-            classify_v2(503, String::new()),
-            SinkError::Unavailable(_)
+            classify_v2(403, "insufficient permissions for write".into()),
+            SinkError::Refused(_)
         ));
-        assert!(matches!(
-            classify_v2(500, "internal error".into()),
-            SinkError::Transient(_)
-        ));
+        assert!(classify_v2(503, String::new()).is_outage());
+        assert!(classify_v2(500, "internal error".into()).is_outage());
     }
 
     #[test]

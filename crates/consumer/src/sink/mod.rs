@@ -198,29 +198,98 @@ impl fmt::Debug for SinkConfig {
     }
 }
 
-/// Why a sink did not accept a write, classified by what the consumer does next.
+/// Why a sink did not accept a write, classified by what the consumer does next: an
+/// outage (nothing counted, the batch waits), a verdict on a route (counted, dead-lettered
+/// after `max_deliveries`) or a verdict on points (isolated and dead-lettered at once), as
+/// Vector's Errored / Rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
-    /// The sink could not be reached or asked to be left alone (connection refused, timeout,
-    /// 429, 502/503/504, unauthorized, disk full). Retried with backoff for as long as it
-    /// lasts; it does not count against `max_deliveries`, so an outage dead-letters nothing.
+    /// An outage: the sink could not be reached, broke the connection, asked to be left
+    /// alone (429, 503) or failed in a way that says nothing about the points (an unexpected
+    /// 5xx such as InfluxDB's `engine: error writing WAL entry: … no space left on device`, a
+    /// full disk). Retried with backoff for as long as it lasts and never counted against
+    /// `max_deliveries`, so an outage of any length dead-letters nothing.
     #[error("sink unavailable: {0}")]
     Unavailable(String),
-    /// The sink was reached and failed this write (an unexpected 5xx, a connection broken
-    /// mid-request). Retried with backoff; every such attempt counts as a delivery, and an
-    /// entry delivered more than `max_deliveries` times is dead-lettered.
-    #[error("sink write failed: {0}")]
-    Transient(String),
-    /// The sink refused the write for good (4xx). Entries are dead-lettered with `reason`
-    /// after the consumer isolated them by splitting the write.
+    /// No answer within the sink's timeout: an outage (nothing counted) that may also mean
+    /// the write is too big to finish in time, so the next attempt sends smaller writes.
+    #[error("sink timed out: {0}")]
+    TimedOut(String),
+    /// The sink refuses the credentials (HTTP 401). An outage when every route of an
+    /// attempt gets it (a wrong password or token); a refusal of this route alone when
+    /// another route of the same attempt was answered.
+    #[error("sink refuses the credentials: {0}")]
+    Unauthorized(String),
+    /// The sink refuses this route (database, retention policy) for a reason that has
+    /// nothing to do with the points and does not go away by waiting: no permission (403),
+    /// a database that does not exist and cannot be created, an unknown retention policy,
+    /// no database at all. Counted as a delivery; the entries are retried later and
+    /// dead-lettered with this reason after `max_deliveries`. Other routes are not held back.
+    #[error("sink refuses the route: {0}")]
+    Refused(String),
+    /// The sink refused the points for good (a 4xx about them: parse error, type conflict).
+    /// The consumer isolates them by splitting the write and dead-letters them with `reason`.
     #[error("sink rejected the write: {reason}")]
     Rejected {
         /// What the sink said, e.g. InfluxDB's error text.
         reason: String,
-        /// True when the cause applies to every entry of the write (unknown database or
-        /// retention policy), so splitting the write cannot isolate anything.
+        /// True when the cause applies to every point of the write (e.g. a partial write
+        /// that dropped every point), so splitting the write cannot isolate anything.
         whole: bool,
     },
+}
+
+impl SinkError {
+    /// True for an outage: nothing is counted and the batch waits for the sink.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::TimedOut(_))
+    }
+
+    /// The label of `redline_sink_retries_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::TimedOut(_) => "timeout",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Refused(_) => "refused",
+            Self::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// What the workers last learnt about the sink, for `/ready`: the outage they are waiting
+/// out, if any. Set by a delivery that met an outage, cleared by any accepted write. Clones
+/// share it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Health {
+    outage: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Health {
+    /// Records that the sink is in an outage, and why.
+    pub(crate) fn set_outage(&self, error: &SinkError) {
+        *self.lock() = Some(error.to_string());
+    }
+
+    /// Records that the sink accepted a write.
+    pub(crate) fn clear(&self) {
+        let mut outage = self.lock();
+        if outage.is_some() {
+            *outage = None;
+        }
+    }
+
+    /// The outage being waited out, if any.
+    pub(crate) fn outage(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A panic while holding the lock cannot leave the Option half-written.
+        self.outage
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// A sink that could not be set up.

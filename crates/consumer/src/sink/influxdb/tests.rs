@@ -2,49 +2,56 @@
 
 use super::*;
 
-fn rejected(reason: &str, whole: bool) -> Answer {
-    Answer::Failed(SinkError::Rejected {
+fn rejected(reason: &str) -> SinkError {
+    SinkError::Rejected {
         reason: reason.to_string(),
-        whole,
-    })
+        whole: false,
+    }
 }
 
 #[test]
 fn influxdb_answers_are_classified() {
     let partial = "partial write: field type conflict: input field \"v\" on measurement \"m\" \
                    is type string, already exists as type float dropped=1";
-    assert_eq!(classify(400, partial.into()), rejected(partial, false));
+    assert_eq!(classify(400, partial.into()), rejected(partial));
     assert_eq!(
         classify(400, "field type conflict".into()),
-        rejected("field type conflict", false)
+        rejected("field type conflict")
     );
-    assert_eq!(
-        classify(404, "database not found: \"x\"".into()),
-        Answer::DatabaseNotFound("database not found: \"x\"".into())
-    );
+    // Verdicts on a route: counted, other routes go on.
     assert_eq!(
         classify(500, "retention policy not found: week".into()),
-        rejected("retention policy not found: week", true)
+        SinkError::Refused("500: retention policy not found: week".into())
     );
-    assert!(matches!(
-        classify(500, "timeout".into()),
-        Answer::Failed(SinkError::Unavailable(_))
-    ));
-    assert!(matches!(
-        classify(503, String::new()),
-        Answer::Failed(SinkError::Unavailable(_))
-    ));
-    assert!(matches!(
+    assert_eq!(
+        classify(
+            403,
+            "\"w\" user is not authorized to write to database \"nope\"".into()
+        ),
+        SinkError::Refused(
+            "403: \"w\" user is not authorized to write to database \"nope\"".into()
+        )
+    );
+    assert_eq!(
         classify(401, "authorization failed".into()),
-        Answer::Failed(SinkError::Unavailable(_))
-    ));
-    assert!(matches!(
-        classify(500, "engine: something broke".into()),
-        Answer::Failed(SinkError::Transient(_))
-    ));
+        SinkError::Unauthorized("401: authorization failed".into())
+    );
+    // Outages: nothing counted, however long they last.
+    let full = "engine: error writing WAL entry: write /var/lib/influxdb/wal/_00002.wal: \
+                no space left on device";
+    for (status, text) in [
+        (500, full),
+        (500, "timeout"),
+        (500, "engine: something broke"),
+        (503, ""),
+        (429, "too many requests"),
+        (404, "404 page not found"),
+    ] {
+        assert!(classify(status, text.into()).is_outage(), "{status} {text}");
+    }
     assert!(matches!(
         classify(413, "Request Entity Too Large".into()),
-        Answer::Failed(SinkError::Rejected { whole: false, .. })
+        SinkError::Rejected { whole: false, .. }
     ));
 }
 
