@@ -5,41 +5,9 @@ use std::time::{Duration, Instant};
 
 use redline_testkit::{free_port, wait_until, InfluxServer, RedisServer};
 
-use crate::support::{self, client, consumer, lines, Producer, GROUP, STREAM};
-
-/// The value of the sample `name{labels…}` (labels as rendered, or none) in `text`.
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = if labels.is_empty() {
-        format!("{name} ")
-    } else {
-        format!("{name}{{{labels}}} ")
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-async fn scrape(url: &str) -> String {
-    client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// `/ready`'s status and body; status 0 while nothing listens yet.
-async fn ready(url: &str) -> (u16, serde_json::Value) {
-    match client().get(format!("{url}/ready")).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap())
-        }
-        Err(_) => (0, serde_json::Value::Null),
-    }
-}
+use crate::support::{
+    self, client, consumer, lines, ready, sample, scrape, Producer, GROUP, STREAM,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_match_the_test_counts_and_xinfo() {

@@ -23,7 +23,7 @@ const DLQ: &str = "redline:metrics:dlq";
 const T: i64 = 1_600_000_000_000_000_000;
 
 /// What one run of `redline` left behind.
-struct Run {
+pub(crate) struct Run {
     code: Option<i32>,
     stdout: String,
     stderr: String,
@@ -31,13 +31,13 @@ struct Run {
 
 impl Run {
     /// The stdout of a run that must have succeeded.
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
         self.stdout
     }
 
     /// The stdout of a successful run, as JSON.
-    fn json(self) -> Value {
+    pub(crate) fn json(self) -> Value {
         let stdout = self.ok();
         serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"))
     }
@@ -66,7 +66,7 @@ impl Run {
 }
 
 /// Runs `redline ARGS --redis-url URL` with no terminal on stdin and waits for it.
-fn ops(redis_url: &str, args: &[&str]) -> Run {
+pub(crate) fn ops(redis_url: &str, args: &[&str]) -> Run {
     let Output {
         status,
         stdout,
@@ -165,7 +165,7 @@ fn ids_of(entries: &Value) -> Vec<String> {
 
 /// A stream with group `redline` in which `c1` read the first `c1` entries and `c2` the next
 /// `c2`; returns every id, oldest first.
-async fn held_entries(
+pub(crate) async fn held_entries(
     conn: &mut MultiplexedConnection,
     total: usize,
     c1: usize,

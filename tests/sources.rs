@@ -12,7 +12,7 @@ use std::{
 use redline_testkit::{free_port, wait_until, ChildGuard, InfluxServer, RedisServer};
 use tokio::io::AsyncWriteExt;
 
-use crate::support::{self, client, lines, redline, Producer, STREAM};
+use crate::support::{self, client, file_consumer, line_count, lines, redline, Producer, STREAM};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -62,25 +62,6 @@ async fn wait_consumed(redis: &RedisServer, group: &str, count: u64) {
         },
     )
     .await;
-}
-
-/// `redline consumer` in `group` writing to a file.
-fn file_consumer(redis_url: &str, group: &str, path: &Path, extra: &[&str]) -> ChildGuard {
-    ChildGuard::spawn(
-        group,
-        redline()
-            .args(["consumer", "--redis-url", redis_url, "--group", group])
-            .args(["--consumer", group, "--sink", "file", "--file"])
-            .arg(path)
-            .args(["--flush-interval", "100ms"])
-            .args(extra),
-    )
-}
-
-fn line_count(path: &Path) -> usize {
-    std::fs::read_to_string(path)
-        .map(|text| text.lines().count())
-        .unwrap_or(0)
 }
 
 /// Runs `redline send ARGS` to completion, feeding `stdin`.

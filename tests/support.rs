@@ -186,3 +186,112 @@ pub(crate) async fn wait_for_count(
 pub(crate) async fn count(influx: &redline_testkit::InfluxServer, db: &str) -> u64 {
     influx.count_field(db, "m", "v").await
 }
+
+/// Posts `body` until it gets a 204, as a client that retries every non-204 (and every
+/// failed request) does; returns the attempts it took.
+pub(crate) async fn post_until_stored(url: &str, body: &str) -> u32 {
+    let http = client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        if let Ok(response) = http.post(url).body(body.to_owned()).send().await {
+            if response.status() == 204 {
+                return attempts;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 204 for a batch within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the sample `name{labels…}` (labels as rendered, or none) in `text`.
+pub(crate) fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `GET {url}/metrics`.
+pub(crate) async fn scrape(url: &str) -> String {
+    client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `/ready`'s status and body; status 0 while nothing listens yet.
+pub(crate) async fn ready(url: &str) -> (u16, serde_json::Value) {
+    match client().get(format!("{url}/ready")).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or_default())
+        }
+        Err(_) => (0, serde_json::Value::Null),
+    }
+}
+
+/// `XLEN key`.
+pub(crate) async fn xlen(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("XLEN").arg(key).query_async(conn).await.unwrap()
+}
+
+/// The entries of the default dead-letter stream, oldest first, as field maps.
+pub(crate) async fn dead_letters(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{STREAM}:dlq"))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            e.map
+                .keys()
+                .map(|k| (k.clone(), e.get::<String>(k).unwrap_or_default()))
+                .collect()
+        })
+        .collect()
+}
+
+/// `redline consumer` in `group`, named like it, writing to the file at `path`.
+pub(crate) fn file_consumer(
+    redis_url: &str,
+    group: &str,
+    path: &std::path::Path,
+    extra: &[&str],
+) -> ChildGuard {
+    ChildGuard::spawn(
+        group,
+        redline()
+            .args(["consumer", "--redis-url", redis_url, "--group", group])
+            .args(["--consumer", group, "--sink", "file", "--file"])
+            .arg(path)
+            .args(["--flush-interval", "100ms"])
+            .args(extra),
+    )
+}
+
+/// The lines of the file at `path` (0 when it does not exist).
+pub(crate) fn line_count(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}

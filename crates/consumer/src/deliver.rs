@@ -14,9 +14,13 @@
 //!   be written never holds back the acks, and so the trimming, of the rest;
 //! - an outage of the sink (unreachable, hung, 5xx, 401 on every route) leaves the entries
 //!   pending and counts nothing: they are retried here with backoff while this consumer
-//!   lives (their idle time refreshed with `XCLAIM … JUSTID` so no one claims them), and
-//!   re-read or claimed by others after it died. An outage of any length dead-letters
-//!   nothing;
+//!   lives, and re-read or claimed by others after it died. Each retry refreshes their idle
+//!   time (so no one claims what a live consumer holds) and sets their count in Redis back
+//!   by the delivery that brought them (`XCLAIM … RETRYCOUNT n-1 JUSTID`): the re-read
+//!   after a restart, or the claim after a crash, raises it again, so restarts in the middle
+//!   of an outage count nothing either, while a batch that kills its consumer before any
+//!   outage is met still ends in the dead-letter stream. An outage of any length, across any
+//!   number of restarts, dead-letters nothing;
 //! - a verdict on a route (403, a database that cannot be created, an unknown retention
 //!   policy) counts as a delivery and leaves that route's entries pending for the next
 //!   re-read of this consumer's pending entries (which raises their count in Redis), while
@@ -142,10 +146,9 @@ impl<S: Sink> Deliverer<S> {
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
         // A first delivery needs no XPENDING: it is ours and was delivered once.
         let mut verified = work.counts_known();
-        let mut retrying = false;
         loop {
             if !verified {
-                if let Err(error) = self.verify(&mut work, retrying).await {
+                if let Err(error) = self.verify(&mut work, false).await {
                     warn!(%error, "Cannot read the pending entries list; retrying.");
                     self.pause(&mut backoff).await;
                     continue;
@@ -162,7 +165,14 @@ impl<S: Sink> Deliverer<S> {
             match outage {
                 Some(error) => {
                     self.health.set_outage(&error);
-                    retrying = true;
+                    // At once, not after the pause: a crash during the pause must find the
+                    // entries' counts set back already.
+                    match self.verify(&mut work, true).await {
+                        Ok(()) => verified = true,
+                        Err(error) => {
+                            warn!(%error, "Cannot refresh the pending entries; retrying.")
+                        }
+                    }
                     self.pause(&mut backoff).await;
                 }
                 // Settled, or parked: refused routes, and dead letters Redis refused (logged
@@ -179,10 +189,10 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// Reads ownership and delivery counts from XPENDING and drops entries no longer ours.
-    /// When `retrying` after an outage, marks the entries still to write as just delivered
-    /// (resetting their idle time, not their count). Then dead-letters what was delivered
-    /// more than `max_deliveries` times.
-    async fn verify(&self, work: &mut Work, retrying: bool) -> conn::Result<()> {
+    /// After an `outage`, marks the entries still to write as just delivered and sets their
+    /// count back (see [`Self::touch`]). Then dead-letters what was delivered more than
+    /// `max_deliveries` times.
+    async fn verify(&self, work: &mut Work, outage: bool) -> conn::Result<()> {
         let mut conn = conn::get(&self.pool).await?;
         let mut owned: HashMap<usize, Option<HashMap<String, u64>>> = HashMap::new();
         for (stream, ids) in work.ids() {
@@ -224,7 +234,7 @@ impl<S: Sink> Deliverer<S> {
                 (acknowledged, or claimed by another consumer); leaving them to it."
             );
         }
-        if retrying {
+        if outage {
             self.touch(&mut conn, work).await?;
         }
         let max = self.settings.max_deliveries;
@@ -511,11 +521,17 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// Resets the idle time of the entries still to write, so no one claims what this live
-    /// consumer retries (`XCLAIM … 0 id… JUSTID`, which leaves their count as it is).
+    /// consumer retries, and sets their delivery count back by the delivery that brought
+    /// them (`XCLAIM … 0 id… RETRYCOUNT n-1 JUSTID`): this attempt met an outage, which is
+    /// not the entries' fault, and a restart's re-read will count it again.
     async fn touch(&self, conn: &mut PooledConnection, work: &Work) -> conn::Result<()> {
-        let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
+        let mut by_stream: BTreeMap<usize, Vec<(&str, Option<u64>)>> = BTreeMap::new();
         for t in &work.todo {
-            by_stream.entry(t.stream).or_default().push(t.id.as_str());
+            let before = t.deliveries.map(|d| d.saturating_sub(1));
+            by_stream
+                .entry(t.stream)
+                .or_default()
+                .push((t.id.as_str(), before));
         }
         for (stream, ids) in by_stream {
             let key = &self.keys[stream];
@@ -544,11 +560,13 @@ enum Holding {
 }
 
 impl Holding {
-    /// Whether the batch keeps the entry, updating its known delivery count.
+    /// Whether the batch keeps the entry, learning its delivery count when not known yet
+    /// (a re-read or claimed entry). A known count stays: after an outage, Redis holds one
+    /// less on purpose (see `touch`).
     fn keep(self, deliveries: &mut Option<u64>) -> bool {
         match self {
             Self::Ours(count) => {
-                *deliveries = Some(count);
+                deliveries.get_or_insert(count);
                 true
             }
             Self::Taken => false,

@@ -57,6 +57,14 @@ pub(crate) async fn run(
                         metrics::counter!(telemetry::TRIMMED).increment(report.removed);
                         debug!(removed = report.removed, "Trimmed acknowledged entries.");
                     }
+                    let punched: u64 = report.streams.iter().map(|s| s.punched).sum();
+                    if punched > 0 {
+                        info!(
+                            punched,
+                            "Redis is near maxmemory: deleted acknowledged entries \
+                            behind an entry that is still pending, to free memory."
+                        );
+                    }
                 }
                 Err(error) => {
                     warn!(%error, "Cannot trim the stream; trying later.");

@@ -86,8 +86,8 @@ pub(crate) async fn owned(
 }
 
 /// Marks `ids` of `key` as just delivered to `consumer`, resetting their idle time so no one
-/// claims entries a live consumer is retrying (`XCLAIM … 0 id… JUSTID`, which leaves their
-/// delivery count as it is).
+/// claims entries a live consumer is retrying, and sets each one's delivery count when given
+/// (`XCLAIM … 0 id… [RETRYCOUNT n] JUSTID`; JUSTID alone leaves the count as it is).
 ///
 /// # Errors
 /// A [`conn::Error`]; `NOGROUP` is ignored (nothing is pending any more).
@@ -96,18 +96,27 @@ pub(crate) async fn touch(
     key: &str,
     group: &str,
     consumer: &str,
-    ids: &[&str],
+    ids: &[(&str, Option<u64>)],
 ) -> conn::Result<()> {
+    let mut by_count: HashMap<Option<u64>, Vec<&str>> = HashMap::new();
+    for (id, count) in ids {
+        by_count.entry(*count).or_default().push(id);
+    }
     let mut pipe = redis::pipe();
-    for chunk in ids.chunks(CHUNK) {
-        pipe.cmd("XCLAIM")
-            .arg(key)
-            .arg(group)
-            .arg(consumer)
-            .arg(0)
-            .arg(chunk)
-            .arg("JUSTID")
-            .ignore();
+    for (count, ids) in &by_count {
+        for chunk in ids.chunks(CHUNK) {
+            let cmd = pipe
+                .cmd("XCLAIM")
+                .arg(key)
+                .arg(group)
+                .arg(consumer)
+                .arg(0)
+                .arg(chunk);
+            if let Some(count) = count {
+                cmd.arg("RETRYCOUNT").arg(count);
+            }
+            cmd.arg("JUSTID").ignore();
+        }
     }
     match pipe.query_async::<()>(conn).await {
         Err(e) if e.code() == Some("NOGROUP") => Ok(()),

@@ -279,8 +279,14 @@ pub fn describe(e: &redis::RedisError) -> String {
 
 /// True when Redis refused a command because it is at `maxmemory` (`OOM command not allowed
 /// when used memory > 'maxmemory'`): with `noeviction`, until consumers drain and trim.
+/// A pipeline counts when any of its commands was refused so (the first ones of a request
+/// may fit, the rest not).
 pub fn is_oom(e: &redis::RedisError) -> bool {
-    e.code() == Some("OOM")
+    const OOM: &str = "OOM";
+    e.code() == Some(OOM)
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == OOM))
 }
 
 /// True when a Redis error means "try again later" (connection refused or dropped, timeout,

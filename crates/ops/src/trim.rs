@@ -10,7 +10,10 @@
 //! - a stream without any group is never trimmed (nobody has read anything);
 //! - the bound is computed and applied in one script, so a group created or moved back
 //!   (`XGROUP CREATE … 0`, `XGROUP SETID`) meanwhile cannot lose entries;
-//! - the trim is exact (`MINID`, not `MINID ~`), so the counts reported are the counts removed.
+//! - the trim is exact (`MINID`, not `MINID ~`), so the counts reported are the counts removed;
+//! - near `maxmemory` (≥ 90%), the entries past the bound that every group has read and none
+//!   holds pending are deleted too (`XDEL`, at most [`PUNCH_LIMIT`] per stream and trim), so
+//!   one entry held back for long cannot keep a full Redis full for ever.
 //!
 //! <https://redis.io/docs/latest/commands/xtrim/>
 
@@ -23,16 +26,27 @@ use crate::error::{Error, Result};
 use crate::reply::{self, Id};
 use crate::stream;
 
-/// KEYS[1] the stream; ARGV[1] `1` to trim, `0` to only compute the bound. Returns
-/// `{state, length, keep_from, limiting_group, removed, last_id}` where state is `missing`,
-/// `no-groups`, `bound` (ids below `keep_from` are acked by all) or `all` (every entry is).
-/// Ids are compared as decimal strings (length, then text): Lua numbers lose 64-bit precision.
-const TRIM_SCRIPT: &str = r"
+/// Most acknowledged entries one trim deletes past a held-back bound (see [`TRIM_SCRIPT`]).
+pub(crate) const PUNCH_LIMIT: u64 = 10_000;
+
+/// KEYS[1] the stream; ARGV[1] `1` to trim, `0` to only compute the bound; ARGV[2] the most
+/// entries to delete past the bound under memory pressure (0 = never). Returns
+/// `{state, length, keep_from, limiting_group, removed, last_id, punched}` where state is
+/// `missing`, `no-groups`, `bound` (ids below `keep_from` are acked by all) or `all` (every
+/// entry is). Ids are compared as decimal strings (length, then text): Lua numbers lose
+/// 64-bit precision.
+///
+/// Under memory pressure (`used_memory` ≥ 90% of `maxmemory`), an entry held back for long
+/// (a dead letter Redis refuses for lack of memory, a parked route) would keep everything
+/// after it: a full Redis could never free itself. So, only then, the entries past the bound
+/// that every group has read (up to the lowest last-delivered id) and none holds pending
+/// are deleted with `XDEL`, which frees each node of the stream whose entries are all gone.
+pub(crate) const TRIM_SCRIPT: &str = r"
 local key = KEYS[1]
-if redis.call('EXISTS', key) == 0 then return {'missing', 0, '', '', 0, ''} end
+if redis.call('EXISTS', key) == 0 then return {'missing', 0, '', '', 0, '', 0} end
 local len = redis.call('XLEN', key)
 local groups = redis.call('XINFO', 'GROUPS', key)
-if #groups == 0 then return {'no-groups', len, '', '', 0, ''} end
+if #groups == 0 then return {'no-groups', len, '', '', 0, '', 0} end
 local function less(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
   local bm, bs = string.match(b, '^(%d+)-(%d+)$')
@@ -41,10 +55,12 @@ local function less(a, b)
   if #as ~= #bs then return #as < #bs end
   return as < bs
 end
+local infos = {}
 local keep, limiting = nil, ''
 for _, g in ipairs(groups) do
   local f = {}
   for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  infos[#infos + 1] = f
   local first
   local after = redis.call('XRANGE', key, '(' .. f['last-delivered-id'], '+', 'COUNT', 1)
   if #after > 0 then first = after[1][1] end
@@ -60,11 +76,41 @@ if keep == nil then
   if #last > 0 then last_id = last[1][1] end
   local removed = 0
   if ARGV[1] == '1' then removed = redis.call('XTRIM', key, 'MAXLEN', 0) end
-  return {'all', len, '', '', removed, last_id}
+  return {'all', len, '', '', removed, last_id, 0}
 end
 local removed = 0
-if ARGV[1] == '1' then removed = redis.call('XTRIM', key, 'MINID', keep) end
-return {'bound', len, keep, limiting, removed, ''}
+local punched = 0
+if ARGV[1] == '1' then
+  removed = redis.call('XTRIM', key, 'MINID', keep)
+  local budget = tonumber(ARGV[2])
+  local info = redis.call('INFO', 'memory')
+  local used = tonumber(string.match(info, 'used_memory:(%d+)'))
+  local max = tonumber(string.match(info, 'maxmemory:(%d+)'))
+  if budget > 0 and max and max > 0 and used and used * 10 >= max * 9 then
+    local low = nil
+    for _, f in ipairs(infos) do
+      if low == nil or less(f['last-delivered-id'], low) then low = f['last-delivered-id'] end
+    end
+    if less(keep, low) then
+      local pending, limit = {}, low
+      for _, f in ipairs(infos) do
+        if f['pending'] > 0 then
+          local rows = redis.call('XPENDING', key, f['name'], keep, low, budget)
+          for _, r in ipairs(rows) do pending[r[1]] = true end
+          if #rows == budget and less(rows[#rows][1], limit) then limit = rows[#rows][1] end
+        end
+      end
+      local doomed = {}
+      for _, r in ipairs(redis.call('XRANGE', key, '(' .. keep, limit, 'COUNT', budget)) do
+        if not pending[r[1]] then doomed[#doomed + 1] = r[1] end
+      end
+      for i = 1, #doomed, 1000 do
+        punched = punched + redis.call('XDEL', key, unpack(doomed, i, math.min(i + 999, #doomed)))
+      end
+    end
+  end
+end
+return {'bound', len, keep, limiting, removed, '', punched}
 ";
 
 /// What a trim removed, or would remove.
@@ -91,8 +137,11 @@ pub struct StreamTrim {
     /// The group holding the bound back (its oldest pending or next unread entry); `None`
     /// when every group has acknowledged every entry.
     pub limiting_group: Option<String>,
-    /// Entries removed (or that would be).
+    /// Entries removed (or that would be), `punched` included.
     pub removed: u64,
+    /// Of those, acknowledged entries deleted past the bound because Redis was near its
+    /// `maxmemory` (see [`TRIM_SCRIPT`]); 0 in a dry run.
+    pub punched: u64,
     /// Why the stream was left alone, when it was.
     pub skipped: Option<String>,
 }
@@ -130,6 +179,7 @@ pub async fn trim<C: ConnectionLike + Send>(
         let value: Value = script
             .key(key)
             .arg(if dry_run { "0" } else { "1" })
+            .arg(PUNCH_LIMIT)
             .invoke_async(conn)
             .await
             .map_err(|e| Error::redis(e, "XTRIM", key))?;
@@ -139,7 +189,8 @@ pub async fn trim<C: ConnectionLike + Send>(
             length: outcome.length,
             minid: None,
             limiting_group: None,
-            removed: outcome.removed,
+            removed: outcome.removed + outcome.punched,
+            punched: outcome.punched,
             skipped: None,
         };
         match outcome.state.as_str() {
@@ -181,14 +232,17 @@ struct Outcome {
     limiting_group: String,
     removed: u64,
     last_id: String,
+    punched: u64,
 }
 
 impl Outcome {
     fn decode(value: Value) -> Result<Self> {
         const CMD: &str = "XTRIM script";
         let parts = reply::array(CMD, value)?;
-        let [state, length, keep_from, limiting_group, removed, last_id] = parts.as_slice() else {
-            return Err(Error::reply(CMD, "expected 6 elements"));
+        let [state, length, keep_from, limiting_group, removed, last_id, punched] =
+            parts.as_slice()
+        else {
+            return Err(Error::reply(CMD, "expected 7 elements"));
         };
         let text = |v: &Value| reply::text(v).ok_or_else(|| Error::reply(CMD, "not text"));
         let uint = |v: &Value| reply::uint(v).ok_or_else(|| Error::reply(CMD, "not a count"));
@@ -199,6 +253,7 @@ impl Outcome {
             limiting_group: text(limiting_group)?,
             removed: uint(removed)?,
             last_id: text(last_id)?,
+            punched: uint(punched)?,
         })
     }
 }

@@ -240,6 +240,31 @@ async fn an_unavailable_sink_is_retried_without_counting_deliveries() {
 }
 
 #[tokio::test]
+async fn restarts_in_the_middle_of_an_outage_count_nothing() {
+    let (redis, batch) = read_entries(&lines(5, None)).await;
+    let down = |_: usize, _: &[&Entry]| Err(SinkError::Unavailable("connection refused".into()));
+    // The consumer meets the outage and dies in the middle of it, five times over: each
+    // restart re-reads its entries, which raises their count in Redis.
+    let mut messages = batch;
+    for _ in 0..5 {
+        let (mut dying, seen) = deliverer(&redis, down, 2);
+        let cut = tokio::time::timeout(Duration::from_millis(200), dying.deliver(messages));
+        assert!(cut.await.is_err(), "an outage is waited out, not given up");
+        assert!(seen.lock().unwrap().calls > 0);
+        messages = reread(&redis).await;
+        assert_eq!(messages.len(), 5);
+    }
+    let (mut up, seen) = deliverer(&redis, |_, _| Ok(()), 2);
+    within(up.deliver(messages)).await;
+    assert_eq!(seen.lock().unwrap().written.len(), 5);
+    assert_eq!(pending_count(&redis).await, 0);
+    assert!(
+        dead_letters(&redis).await.is_empty(),
+        "restarts during an outage count nothing"
+    );
+}
+
+#[tokio::test]
 async fn rejected_entries_are_isolated_and_the_rest_acked() {
     let mut entries = lines(64, None);
     for i in [3, 40, 41] {

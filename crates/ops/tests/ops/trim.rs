@@ -165,3 +165,107 @@ async fn streams_without_groups_are_left_alone_and_say_why() {
     );
     assert!(human.ends_with("\nremoved 0 entries\n"), "{human}");
 }
+
+#[tokio::test]
+async fn a_group_moved_back_with_setid_keeps_what_it_will_read_again() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let keys = StreamKeys::new("rl", 1);
+    setup::group(&mut conn, "rl", "g", "0").await;
+    setup::add_n(&mut conn, "rl", 300).await;
+    let read = setup::read(&mut conn, "rl", "g", "c1", 300).await;
+    setup::ack(&mut conn, "rl", "g", &read[..200]).await;
+    // The operator makes the group read everything again; 100 entries are still pending.
+    let _: () = redis::cmd("XGROUP")
+        .arg("SETID")
+        .arg("rl")
+        .arg("g")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    assert_eq!(trim_checked(&mut conn, &keys, &["g"]).await, 0);
+    assert_eq!(setup::len(&mut conn, "rl").await, 300);
+    let plan = trim_plan(&mut conn, &keys).await.unwrap();
+    assert_eq!(plan.streams[0].minid.as_deref(), Some(read[0].as_str()));
+    assert_eq!(plan.streams[0].limiting_group.as_deref(), Some("g"));
+}
+
+#[tokio::test]
+async fn an_entry_forced_into_the_pending_list_does_not_hide_the_unread_ones() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let keys = StreamKeys::new("rl", 1);
+    setup::group(&mut conn, "rl", "g", "0").await;
+    let ids = setup::add_n(&mut conn, "rl", 300).await;
+    let read = setup::read(&mut conn, "rl", "g", "c1", 100).await;
+    setup::ack(&mut conn, "rl", "g", &read).await;
+    // The operator hands entry 250, which the group has not read yet, to c2.
+    let _: Vec<String> = redis::cmd("XCLAIM")
+        .arg("rl")
+        .arg("g")
+        .arg("c2")
+        .arg(0)
+        .arg(&ids[250])
+        .arg("FORCE")
+        .arg("JUSTID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    assert_eq!(trim_checked(&mut conn, &keys, &["g"]).await, 100);
+    assert_eq!(setup::ids(&mut conn, "rl").await, ids[100..]);
+}
+
+#[tokio::test]
+async fn near_maxmemory_acked_entries_behind_a_held_entry_are_deleted() {
+    let redis = RedisServer::start(&["--maxmemory-policy", "noeviction"]);
+    let mut conn = redis.conn().await;
+    let keys = StreamKeys::new("rl", 1);
+    setup::group(&mut conn, "rl", "g1", "0").await;
+    setup::group(&mut conn, "rl", "g2", "0").await;
+    let ids = setup::add_n(&mut conn, "rl", 3000).await;
+    // g1 read everything and holds entry 10 (a dead letter Redis refused); g2 read 2000.
+    let read = setup::read(&mut conn, "rl", "g1", "c1", 3000).await;
+    let acked: Vec<String> = read.iter().filter(|id| **id != ids[10]).cloned().collect();
+    setup::ack(&mut conn, "rl", "g1", &acked).await;
+    let read = setup::read(&mut conn, "rl", "g2", "c1", 2000).await;
+    setup::ack(&mut conn, "rl", "g2", &read).await;
+
+    // With room to spare, only the entries below the held one go.
+    assert_eq!(trim_checked(&mut conn, &keys, &["g1", "g2"]).await, 10);
+    assert_eq!(setup::len(&mut conn, "rl").await, 2990);
+
+    // At maxmemory, every entry both groups read and acked goes too: 11..2000.
+    let used: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let used = used
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(&used)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let report = trim(&mut conn, &keys, false).await.unwrap();
+    assert_eq!((report.removed, report.streams[0].punched), (1989, 1989));
+    let mut expected = vec![ids[10].clone()];
+    expected.extend_from_slice(&ids[2000..]);
+    assert_eq!(setup::ids(&mut conn, "rl").await, expected);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

@@ -1,0 +1,86 @@
+//! redline's own processes hung (SIGSTOP) or killed (SIGKILL) at any instant.
+
+use std::time::Duration;
+
+use redline_testkit::{wait_until, InfluxServer, RedisServer};
+
+use crate::support::{
+    self, consumer, dead_letters, post_until_stored, timestamped_lines, Producer,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_consumers_entries_are_claimed_and_it_leaves_them_when_it_wakes() {
+    let redis = RedisServer::start(&[]);
+    let mut influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut conn = redis.conn().await;
+    let args = ["--min-idle", "2s", "--batch-size", "2000"];
+
+    // c1 holds a batch it cannot deliver (InfluxDB hangs), then hangs itself.
+    influx.pause();
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &args);
+    post_until_stored(&write, &timestamped_lines(0, 10_000)).await;
+    wait_until("c1 holds entries", Duration::from_secs(15), || {
+        let mut conn = conn.clone();
+        async move { support::pending(&mut conn).await.unwrap_or(0) > 0 }
+    })
+    .await;
+    c1.pause();
+    influx.resume();
+
+    // c2 takes over what c1 held once it is idle for --min-idle, and the rest.
+    let _c2 = consumer(&redis.url(), &influx.url(), "c2", &args);
+    support::wait_for_count(&influx, "db0", 10_000, Duration::from_secs(60)).await;
+    support::wait_nothing_pending(&conn).await;
+
+    // c1 wakes mid-retry: its entries are someone else's now; it leaves them and carries on.
+    c1.resume();
+    post_until_stored(&write, &timestamped_lines(10_000, 5_000)).await;
+    support::wait_for_count(&influx, "db0", 15_000, Duration::from_secs(60)).await;
+    support::wait_nothing_pending(&conn).await;
+    assert!(dead_letters(&mut conn).await.is_empty());
+    assert!(c1.is_running(), "{}", c1.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_or_killed_producer_costs_the_client_a_retry_and_nothing_else() {
+    let redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    let mut producer = Producer::start(&redis.url(), &[]).await;
+    let _c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+    let write = format!("{}/write?db=db0", producer.url);
+    post_until_stored(&write, &timestamped_lines(0, 5_000)).await;
+
+    // Hung: the client's request times out, it gets no answer (so no 204), and retries.
+    producer.guard.pause();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let body = timestamped_lines(5_000, 5_000);
+    let hung = impatient.post(&write).body(body.clone()).send().await;
+    assert!(
+        hung.is_err_and(|e| e.is_timeout()),
+        "no answer from a hung producer"
+    );
+    producer.guard.resume();
+    post_until_stored(&write, &body).await;
+
+    // Killed: the next one is refused until a producer is back (any one: they are stateless).
+    producer.guard.sigkill();
+    let body = timestamped_lines(10_000, 5_000);
+    assert!(support::client()
+        .post(&write)
+        .body(body.clone())
+        .send()
+        .await
+        .is_err());
+    let again = Producer::start(&redis.url(), &[]).await;
+    post_until_stored(&format!("{}/write?db=db0", again.url), &body).await;
+
+    support::wait_for_count(&influx, "db0", 15_000, Duration::from_secs(60)).await;
+    let mut conn = redis.conn().await;
+    support::wait_nothing_pending(&conn).await;
+    assert!(dead_letters(&mut conn).await.is_empty());
+}

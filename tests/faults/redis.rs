@@ -1,0 +1,147 @@
+//! Redis faults: full (`maxmemory` with `noeviction`), hung (SIGSTOP).
+
+use std::time::{Duration, Instant};
+
+use redline_testkit::{wait_until, InfluxServer, RedisServer};
+
+use crate::support::{
+    self, client, consumer, dead_letters, post_until_stored, timestamped_lines, xlen, Producer,
+    GROUP, STREAM,
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_redis_is_drained_and_trimmed_by_a_restarted_consumer_and_its_poison_dead_lettered()
+{
+    let redis = RedisServer::start(&["--maxmemory", "8mb", "--maxmemory-policy", "noeviction"]);
+    let influx = InfluxServer::start();
+    // Field v is an integer in db0; the poison line makes it a string.
+    influx.create_db("db0").await;
+    influx
+        .write("db0", "m,host=seed v=1i 1600000000000000000")
+        .await;
+    let poison = "m,host=h1 v=\"not a number\" 1600000000000000002";
+    let mut conn = redis.conn().await;
+    // A consumer ran before: the group exists.
+    support::create_group(&mut conn, GROUP).await;
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let http = client();
+
+    // Fill Redis: the poison is the third entry, then 5,000-line bodies until Redis is full.
+    let mut first = timestamped_lines(0, 2);
+    first.push_str(poison);
+    first.push('\n');
+    first.push_str(&timestamped_lines(3, 4_997));
+    let mut bodies = vec![first];
+    let full = loop {
+        let body = bodies.last().cloned().unwrap_or_default();
+        let response = http.post(&write).body(body).send().await.unwrap();
+        match response.status().as_u16() {
+            204 => {
+                assert!(bodies.len() < 100, "Redis never filled up");
+                bodies.push(timestamped_lines(bodies.len() * 5_000, 5_000));
+            }
+            503 => break response,
+            other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+        }
+    };
+    assert_eq!(full.headers()["retry-after"], "1");
+    let error = full.json::<serde_json::Value>().await.unwrap()["error"].to_string();
+    assert!(error.contains("Redis is full"), "{error}");
+
+    // The consumer starts while Redis is full: it must not exit, and drains it.
+    let mut c1 = consumer(
+        &redis.url(),
+        &influx.url(),
+        "c1",
+        &["--trim-interval", "300ms", "--batch-size", "2000"],
+    );
+    // The client retries the refused body (the last one), then writes two more.
+    post_until_stored(&write, bodies.last().unwrap()).await;
+    assert!(c1.is_running(), "the consumer exited:\n{}", c1.logs());
+    let sent = bodies.len() * 5_000;
+    for start in (sent..sent + 10_000).step_by(5_000) {
+        post_until_stored(&write, &timestamped_lines(start, 5_000)).await;
+    }
+    let total = sent + 10_000;
+
+    // Every line that got a 204 is in InfluxDB (plus the seed point), the poison alone is
+    // dead-lettered, nothing is pending, and the stream is trimmed.
+    support::wait_for_count(&influx, "db0", total as u64, Duration::from_secs(120)).await;
+    wait_until(
+        "the poison is dead-lettered",
+        Duration::from_secs(60),
+        || {
+            let mut conn = conn.clone();
+            async move { dead_letters(&mut conn).await.len() == 1 }
+        },
+    )
+    .await;
+    support::wait_nothing_pending(&conn).await;
+    let letters = dead_letters(&mut conn).await;
+    assert_eq!(letters[0]["lp"], poison);
+    assert!(
+        letters[0]["reason"].contains("field type conflict"),
+        "{letters:?}"
+    );
+    wait_until("the stream trimmed", Duration::from_secs(30), || {
+        let mut conn = conn.clone();
+        async move { xlen(&mut conn, STREAM).await <= 5_000 }
+    })
+    .await;
+    assert!(c1.is_running(), "{}", c1.logs());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_redis_gets_clear_503s_within_redis_timeout_and_loses_nothing() {
+    let mut redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &["--redis-timeout", "1s"]).await;
+    let _c1 = consumer(
+        &redis.url(),
+        &influx.url(),
+        "c1",
+        &["--redis-timeout", "1s"],
+    );
+    let write = format!("{}/write?db=db0", producer.url);
+    post_until_stored(&write, &timestamped_lines(0, 5_000)).await;
+    support::wait_for_count(&influx, "db0", 5_000, Duration::from_secs(60)).await;
+
+    redis.pause();
+    let http = client();
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let response = http
+            .post(&write)
+            .body(timestamped_lines(5_000, 5_000))
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(response.status(), 503, "attempt {attempt}");
+        assert!(
+            took < Duration::from_secs(4),
+            "attempt {attempt} took {took:?}"
+        );
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("Redis is unavailable"),
+            "{body}"
+        );
+    }
+    let (status, _) = support::ready(&producer.url).await;
+    assert_eq!(status, 503, "/ready while Redis hangs");
+
+    redis.resume();
+    for start in (5_000..20_000).step_by(5_000) {
+        post_until_stored(&write, &timestamped_lines(start, 5_000)).await;
+    }
+    support::wait_for_count(&influx, "db0", 20_000, Duration::from_secs(90)).await;
+    let mut conn = redis.conn().await;
+    support::wait_nothing_pending(&conn).await;
+    assert!(dead_letters(&mut conn).await.is_empty());
+}
