@@ -140,7 +140,7 @@ pub struct StreamTrim {
     /// Entries removed (or that would be), `punched` included.
     pub removed: u64,
     /// Of those, acknowledged entries deleted past the bound because Redis was near its
-    /// `maxmemory` (see [`TRIM_SCRIPT`]); 0 in a dry run.
+    /// `maxmemory` (see the module documentation); 0 in a dry run.
     pub punched: u64,
     /// Why the stream was left alone, when it was.
     pub skipped: Option<String>,

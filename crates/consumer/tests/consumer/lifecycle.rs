@@ -140,8 +140,10 @@ async fn shutdown_returns_within_shutdown_timeout_while_the_sink_is_down() {
         .into_iter()
         .map(|(_, _, n)| n)
         .collect();
+    // Not even the read that brought them counts: it met an outage, and a restart's re-read
+    // will count it again.
     assert!(
-        deliveries.iter().all(|&n| n == 1),
+        deliveries.iter().all(|&n| n == 0),
         "unreachable attempts are not deliveries: {deliveries:?}"
     );
 }
