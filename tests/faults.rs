@@ -16,6 +16,24 @@ use redline_testkit::{free_port, wait_until, InfluxServer, RedisServer};
 
 use crate::support::{self, client, consumer, dead_letters, lines, sample, scrape, Producer};
 
+/// A free loopback address for a consumer's `--metrics-listen`, and the base URL of its
+/// `/metrics` and `/ready` there.
+pub(crate) fn metrics_address() -> (String, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}");
+    (listen, url)
+}
+
+/// Asserts the answer a write gets while Redis cannot take it: 503, `Retry-After: 1`, and
+/// an error that says so.
+pub(crate) async fn assert_redis_unavailable(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 503, "{what}");
+    assert_eq!(response.headers()["retry-after"], "1", "{what}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.contains("Redis is unavailable"), "{what}: {body}");
+}
+
 async fn post(url: &str, body: String) -> reqwest::Response {
     client().post(url).body(body).send().await.expect("request")
 }
@@ -31,21 +49,12 @@ async fn redis_down_gives_503_never_204_and_recovers_without_restart() {
     for i in 0..5 {
         let started = Instant::now();
         let response = post(&write, lines(10, 10)).await;
-        assert_eq!(response.status(), 503, "attempt {i} while Redis is down");
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "503 took {:?}",
             started.elapsed()
         );
-        assert_eq!(response.headers()["retry-after"], "1");
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("Redis is unavailable"),
-            "{body}"
-        );
+        assert_redis_unavailable(response, &format!("attempt {i} while Redis is down")).await;
     }
 
     redis.start_again();
@@ -82,8 +91,7 @@ async fn influxdb_outage_acks_nothing_and_everything_arrives_after() {
     let redis = RedisServer::start(&[]);
     let mut influx = InfluxServer::start();
     let producer = Producer::start(&redis.url(), &[]).await;
-    let port = free_port();
-    let metrics = format!("http://127.0.0.1:{port}");
+    let (listen, metrics) = metrics_address();
     let _consumer = consumer(
         &redis.url(),
         &influx.url(),
@@ -94,7 +102,7 @@ async fn influxdb_outage_acks_nothing_and_everything_arrives_after() {
             "--max-deliveries",
             "1",
             "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
+            &listen,
         ],
     );
     let write = format!("{}/write?db=db0", producer.url);

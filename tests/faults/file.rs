@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redline_testkit::{free_port, wait_until, RedisServer, Tmpfs};
+use redline_testkit::{wait_until, RedisServer, Tmpfs};
 
 use crate::support::{
     self, dead_letters, file_consumer, line_count, post_until_stored, ready, sample, scrape,
@@ -50,18 +50,12 @@ async fn a_full_disk_under_the_file_sink_waits_and_loses_nothing() {
     let redis = RedisServer::start(&[]);
     let producer = Producer::start(&redis.url(), &[]).await;
     let out = disk.path().join("out.lp");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let (listen, url) = super::metrics_address();
     let _consumer = file_consumer(
         &redis.url(),
         GROUP,
         &out,
-        &[
-            "--max-deliveries",
-            "1",
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-        ],
+        &["--max-deliveries", "1", "--metrics-listen", &listen],
     );
     let write = format!("{}/write?db=db0", producer.url);
     post_until_stored(&write, &timestamped_lines(0, 5_000)).await;

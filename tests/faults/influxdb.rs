@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use redline_testkit::{
-    free_port, wait_until, ChildGuard, InfluxOptions, InfluxServer, RedisServer, Tmpfs,
-};
+use redline_testkit::{wait_until, ChildGuard, InfluxOptions, InfluxServer, RedisServer, Tmpfs};
 
 use crate::support::{
     self, consumer, dead_letters, post_until_stored, ready, sample, scrape, timestamped_lines,
@@ -30,11 +28,6 @@ async fn locked_influx() -> InfluxServer {
     influx
 }
 
-/// The consumer's `/metrics` and `/ready` base URL.
-fn metrics_url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
-}
-
 /// `redline_sink_retries_total{kind}` of the consumer at `url`.
 async fn retries(url: &str, kind: &str) -> f64 {
     let text = scrape(url).await;
@@ -44,6 +37,35 @@ async fn retries(url: &str, kind: &str) -> f64 {
         &format!("kind=\"{kind}\""),
     )
     .unwrap_or(0.0)
+}
+
+/// Asserts that the consumer at `url` waits out an outage: at least `attempts` failed writes
+/// of `kind` (`redline_sink_retries_total{kind}`), `/ready` 503 naming `reason`, and nothing
+/// dead-lettered.
+async fn waiting_out(url: &str, redis: &RedisServer, (kind, attempts): (&str, u32), reason: &str) {
+    wait_until(
+        &format!("{attempts} failed writes ({kind})"),
+        Duration::from_secs(60),
+        || async { retries(url, kind).await >= f64::from(attempts) },
+    )
+    .await;
+    let (status, body) = ready(url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_string().contains(reason), "{body}");
+    let mut conn = redis.conn().await;
+    assert!(
+        dead_letters(&mut conn).await.is_empty(),
+        "an outage is not the metrics' fault"
+    );
+}
+
+/// Waits until InfluxDB holds exactly `count` points in `db0`, then checks that nothing is
+/// pending and nothing was dead-lettered.
+async fn all_arrived(influx: &InfluxServer, redis: &RedisServer, count: u64) {
+    support::wait_for_count(influx, "db0", count, Duration::from_secs(90)).await;
+    let mut conn = redis.conn().await;
+    support::wait_nothing_pending(&conn).await;
+    assert!(dead_letters(&mut conn).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,8 +118,7 @@ async fn wrong_credentials_are_an_outage_not_dead_letters() {
     let redis = RedisServer::start(&[]);
     let influx = locked_influx().await;
     let producer = Producer::start(&redis.url(), &[]).await;
-    let port = free_port();
-    let url = metrics_url(port);
+    let (listen, url) = super::metrics_address();
     let args = |password: &str| {
         let mut cmd = support::redline();
         cmd.env("REDLINE_INFLUX_PASSWORD", password)
@@ -105,7 +126,7 @@ async fn wrong_credentials_are_an_outage_not_dead_letters() {
             .args(["--sink", "influxdb", "--influx-url", &influx.url()])
             .args(["--influx-username", "writer", "--max-deliveries", "1"])
             .args(["--flush-interval", "100ms", "--trim-interval", "300ms"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+            .args(["--metrics-listen", &listen]);
         cmd
     };
     let mut wrong = ChildGuard::spawn("wrong-password", &mut args("not-the-password"));
@@ -159,9 +180,7 @@ async fn a_full_disk_on_influxdb_is_an_outage_and_dead_letters_nothing() {
         ..InfluxOptions::default()
     });
     let producer = Producer::start(&redis.url(), &[]).await;
-    let port = free_port();
-    let url = metrics_url(port);
-    let listen = format!("127.0.0.1:{port}");
+    let (listen, url) = super::metrics_address();
     let _consumer = consumer(
         &redis.url(),
         &influx.url(),
@@ -177,29 +196,13 @@ async fn a_full_disk_on_influxdb_is_an_outage_and_dead_letters_nothing() {
         post_until_stored(&write, &timestamped_lines(start, 5_000)).await;
     }
     // InfluxDB answers 500 "engine: error writing WAL entry: … no space left on device".
-    wait_until("10 failed attempts", Duration::from_secs(60), || async {
-        retries(&url, "unavailable").await >= 10.0
-    })
-    .await;
-    let (status, body) = ready(&url).await;
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body.to_string().contains("no space left on device"),
-        "{body}"
-    );
-    let mut conn = redis.conn().await;
-    assert!(
-        dead_letters(&mut conn).await.is_empty(),
-        "a full disk is not the metrics' fault"
-    );
+    waiting_out(&url, &redis, ("unavailable", 10), "no space left on device").await;
 
     // Space is freed and influxd restarted (it keeps failing until then).
     disk.free();
     influx.stop();
     influx.start_again();
-    support::wait_for_count(&influx, "db0", 25_000, Duration::from_secs(90)).await;
-    support::wait_nothing_pending(&conn).await;
-    assert!(dead_letters(&mut conn).await.is_empty());
+    all_arrived(&influx, &redis, 25_000).await;
     wait_until("ready again", Duration::from_secs(30), || async {
         ready(&url).await.0 == 200
     })
@@ -211,9 +214,7 @@ async fn a_hung_influxdb_is_an_outage_and_everything_arrives_after() {
     let redis = RedisServer::start(&[]);
     let mut influx = InfluxServer::start();
     let producer = Producer::start(&redis.url(), &[]).await;
-    let port = free_port();
-    let url = metrics_url(port);
-    let listen = format!("127.0.0.1:{port}");
+    let (listen, url) = super::metrics_address();
     let _consumer = consumer(
         &redis.url(),
         &influx.url(),
@@ -235,17 +236,8 @@ async fn a_hung_influxdb_is_an_outage_and_everything_arrives_after() {
     for start in (1_000..11_000).step_by(5_000) {
         post_until_stored(&write, &timestamped_lines(start, 5_000)).await;
     }
-    wait_until("3 timed-out writes", Duration::from_secs(60), || async {
-        retries(&url, "timeout").await >= 3.0
-    })
-    .await;
-    let (status, body) = ready(&url).await;
-    assert_eq!(status, 503, "{body}");
-    let mut conn = redis.conn().await;
-    assert!(dead_letters(&mut conn).await.is_empty());
+    waiting_out(&url, &redis, ("timeout", 3), "timed out").await;
 
     influx.resume();
-    support::wait_for_count(&influx, "db0", 11_000, Duration::from_secs(90)).await;
-    support::wait_nothing_pending(&conn).await;
-    assert!(dead_letters(&mut conn).await.is_empty());
+    all_arrived(&influx, &redis, 11_000).await;
 }

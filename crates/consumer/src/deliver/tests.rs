@@ -160,6 +160,19 @@ async fn dead_letters(redis: &RedisServer) -> Vec<HashMap<String, String>> {
         .collect()
 }
 
+/// A sink that rejects, as InfluxDB does a field type conflict, every write holding a line
+/// of measurement `poison`.
+fn rejects_poison(_: usize, batch: &[&Entry]) -> Result<(), SinkError> {
+    if batch.iter().any(|e| e.lp.starts_with("poison")) {
+        Err(SinkError::Rejected {
+            reason: "field type conflict".into(),
+            whole: false,
+        })
+    } else {
+        Ok(())
+    }
+}
+
 fn lines(n: usize, db: Option<&'static str>) -> Vec<(String, Option<&'static str>)> {
     (0..n).map(|i| (format!("m,i={i} v={i} {i}"), db)).collect()
 }
@@ -271,17 +284,7 @@ async fn rejected_entries_are_isolated_and_the_rest_acked() {
         entries[i].0 = format!("poison,i={i} v=1 {i}");
     }
     let (redis, batch) = read_entries(&entries).await;
-    let decide = |_: usize, batch: &[&Entry]| {
-        if batch.iter().any(|e| e.lp.starts_with("poison")) {
-            Err(SinkError::Rejected {
-                reason: "field type conflict".into(),
-                whole: false,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    let (mut deliverer, seen) = deliverer(&redis, decide, 5);
+    let (mut deliverer, seen) = deliverer(&redis, rejects_poison, 5);
     within(deliverer.deliver(batch)).await;
 
     let seen = seen.lock().unwrap().clone();
@@ -413,17 +416,7 @@ async fn a_dead_letter_redis_refuses_stays_pending_and_the_rest_is_acked() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let decide = |_: usize, batch: &[&Entry]| {
-        if batch.iter().any(|e| e.lp.starts_with("poison")) {
-            Err(SinkError::Rejected {
-                reason: "field type conflict".into(),
-                whole: false,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    let (mut deliverer, _) = deliverer(&redis, decide, 5);
+    let (mut deliverer, _) = deliverer(&redis, rejects_poison, 5);
     within(deliverer.deliver(batch)).await;
     assert_eq!(pending_count(&redis).await, 1, "only the poison waits");
 
