@@ -17,6 +17,7 @@ redline_package_of() {
         redis-cli | redis-benchmark) echo redis-tools ;;
         influxd) echo influxdb ;;
         influx) echo influxdb-client ;;
+        python3) echo python3 ;;
         *) echo "$1" ;;
     esac
 }
@@ -130,4 +131,26 @@ redline_wait_for() {
         fi
         sleep 0.1
     done
+}
+
+# redline_ensure_python_module MODULE PACKAGE: makes `import MODULE` work for python3,
+# installing PACKAGE from PyPI with pip when running as root; otherwise prints the command.
+redline_ensure_python_module() {
+    local module=$1 package=$2
+    if python3 -c "import $module" >/dev/null 2>&1; then
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "missing: the Python package $package (the compatibility tests run the real client)" >&2
+        echo "install it, then run this again:" >&2
+        echo "  python3 -m pip install --user $package" >&2
+        exit 1
+    fi
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y --no-install-recommends python3-pip
+    fi
+    # Debian's python3 refuses pip installs into the system without this flag (PEP 668).
+    python3 -m pip install --quiet "$package" 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages "$package"
 }

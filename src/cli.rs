@@ -113,8 +113,8 @@ pub(crate) enum Command {
         #[arg(long, value_name = "DURATION")]
         min_idle: Option<String>,
         /// At most this many entries.
-        #[arg(long, default_value_t = 100)]
-        count: usize,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
         /// Also print each entry's line.
         #[arg(long)]
         show: bool,
@@ -139,9 +139,13 @@ pub(crate) enum Command {
         /// Only entries idle at least this long [default: 0s].
         #[arg(long, value_name = "DURATION")]
         min_idle: Option<String>,
-        /// Only these entry ids (repeatable); without it, every matching pending entry.
+        /// Only these entry ids (repeatable): ID, or STREAM/ID to name the partition (ids
+        /// repeat across partitions); without it, every matching pending entry.
         #[arg(long = "id", value_name = "ID")]
         ids: Vec<String>,
+        /// Only partition N (0-based) of a partitioned stream.
+        #[arg(long, value_name = "N")]
+        partition: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -286,8 +290,8 @@ pub(crate) enum DlqAction {
     #[command(after_help = "Example:\n  redline dlq list --json")]
     List {
         /// At most this many.
-        #[arg(long, default_value_t = 100)]
-        count: usize,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        count: u64,
         /// Print JSON (an array of dead letters).
         #[arg(long)]
         json: bool,
@@ -404,6 +408,11 @@ pub(crate) struct ProducerArgs {
     #[arg(long, env = "REDLINE_TCP_DB", value_name = "DB")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tcp_db: Option<String>,
+    /// Database of a v1 /write that names none; without it such a write gets 400
+    /// "database is required", as InfluxDB answers [default: none].
+    #[arg(long, env = "REDLINE_DEFAULT_DB", value_name = "DB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) default_db: Option<String>,
     /// Most TCP connections served at once [default: 256].
     #[arg(long, env = "REDLINE_TCP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65_536))]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,24 @@ use crate::cli::{
     BufferFull, CommonArgs, ConsumerArgs, LogFormat, ProducerArgs, SinkKind, StartFrom,
 };
 
+/// A usage error: a value of a flag, variable or config key that redline cannot use. The
+/// process exits 2 for it (1 is for failures at run time); the message names the option.
+#[derive(Debug)]
+pub(crate) struct Usage(pub(crate) String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// A [`Usage`] error with `message`.
+pub(crate) fn usage(message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(Usage(message.to_string()))
+}
+
 /// `redline config example`: every option with its default and a comment.
 pub(crate) const EXAMPLE: &str = include_str!("redline.example.toml");
 
@@ -71,31 +89,33 @@ impl File {
         let known = known_keys();
         for key in table.keys() {
             if !known.contains(&key.as_str()) {
-                let line = text
-                    .lines()
-                    .position(|l| {
-                        let l = l.trim_start();
-                        l.strip_prefix(key.as_str())
-                            .is_some_and(|rest| rest.trim_start().starts_with('='))
-                    })
-                    .map_or(String::new(), |i| format!(" (line {})", i + 1));
-                bail!(
+                let line = line_of(&text, key);
+                return Err(usage(format!(
                     "unknown key '{key}' in config file {}{line}; known keys: {}",
                     path.display(),
                     known.join(", ")
-                );
+                )));
             }
         }
         for (alias, key) in ALIASES {
             if let Some(value) = table.remove(*alias) {
                 if table.contains_key(*key) {
-                    bail!(
+                    return Err(usage(format!(
                         "config file {} sets both '{alias}' and '{key}': keep one",
                         path.display()
-                    );
+                    )));
                 }
                 table.insert((*key).to_string(), value);
             }
+        }
+        for (key, value) in &table {
+            check_value(key, value).map_err(|reason| {
+                usage(format!(
+                    "config file {}, key {key}{}: {reason}",
+                    path.display(),
+                    line_of(&text, key)
+                ))
+            })?;
         }
         let table = match serde_json::to_value(table)? {
             Value::Object(map) => map,
@@ -117,23 +137,79 @@ impl File {
             merged.extend(flags.into_iter().filter(|(_, v)| !v.is_null()));
         }
         serde_json::from_value(Value::Object(merged))
-            .map_err(|e| anyhow!("invalid value in config file: {e}"))
+            .map_err(|e| usage(format!("invalid value in config file: {e}")))
     }
+}
+
+/// " (line N)" for the line of `text` that sets `key`, or nothing.
+fn line_of(text: &str, key: &str) -> String {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(String::new(), |i| format!(" (line {})", i + 1))
+}
+
+/// Checks a config file value exactly as the flag of the same name checks its value (its
+/// clap value parser: type, range, choices), so a file can set nothing a flag could not.
+fn check_value(key: &str, value: &toml::Value) -> std::result::Result<(), String> {
+    use clap::CommandFactory;
+    let command = crate::cli::Cli::command();
+    let arg = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .find(|arg| arg.get_id() == key);
+    let Some(arg) = arg else {
+        return Ok(()); // a key with no flag (none today): serde checks it
+    };
+    let values: Vec<&toml::Value> = match value {
+        toml::Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    for value in values {
+        if !arg.get_action().takes_values() {
+            // A switch (`--auth-metrics`): the file says true or false.
+            return match value {
+                toml::Value::Boolean(_) => Ok(()),
+                other => Err(format!("expected true or false, found {other}")),
+            };
+        }
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                value.to_string()
+            }
+            other => return Err(format!("expected a value like the flag's, found {other}")),
+        };
+        // The flag alone, parsed from `--flag VALUE`: its type, range and choices.
+        let flag = format!("--{}", arg.get_long().unwrap_or(key));
+        let mut probe = clap::Command::new("redline")
+            .no_binary_name(true)
+            .arg(arg.clone().required(false));
+        if let Err(error) = probe.try_get_matches_from_mut([flag, text]) {
+            let message = error.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            return Err(first.trim_start_matches("error: ").to_string());
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn duration(value: Option<&str>, name: &str, default: Duration) -> Result<Duration> {
     value.map_or(Ok(default), |v| {
-        units::parse_duration(v).map_err(|e| anyhow!("{}: {e}", describe(name)))
+        units::parse_duration(v).map_err(|e| usage(format!("{}: {e}", describe(name))))
     })
 }
 
 fn address(value: Option<&str>, name: &str, default: &str) -> Result<SocketAddr> {
     let v = value.unwrap_or(default);
     v.parse().map_err(|e| {
-        anyhow!(
+        usage(format!(
             "{}: invalid address '{v}' ({e}); use HOST:PORT",
             describe(name)
-        )
+        ))
     })
 }
 
@@ -171,7 +247,7 @@ impl Common {
         redis.cluster = args.redis_cluster.unwrap_or(false);
         redis
             .check()
-            .map_err(|e| anyhow!("{}: {e}", describe("redis_url")))?;
+            .map_err(|e| usage(format!("{}: {e}", describe("redis_url"))))?;
         redis.response_timeout = duration(
             args.redis_timeout.as_deref(),
             "redis_timeout",
@@ -182,7 +258,7 @@ impl Common {
             .clone()
             .unwrap_or_else(|| redline_core::keys::DEFAULT_STREAM.to_string());
         if stream.is_empty() {
-            bail!("{}: must not be empty", describe("stream"));
+            return Err(usage(format!("{}: must not be empty", describe("stream"))));
         }
         Ok(Self {
             allow_eviction: args.allow_eviction.unwrap_or(false),
@@ -206,9 +282,8 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
             redline_producer::DEFAULT_LISTEN,
         )?,
         max_body_size: match &args.max_body_size {
-            Some(v) => {
-                units::parse_size(v).map_err(|e| anyhow!("{}: {e}", describe("max_body_size")))?
-            }
+            Some(v) => units::parse_size(v)
+                .map_err(|e| usage(format!("{}: {e}", describe("max_body_size"))))?,
             None => d.max_body_size,
         },
         retry_after: duration(args.retry_after.as_deref(), "retry_after", d.retry_after)?,
@@ -226,6 +301,7 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
             .map(|v| address(Some(v), "tcp_listen", ""))
             .transpose()?,
         tcp_db: args.tcp_db.clone().filter(|db| !db.is_empty()),
+        default_db: args.default_db.clone().filter(|db| !db.is_empty()),
         tcp_max_connections: args
             .tcp_max_connections
             .map_or(d.tcp_max_connections, |n| n as usize),
@@ -233,7 +309,7 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
         auth_metrics: args.auth_metrics.unwrap_or(d.auth_metrics),
         max_line_length: match &args.max_line_length {
             Some(v) => units::parse_size(v)
-                .map_err(|e| anyhow!("{}: {e}", describe("max_line_length")))
+                .map_err(|e| usage(format!("{}: {e}", describe("max_line_length"))))
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?,
             None => d.max_line_length,
         },
@@ -251,13 +327,35 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
         tls_key: args.tls_key.clone(),
     })
     .and_then(|config| match (&config.tls_cert, &config.tls_key) {
-        (Some(_), None) | (None, Some(_)) => bail!(
+        (Some(_), None) | (None, Some(_)) => Err(usage(format!(
             "{} and {} go together: HTTPS needs both",
             describe("tls_cert"),
             describe("tls_key")
-        ),
+        ))),
         _ => Ok(config),
     })
+}
+
+/// The producer's options as the environment sets them (`REDLINE_MAX_LINE_LENGTH`, …),
+/// for a command that has no producer flags of its own but must honour its limits (`send`).
+pub(crate) fn producer_env() -> Result<ProducerArgs> {
+    #[derive(clap::Parser)]
+    struct FromEnv {
+        #[command(flatten)]
+        producer: ProducerArgs,
+    }
+    use clap::Parser as _;
+    FromEnv::try_parse_from(["redline"])
+        .map(|env| env.producer)
+        .map_err(|e| {
+            usage(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: "),
+            )
+        })
 }
 
 /// The producer's tokens: `--auth-token` / `REDLINE_AUTH_TOKENS` and the lines of
@@ -291,7 +389,10 @@ fn influx_url(args: &ConsumerArgs) -> Result<String> {
         .clone()
         .unwrap_or_else(|| redline_consumer::sink::DEFAULT_INFLUX_URL.to_string());
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        bail!("{}: '{url}' is not an http(s) URL", describe("influx_url"));
+        return Err(usage(format!(
+            "{}: '{url}' is not an http(s) URL",
+            describe("influx_url")
+        )));
     }
     Ok(url)
 }
@@ -313,11 +414,11 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
         SinkKind::Stdout => SinkConfig::Stdout,
         SinkKind::File => SinkConfig::File {
             path: args.file.clone().ok_or_else(|| {
-                anyhow!("--sink file needs --file PATH (env REDLINE_FILE, config key file)")
+                usage("--sink file needs --file PATH (env REDLINE_FILE, config key file)")
             })?,
             max_size: match &args.file_max_size {
                 Some(v) => units::parse_size(v)
-                    .map_err(|e| anyhow!("{}: {e}", describe("file_max_size")))?,
+                    .map_err(|e| usage(format!("{}: {e}", describe("file_max_size"))))?,
                 None => 0,
             },
             max_files: args
@@ -329,7 +430,7 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
                 value
                     .clone()
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| anyhow!("--sink influxdb2 needs {}", describe(name)))
+                    .ok_or_else(|| usage(format!("--sink influxdb2 needs {}", describe(name))))
             };
             SinkConfig::Influxdb2 {
                 url: influx_url(args)?,

@@ -1,6 +1,7 @@
 //! `redline`: parse the command line, layer the configuration, set up logging, run the
 //! command, and turn the outcome into an exit code (0 success, 1 runtime failure with a
-//! one-line message on stderr, 2 usage error from clap).
+//! one-line message on stderr, 2 usage error: from clap, or a value of a flag, variable or
+//! config key that `config` refuses).
 
 mod cli;
 mod config;
@@ -10,21 +11,55 @@ mod send;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use redline_core::Shutdown;
 use tracing_subscriber::EnvFilter;
 
 use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    unset_empty_variables();
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("redline: error: {}", one_line(&error));
-            ExitCode::FAILURE
+            // A value redline cannot use is a usage error, like clap's own: exit 2.
+            if error.chain().any(|cause| cause.is::<config::Usage>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Removes every `REDLINE_*` variable set to the empty string, before anything reads the
+/// environment: an empty variable means unset, for every option alike (as an empty line in
+/// an env file or a Kubernetes `value: ""` intends), never "the empty value".
+fn unset_empty_variables() {
+    let empty: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(name, value)| {
+            value.is_empty() && name.to_str().is_some_and(|n| n.starts_with("REDLINE_"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    for name in empty {
+        // Single-threaded still: no other thread reads the environment yet.
+        std::env::remove_var(name);
+    }
+}
+
+/// The command line, with the values of `REDLINE_*` variables kept out of `--help`: they
+/// may hold passwords (`REDLINE_REDIS_URL=redis://:secret@…`) and tokens.
+fn command() -> clap::Command {
+    fn hide(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| arg.hide_env_values(true))
+            .mut_subcommands(hide)
+    }
+    hide(Cli::command())
 }
 
 /// The error and its causes on one line, skipping a cause its parent already quotes
@@ -103,7 +138,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Command::Send { common, send } => {
                 let common = config::Common::new(&file.layer(&common)?)?;
-                return send::run(send, &common).await;
+                let producer = config::producer(&common, &file.layer(&config::producer_env()?)?)?;
+                return send::run(send, &common, &producer).await;
             }
             Command::Config { .. } => unreachable!("handled before the runtime starts"),
             command @ (Command::Status { .. }

@@ -6,19 +6,31 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use redline_core::units;
 use serde::Serialize;
 
 use crate::{
     cli::{Command, DlqAction},
-    config::Common,
+    config::{usage, Common},
 };
 
 fn flag_duration(flag: &str, value: Option<&str>) -> Result<Option<Duration>> {
     value
-        .map(|v| units::parse_duration(v).map_err(|e| anyhow!("{flag}: {e}")))
+        .map(|v| units::parse_duration(v).map_err(|e| usage(format!("{flag}: {e}"))))
         .transpose()
+}
+
+/// Shortest `status --watch` interval: a refresh loop that spins helps no one.
+const MIN_WATCH: Duration = Duration::from_millis(100);
+
+/// A usage error for what the command line asked of an ops command.
+fn ops_usage(error: redline_ops::Error) -> anyhow::Error {
+    if error.is_usage() {
+        usage(error)
+    } else {
+        error.into()
+    }
 }
 
 fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
@@ -29,12 +41,27 @@ fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 /// Runs one ops command against the Redis of `common`.
 pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
     let keys = common.keys();
+    // The command line is checked before Redis is reached: a usage error is one whether
+    // Redis is up or not.
+    if let Command::Status {
+        watch: Some(watch), ..
+    } = &command
+    {
+        if flag_duration("--watch", Some(watch))?.is_some_and(|every| every < MIN_WATCH) {
+            return Err(usage(format!(
+                "--watch: {watch} is too short; refresh at most every {}",
+                units::format_duration(MIN_WATCH)
+            )));
+        }
+    }
     let mut conn = redline_ops::connect(&common.redis).await?;
     match command {
         Command::Status { json, watch, .. } => {
             let interval = flag_duration("--watch", watch.as_deref())?;
             loop {
-                let report = redline_ops::status(&mut conn, &keys).await?;
+                let report = redline_ops::status(&mut conn, &keys)
+                    .await
+                    .map_err(ops_usage)?;
                 match interval {
                     None if json => return print_json(&report),
                     None => {
@@ -77,11 +104,16 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
                 group,
                 consumer,
                 min_idle: flag_duration("--min-idle", min_idle.as_deref())?,
-                count,
+                count: usize::try_from(count).unwrap_or(usize::MAX),
                 show,
             };
-            let report = redline_ops::pending(&mut conn, &keys, &filter).await?;
+            let report = redline_ops::pending(&mut conn, &keys, &filter)
+                .await
+                .map_err(ops_usage)?;
             if json {
+                if report.more {
+                    eprintln!("redline: more pending entries match than --count {count} lists; raise --count to list them");
+                }
                 print_json(&report.entries)
             } else {
                 print!("{}", report.render_human());
@@ -93,17 +125,28 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             to,
             min_idle,
             ids,
+            partition,
             json,
             ..
         } => {
             let min_idle = flag_duration("--min-idle", min_idle.as_deref())?.unwrap_or_default();
-            let report = redline_ops::claim(&mut conn, &keys, &group, &to, min_idle, &ids).await?;
+            let report =
+                redline_ops::claim(&mut conn, &keys, &group, &to, min_idle, &ids, partition)
+                    .await
+                    .map_err(ops_usage)?;
             if json {
-                print_json(&report)
+                print_json(&report)?;
             } else {
                 print!("{}", report.render_human());
-                Ok(())
             }
+            if !report.not_claimed.is_empty() {
+                bail!(
+                    "{} of the ids asked for were not moved: {}",
+                    report.not_claimed.len(),
+                    report.not_claimed.join(" ")
+                );
+            }
+            Ok(())
         }
         Command::Consumers {
             group,
@@ -112,7 +155,9 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             ..
         } => {
             let prune = flag_duration("--prune-idle", prune_idle.as_deref())?;
-            let report = redline_ops::consumers(&mut conn, &keys, group.as_deref(), prune).await?;
+            let report = redline_ops::consumers(&mut conn, &keys, group.as_deref(), prune)
+                .await
+                .map_err(ops_usage)?;
             if json {
                 print_json(&report)
             } else {
@@ -121,7 +166,9 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             }
         }
         Command::Trim { dry_run, json, .. } => {
-            let report = redline_ops::trim(&mut conn, &keys, dry_run).await?;
+            let report = redline_ops::trim(&mut conn, &keys, dry_run)
+                .await
+                .map_err(ops_usage)?;
             if json {
                 print_json(&report)
             } else {
@@ -147,8 +194,17 @@ async fn dlq(
 ) -> Result<()> {
     match action {
         DlqAction::List { count, json } => {
-            let list = redline_ops::dlq_list(conn, keys, count).await?;
+            let list =
+                redline_ops::dlq_list(conn, keys, usize::try_from(count).unwrap_or(usize::MAX))
+                    .await
+                    .map_err(ops_usage)?;
             if json {
+                if list.length > list.letters.len() as u64 {
+                    eprintln!(
+                        "redline: {} dead letters in all, --count {count} listed; raise --count to list more",
+                        list.length
+                    );
+                }
                 print_json(&list.letters)
             } else {
                 print!("{}", list.render_human());
@@ -156,7 +212,9 @@ async fn dlq(
             }
         }
         DlqAction::Show { id, json } => {
-            let letter = redline_ops::dlq_show(conn, keys, &id).await?;
+            let letter = redline_ops::dlq_show(conn, keys, &id)
+                .await
+                .map_err(ops_usage)?;
             if json {
                 print_json(&letter)
             } else {
@@ -213,7 +271,9 @@ async fn dlq(
                 }
             }
             let ids = (!all).then_some(ids.as_slice());
-            let report = redline_ops::dlq_purge(conn, keys, ids).await?;
+            let report = redline_ops::dlq_purge(conn, keys, ids)
+                .await
+                .map_err(ops_usage)?;
             print!("{}", report.render_human());
             Ok(())
         }

@@ -47,7 +47,15 @@ struct Batch {
 ///
 /// # Errors
 /// The input cannot be read, a line was rejected, or Redis failed beyond the retries.
-pub(crate) async fn run(args: SendArgs, common: &Common) -> Result<()> {
+///
+/// `producer` is the producer's configuration from the environment and the config file:
+/// `send` refuses what the producer would (line length, fields) and stays within its
+/// buffer limit.
+pub(crate) async fn run(
+    args: SendArgs,
+    common: &Common,
+    producer: &redline_producer::Config,
+) -> Result<()> {
     let precision = Precision::parse(&args.precision)?;
     let target = Target {
         db: args.db.clone().filter(|db| !db.is_empty()),
@@ -57,11 +65,20 @@ pub(crate) async fn run(args: SendArgs, common: &Common) -> Result<()> {
         redis: common.redis.clone(),
         stream: common.stream.clone(),
         partitions: common.partitions,
-        ..redline_producer::Config::default()
+        ..producer.clone()
+    };
+    let limits = Limits {
+        max_line_length: config.max_line_length,
+        max_fields: config.max_fields,
+        allow_unsigned: false,
     };
     let writer = Writer::new(&config)?;
     let (name, input, size) = open(&args.file)?;
-    let batch_lines = usize::try_from(args.batch_size).unwrap_or(usize::MAX);
+    // A batch is one request to the buffer: never more lines than its limit lets in.
+    let batch_lines = usize::try_from(args.batch_size)
+        .unwrap_or(usize::MAX)
+        .min(writer.largest_request().unwrap_or(usize::MAX))
+        .max(1);
     let (batches, mut received) = mpsc::channel(2);
     // A plain thread, not `spawn_blocking`: the runtime waits for those when it is dropped,
     // and a read from a pipe can block until its writer writes again. On success it ends
@@ -78,7 +95,6 @@ pub(crate) async fn run(args: SendArgs, common: &Common) -> Result<()> {
     while let Some(batch) = received.recv().await {
         let batch = batch.with_context(|| format!("cannot read {name}"))?;
         let now_ns = now_ns();
-        let limits = Limits::default();
         let mut parsed = ingest::parse_with(&batch.bytes, precision, now_ns, &limits);
         if parsed.rejected > 0 {
             rejected += parsed.rejected;
@@ -139,7 +155,9 @@ fn open(path: &Path) -> Result<(String, Box<dyn Read + Send>, Option<u64>)> {
 }
 
 /// Cuts `input` into batches of `batch_lines` lines and sends them; stops at the end of
-/// the input, at the first read error (sent on), or when nobody receives any more.
+/// the input, at the first read error (sent on), or when nobody receives any more. A batch
+/// ends only where a line ends by InfluxDB's rules: a newline inside a quoted string value
+/// does not, so such a batch takes the next physical lines too.
 fn read(
     input: Box<dyn Read + Send>,
     batch_lines: usize,
@@ -153,7 +171,9 @@ fn read(
             lines: 0,
             bytes: Vec::with_capacity(batch_lines.min(100_000) * 128),
         };
-        while batch.lines < batch_lines {
+        while batch.lines < batch_lines
+            || redline_core::line::whole_lines(&batch.bytes) < batch.bytes.len()
+        {
             match input.read_until(b'\n', &mut batch.bytes) {
                 Ok(0) => break,
                 Ok(_) => {
@@ -173,7 +193,7 @@ fn read(
             return;
         }
         next_line += batch.lines;
-        let full = batch.lines == batch_lines;
+        let full = batch.lines >= batch_lines;
         if batches.blocking_send(Ok(batch)).is_err() || !full {
             return;
         }
@@ -276,5 +296,17 @@ mod tests {
         );
         assert!(batches(b"", 2).is_empty());
         assert_eq!(batches(b"a\nb\n", 2).len(), 1);
+    }
+
+    #[test]
+    fn a_quoted_newline_never_ends_a_batch() {
+        let out = batches(b"a v=1i 1\nb s=\"x\ny\" 2\nc v=3i 3\n", 2);
+        assert_eq!(
+            out,
+            [
+                (1, 3, b"a v=1i 1\nb s=\"x\ny\" 2\n".to_vec()),
+                (4, 1, b"c v=3i 3\n".to_vec()),
+            ]
+        );
     }
 }

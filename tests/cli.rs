@@ -19,7 +19,7 @@ fn unknown_config_key_is_named_with_its_line() {
     let path = dir.path().join("redline.toml");
     std::fs::write(&path, "stream = \"s\"\nbatch_sise = 10\n").unwrap();
     let out = run(&["consumer", "--config", path.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("unknown key 'batch_sise'") && stderr.contains("(line 2)"),
@@ -30,7 +30,7 @@ fn unknown_config_key_is_named_with_its_line() {
 #[test]
 fn bad_values_name_the_flag_env_and_key() {
     let out = run(&["consumer", "--flush-interval", "soon"], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--flush-interval (env REDLINE_FLUSH_INTERVAL, config key flush_interval)")
@@ -115,7 +115,7 @@ fn config_check_names_a_typo_and_masks_secrets() {
     let path = dir.path().join("redline.toml");
     std::fs::write(&path, "sink = \"influxdb\"\nflush_intervall = \"1s\"\n").unwrap();
     let out = run(&["config", "check", path.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("unknown key 'flush_intervall'") && stderr.contains("(line 2)"),

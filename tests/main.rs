@@ -2,6 +2,7 @@
 //! processes started by `redline-testkit`, one set of servers per test.
 
 mod cli;
+mod compat;
 mod compose;
 mod faults;
 mod guarantees;

@@ -24,9 +24,9 @@ const T: i64 = 1_600_000_000_000_000_000;
 
 /// What one run of `redline` left behind.
 pub(crate) struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
@@ -44,7 +44,22 @@ impl Run {
 
     /// Asserts exit 1, nothing on stdout, and exactly one line on stderr; returns that line.
     fn failed(self, what: &str) -> String {
-        assert_eq!(self.code, Some(1), "{what}: {}{}", self.stdout, self.stderr);
+        self.one_line(1, what)
+    }
+
+    /// As [`Run::failed`] for a usage error: exit 2.
+    fn usage(self, what: &str) -> String {
+        self.one_line(2, what)
+    }
+
+    fn one_line(self, code: i32, what: &str) -> String {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{what}: {}{}",
+            self.stdout,
+            self.stderr
+        );
         assert_eq!(self.stdout, "", "{what} printed to stdout");
         assert_eq!(
             self.stderr.lines().count(),

@@ -145,12 +145,13 @@ async fn ping_health_and_bad_requests_answer_like_influxdb() {
     assert_eq!(ready["checks"][0]["status"], "pass", "{ready}");
 
     let cases = [
+        ("/write", "m v=1", None, 400, "database is required"),
         (
-            "/write?precision=fortnight",
+            "/api/v2/write?bucket=b&precision=fortnight",
             "m v=1",
             None,
             400,
-            "invalid precision 'fortnight'",
+            "invalid precision 'fortnight'; valid precision units are ns, us, ms, and s",
         ),
         (
             "/api/v2/write?org=o",
@@ -159,9 +160,15 @@ async fn ping_health_and_bad_requests_answer_like_influxdb() {
             400,
             "missing required parameter 'bucket'",
         ),
-        ("/write", "m v=1", Some("gzip"), 400, "invalid gzip body"),
         (
-            "/write",
+            "/write?db=x",
+            "m v=1",
+            Some("gzip"),
+            400,
+            "invalid gzip body",
+        ),
+        (
+            "/write?db=x",
             "m v=1",
             Some("br"),
             415,
@@ -180,7 +187,7 @@ async fn ping_health_and_bad_requests_answer_like_influxdb() {
     }
     let big = "m v=1\n".repeat(500);
     let response = http
-        .post(format!("{}/write", producer.url))
+        .post(format!("{}/write?db=x", producer.url))
         .body(big)
         .send()
         .await

@@ -65,7 +65,7 @@ async fn wait_consumed(redis: &RedisServer, group: &str, count: u64) {
 }
 
 /// Runs `redline send ARGS` to completion, feeding `stdin`.
-async fn send(redis_url: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+pub(crate) async fn send(redis_url: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = tokio::process::Command::from(redline());
     cmd.args(["send", "--redis-url", redis_url])
         .args(args)

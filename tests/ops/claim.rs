@@ -87,17 +87,25 @@ async fn claim_moves_exactly_the_pending_entries_matching_the_filters() {
         expect(&["c3", "c3", "c3", "c1", "c1", "c1", "c2", "c2", "c2"])
     );
 
-    // --id: exactly the ids named that are pending; an acked one is reported, not moved.
-    let out = ops(
+    // --id: exactly the ids named that are pending; an acked one is reported, not moved,
+    // and the command fails (exit 1) saying so.
+    let run = ops(
         &url,
         &[
             "claim", "--group", GROUP, "--to", "c4", "--id", &ids[6], "--id", &ids[7], "--id",
             &ids[9],
         ],
-    )
-    .ok();
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert_eq!(
-        out,
+        run.stderr,
+        format!(
+            "redline: error: 1 of the ids asked for were not moved: {}\n",
+            ids[9]
+        )
+    );
+    assert_eq!(
+        run.stdout,
         format!(
             "moved 2 entries to consumer 'c4' of group 'redline'\n\
              not moved (not pending in the group, or not idle long enough): {}\n",
@@ -124,8 +132,9 @@ async fn claim_moves_exactly_the_pending_entries_matching_the_filters() {
             "5m",
             "--json",
         ],
-    )
-    .json();
+    );
+    assert_eq!(report.code, Some(1), "{}", report.stderr);
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).unwrap();
     assert_eq!(report["moved"], 0);
     assert_eq!(report["not_claimed"], serde_json::json!([ids[3]]));
     assert_eq!(

@@ -104,11 +104,12 @@ async fn an_unknown_group_fails_with_one_line_naming_it_and_changes_nothing() {
         line,
         format!("redline: error: no dead letter '1-0' in '{DLQ}'")
     );
+    // A bad id is a usage error: exit 2, one line.
     let line = ops(
         &url,
         &["claim", "--group", GROUP, "--to", "c2", "--id", "x"],
     )
-    .failed("bad id");
+    .usage("bad id");
     assert_eq!(
         line,
         "redline: error: invalid stream entry id 'x': expected <ms> or <ms>-<seq>, \

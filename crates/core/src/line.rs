@@ -30,13 +30,17 @@ pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
 /// The default most fields on one line ([`Limits::default`]).
 pub const DEFAULT_MAX_FIELDS: usize = 1000;
 
-/// Bounds on one line: a line past either is refused by number like any other bad line.
+/// What one line may be: a line past a bound, or with a value the API does not take, is
+/// refused by number like any other bad line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest line in bytes; a longer one is refused without being parsed.
     pub max_line_length: usize,
     /// Most fields on one line.
     pub max_fields: usize,
+    /// Whether unsigned integer fields (`1u`) are taken: InfluxDB 2.x takes them, 1.x
+    /// refuses them (`invalid number`), so the v1 API and the other sources refuse them too.
+    pub allow_unsigned: bool,
 }
 
 impl Limits {
@@ -44,6 +48,7 @@ impl Limits {
     pub const NONE: Limits = Limits {
         max_line_length: usize::MAX,
         max_fields: usize::MAX,
+        allow_unsigned: true,
     };
 }
 
@@ -52,6 +57,7 @@ impl Default for Limits {
         Self {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             max_fields: DEFAULT_MAX_FIELDS,
+            allow_unsigned: false,
         }
     }
 }
@@ -85,8 +91,42 @@ pub enum Precision {
 #[error("invalid precision '{0}': use one of n, ns, u, us, ms, s, m, h")]
 pub struct PrecisionError(pub String);
 
+/// A precision InfluxDB 2.x's `/api/v2/write` does not know.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid precision '{0}'; valid precision units are ns, us, ms, and s")]
+pub struct V2PrecisionError(pub String);
+
 impl Precision {
-    /// Reads every value InfluxDB 1.x and 2.x accept; the empty string is nanoseconds.
+    /// `precision` of InfluxDB 1.x's `/write`: `n`/`ns`, `u`, `ms`, `s`, `m`, `h`; every other
+    /// value (`us`, `µs`, `rfc3339`, anything) means nanoseconds there, silently, and so
+    /// here: clients written against 1.x send ns timestamps with such values.
+    pub fn v1(value: &str) -> Self {
+        match value {
+            "u" => Self::Microseconds,
+            "ms" => Self::Milliseconds,
+            "s" => Self::Seconds,
+            "m" => Self::Minutes,
+            "h" => Self::Hours,
+            _ => Self::Nanoseconds,
+        }
+    }
+
+    /// `precision` of InfluxDB 2.x's `/api/v2/write`: `ns` (or none), `us`, `ms`, `s`.
+    ///
+    /// # Errors
+    /// [`V2PrecisionError`] for any other value, as InfluxDB 2.x answers 400 for it.
+    pub fn v2(value: &str) -> Result<Self, V2PrecisionError> {
+        Ok(match value {
+            "" | "ns" => Self::Nanoseconds,
+            "us" => Self::Microseconds,
+            "ms" => Self::Milliseconds,
+            "s" => Self::Seconds,
+            other => return Err(V2PrecisionError(other.to_string())),
+        })
+    }
+
+    /// Reads every value InfluxDB 1.x and 2.x know; the empty string is nanoseconds. For
+    /// redline's own command line, where an unknown unit is a mistake to report.
     ///
     /// # Errors
     /// [`PrecisionError`] naming the value.
@@ -177,11 +217,14 @@ pub fn parse(body: &str, precision: Precision, now_ns: i64) -> Parsed {
     parse_with(body, precision, now_ns, &Limits::NONE)
 }
 
-/// Parses a body of line protocol, refusing lines past `limits`. Lines without a
-/// timestamp get `now_ns`.
+/// Parses a body of line protocol, refusing lines past `limits`. Lines without a timestamp
+/// get `now_ns` truncated to `precision`, as InfluxDB stamps them: two such writes within
+/// the same second under `precision=s` are the same point.
 pub fn parse_with(body: &str, precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
+    let now_ns = now_ns - now_ns.rem_euclid(precision.nanos());
     let mut out = Parsed::default();
-    for (index, raw) in scan::lines(body).enumerate() {
+    for line in scan::lines(body.as_bytes()) {
+        let raw = &body[line.range()];
         let result = if raw.len() > limits.max_line_length {
             let content = raw.trim_start_matches([' ', '\t', '\n']);
             if content.is_empty() || content.starts_with('#') {
@@ -196,13 +239,10 @@ pub fn parse_with(body: &str, precision: Precision, now_ns: i64, limits: &Limits
             // Plain lines: the same result as below, in a fraction of the time.
             Ok(metric)
         } else {
-            let Some(result) = parse_lines(raw).next() else {
-                continue; // blank line or comment
-            };
-            result
-                .map_err(|e| describe(&e))
-                .and_then(|parsed| check_fields(&parsed, limits).map(|()| parsed))
-                .and_then(|parsed| normalise(raw, &parsed, precision, now_ns))
+            match general(raw, precision, now_ns, limits) {
+                Some(result) => result,
+                None => continue, // blank line or comment
+            }
         };
         match result {
             Ok(metric) => out.metrics.push(metric),
@@ -210,7 +250,7 @@ pub fn parse_with(body: &str, precision: Precision, now_ns: i64, limits: &Limits
                 out.rejected += 1;
                 if out.first_error.is_none() {
                     out.first_error = Some(LineError {
-                        line: index + 1,
+                        line: line.number,
                         reason,
                         text: quote(raw),
                     });
@@ -219,6 +259,54 @@ pub fn parse_with(body: &str, precision: Precision, now_ns: i64, limits: &Limits
         }
     }
     out
+}
+
+/// The general path for one line: `influxdb_line_protocol`'s parser, then `normalise`.
+/// Floats InfluxDB 1.x reads but that parser does not (`.5`, `-.5`, `1.`, `1.e5`) are
+/// rewritten first. `None` for a blank line or a comment.
+fn general(
+    raw: &str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+) -> Option<Result<Metric, String>> {
+    // Names and float spellings are always taken from `raw`; only the parse may need the
+    // loosened text.
+    let judge = |text: &str| {
+        parse_lines(text).next().map(|result| {
+            result
+                .map_err(|e| describe(&e))
+                .and_then(|parsed| check_fields(&parsed, limits).map(|()| parsed))
+                .and_then(|parsed| normalise(raw, &parsed, precision, now_ns, limits))
+        })
+    };
+    match judge(raw) {
+        Some(Err(reason)) => match raw::loosen_floats(raw) {
+            Some(fixed) => judge(&fixed),
+            None => Some(Err(reason)),
+        },
+        other => other,
+    }
+}
+
+/// The lines of `bytes` as InfluxDB cuts a body (a newline inside a quoted string field,
+/// or escaped, does not end a line), each with its 1-based number counting physical lines:
+/// the one source, HTTP, TCP and `redline send` alike, of where a line ends.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    scan::lines(bytes).map(move |line| (line.number, &bytes[line.range()]))
+}
+
+/// How many bytes at the start of `bytes` are whole lines, each ending in the newline that
+/// ends it by InfluxDB's rules (not one inside a quoted string): what a stream source may
+/// parse now, the rest waiting for more bytes.
+pub fn whole_lines(bytes: &[u8]) -> usize {
+    let mut whole = 0;
+    for line in scan::lines(bytes) {
+        if line.end < bytes.len() {
+            whole = line.end + 1;
+        }
+    }
+    whole
 }
 
 /// The parser's message, except for its catch-all, which names a nom combinator.
@@ -259,6 +347,7 @@ fn normalise(
     line: &ParsedLine<'_>,
     precision: Precision,
     now_ns: i64,
+    limits: &Limits,
 ) -> Result<Metric, String> {
     let names = raw::split(text)?;
     let tag_count = line.series.tag_set.as_ref().map_or(0, |t| t.len());
@@ -302,7 +391,8 @@ fn normalise(
     }
     let series_len = lp.len();
     lp.push(' ');
-    for (i, (raw_key, (_, value))) in names.field_keys.iter().zip(&line.field_set).enumerate() {
+    let fields = names.field_keys.iter().zip(&names.field_values);
+    for (i, ((raw_key, written), (_, value))) in fields.zip(&line.field_set).enumerate() {
         let key = raw::unescape(raw_key, raw::FIELD_KEY);
         if key == "time" {
             return Err("invalid field name 'time'".into());
@@ -312,22 +402,34 @@ fn normalise(
         }
         raw::escape(&mut lp, &key, raw::FIELD_KEY);
         lp.push('=');
-        write_value(&mut lp, &key, value)?;
+        write_value(&mut lp, &key, value, written, limits)?;
     }
     // Writing to a String cannot fail.
     let _ = write!(lp, " {timestamp}");
     Ok(Metric { lp, series_len })
 }
 
-fn write_value(lp: &mut String, key: &str, value: &FieldValue<'_>) -> Result<(), String> {
+/// Writes a field value in canonical form; a float as the client `written` it (validated:
+/// finite), never re-printed (`1e308` printed in full is 309 digits).
+fn write_value(
+    lp: &mut String,
+    key: &str,
+    value: &FieldValue<'_>,
+    written: &str,
+    limits: &Limits,
+) -> Result<(), String> {
     // Writing to a String cannot fail.
     let _ = match value {
         FieldValue::I64(v) => write!(lp, "{v}i"),
+        FieldValue::U64(_) if !limits.allow_unsigned => return Err(UNSIGNED.to_string()),
         FieldValue::U64(v) => write!(lp, "{v}u"),
         FieldValue::F64(v) if !v.is_finite() => {
             return Err(format!("field '{key}' is not a finite number ({v})"))
         }
-        FieldValue::F64(v) => write!(lp, "{v}"),
+        FieldValue::F64(_) => {
+            lp.push_str(written);
+            Ok(())
+        }
         FieldValue::Boolean(v) => write!(lp, "{v}"),
         FieldValue::String(s) => {
             lp.push('"');
@@ -338,6 +440,11 @@ fn write_value(lp: &mut String, key: &str, value: &FieldValue<'_>) -> Result<(),
     };
     Ok(())
 }
+
+/// Why an unsigned field is refused where unsigned fields are not taken: InfluxDB 1.x's own
+/// reason first.
+const UNSIGNED: &str = "invalid number: unsigned integers ('1u') are refused by InfluxDB 1.x; \
+     send a signed integer ('1i') or write through /api/v2/write";
 
 fn escape(out: &mut String, value: &str, special: &[char]) {
     for c in value.chars() {
@@ -467,6 +574,7 @@ mod tests {
         let limits = Limits {
             max_line_length: 20,
             max_fields: 2,
+            ..Limits::NONE
         };
         let body = format!(
             "a v=1i 1\n{}\nb x=1,y=2,z=3 1\n# {}\nc x=1,y=2 1",
@@ -498,5 +606,106 @@ mod tests {
             .unwrap();
         assert!(err.text.ends_with('…'));
         assert!(err.text.chars().count() <= QUOTE_LIMIT + 1);
+    }
+
+    #[test]
+    fn precision_reads_as_each_api_does() {
+        // InfluxDB 1.x: n, ns, u, ms, s, m, h; anything else silently means nanoseconds.
+        for (value, unit) in [
+            ("", Precision::Nanoseconds),
+            ("n", Precision::Nanoseconds),
+            ("u", Precision::Microseconds),
+            ("us", Precision::Nanoseconds),
+            ("µs", Precision::Nanoseconds),
+            ("rfc3339", Precision::Nanoseconds),
+            ("ms", Precision::Milliseconds),
+            ("s", Precision::Seconds),
+            ("m", Precision::Minutes),
+            ("h", Precision::Hours),
+        ] {
+            assert_eq!(Precision::v1(value), unit, "{value}");
+        }
+        // InfluxDB 2.x: ns, us, ms, s; anything else is refused.
+        assert_eq!(Precision::v2("us"), Ok(Precision::Microseconds));
+        assert_eq!(Precision::v2(""), Ok(Precision::Nanoseconds));
+        assert_eq!(
+            Precision::v2("h").unwrap_err().to_string(),
+            "invalid precision 'h'; valid precision units are ns, us, ms, and s"
+        );
+    }
+
+    #[test]
+    fn lines_without_a_timestamp_get_the_receive_time_truncated_to_the_precision() {
+        let now = 1_700_000_123_456_789_012;
+        for (precision, stamp) in [
+            (Precision::Nanoseconds, now),
+            (Precision::Milliseconds, 1_700_000_123_456_000_000),
+            (Precision::Seconds, 1_700_000_123_000_000_000),
+            (Precision::Minutes, 1_700_000_100_000_000_000),
+        ] {
+            let parsed = parse("m v=1i\nm,t=\\ x v=2i", precision, now);
+            let stamps: Vec<&str> = parsed
+                .metrics
+                .iter()
+                .map(|m| m.line().rsplit(' ').next().unwrap())
+                .collect();
+            assert_eq!(
+                stamps,
+                [stamp.to_string(), stamp.to_string()],
+                "{precision:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsigned_fields_are_refused_unless_allowed() {
+        let refused = parse_with("m u=1u 1", Precision::Nanoseconds, NOW, &Limits::default());
+        let error = refused.first_error.unwrap();
+        assert!(
+            error.reason.starts_with("invalid number"),
+            "{}",
+            error.reason
+        );
+        let allowed = Limits {
+            allow_unsigned: true,
+            ..Limits::default()
+        };
+        let taken = parse_with("m u=1u 1", Precision::Nanoseconds, NOW, &allowed);
+        assert_eq!(taken.metrics[0].line(), "m u=1u 1");
+    }
+
+    #[test]
+    fn a_quoted_newline_never_splits_a_line_on_any_source() {
+        let body = b"a v=1i 1\nb s=\"x\ny\" 2\nc v=3i 3\nd s=\"half";
+        let cut: Vec<(usize, &[u8])> = super::lines(body).collect();
+        assert_eq!(
+            cut,
+            [
+                (1, &b"a v=1i 1"[..]),
+                (2, &b"b s=\"x\ny\" 2"[..]),
+                (4, &b"c v=3i 3"[..]),
+                (5, &b"d s=\"half"[..]),
+            ]
+        );
+        // A stream source parses only whole lines: the open quote waits for more bytes.
+        assert_eq!(whole_lines(body), body.len() - b"d s=\"half".len());
+        assert_eq!(whole_lines(b"a v=1i 1\nb s=\"x\n"), 9);
+        assert_eq!(whole_lines(b"no newline"), 0);
+        // And the number of a bad line after it counts physical lines.
+        let parsed = parse("a s=\"x\ny\" 1\nbad", Precision::Nanoseconds, NOW);
+        assert_eq!(parsed.metrics.len(), 1);
+        assert_eq!(parsed.first_error.unwrap().line, 3);
+    }
+
+    #[test]
+    fn floats_are_stored_as_written() {
+        let body = "m a=1e308,b=.5,c=-.5,d=1.,e=1.50 1";
+        assert_eq!(lines_of(body), [body]);
+        let escaped = "m,t=a\\ b a=1e308,b=.5,c=1. 1";
+        assert_eq!(lines_of(escaped), [escaped]);
+    }
+
+    fn lines_of(body: &str) -> Vec<String> {
+        lines(body, Precision::Nanoseconds)
     }
 }

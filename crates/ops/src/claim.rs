@@ -47,12 +47,14 @@ pub struct ClaimedEntry {
     pub id: String,
 }
 
-/// Gives consumer `to` of `group` the entries idle for at least `min_idle`: those in `ids`
-/// (`XCLAIM`, on every partition), or with no ids every such entry (`XAUTOCLAIM`).
+/// Hands `group`'s pending entries idle at least `min_idle` to consumer `to`: those in
+/// `ids`, or with no ids every one, over every partition (or only `partition`). An id is
+/// `ID` or `STREAM/ID`; a bare id that is pending in several partitions (ids repeat across
+/// partitions) is refused, naming them.
 ///
 /// # Errors
-/// [`Error::NoSuchGroup`] when `group` is missing on a partition, [`Error::InvalidId`] for a
-/// malformed id; Redis errors.
+/// [`Error::InvalidId`], [`Error::AmbiguousId`], [`Error::NoSuchPartition`],
+/// [`Error::NoSuchGroup`]; Redis errors.
 pub async fn claim<C: ConnectionLike + Send>(
     conn: &mut C,
     keys: &StreamKeys,
@@ -60,8 +62,18 @@ pub async fn claim<C: ConnectionLike + Send>(
     to: &str,
     min_idle: Duration,
     ids: &[String],
+    partition: Option<usize>,
 ) -> Result<ClaimReport> {
-    let ids = reply::canonical_ids(ids)?;
+    let streams: Vec<&String> = match partition {
+        Some(n) => vec![keys
+            .partitions()
+            .get(n)
+            .ok_or_else(|| Error::NoSuchPartition {
+                stream: format!("partition {n}"),
+                known: keys.partitions().to_vec(),
+            })?],
+        None => keys.partitions().iter().collect(),
+    };
     let min_idle_ms = saturating_ms(min_idle);
     let mut report = ClaimReport {
         group: group.to_string(),
@@ -71,29 +83,113 @@ pub async fn claim<C: ConnectionLike + Send>(
         not_claimed: Vec::new(),
         deleted: 0,
     };
-    for key in keys.partitions() {
+    for key in &streams {
         // Names a missing group or stream clearly before any claim is made.
         stream::select_groups(conn, key, Some(group)).await?;
     }
-    for key in keys.partitions() {
-        let claimed = if ids.is_empty() {
-            autoclaim(conn, key, group, to, min_idle_ms, &mut report.deleted).await?
-        } else {
-            xclaim(conn, key, group, to, min_idle_ms, &ids).await?
-        };
-        report
-            .claimed
-            .extend(claimed.into_iter().map(|id| ClaimedEntry {
-                stream: key.clone(),
-                id,
-            }));
+    if ids.is_empty() {
+        for key in streams {
+            let claimed = autoclaim(conn, key, group, to, min_idle_ms, &mut report.deleted).await?;
+            report.add(key, claimed);
+        }
+    } else {
+        let (placed, unplaced) = place(conn, keys, &streams, group, ids).await?;
+        report.not_claimed = unplaced;
+        for (key, ids) in placed {
+            let claimed = xclaim(conn, &key, group, to, min_idle_ms, &ids).await?;
+            report
+                .not_claimed
+                .extend(ids.into_iter().filter(|id| !claimed.contains(id)));
+            report.add(&key, claimed);
+        }
     }
     report.moved = report.claimed.len() as u64;
-    report.not_claimed = ids
-        .into_iter()
-        .filter(|id| !report.claimed.iter().any(|c| &c.id == id))
-        .collect();
     Ok(report)
+}
+
+impl ClaimReport {
+    fn add(&mut self, key: &str, ids: Vec<String>) {
+        self.claimed.extend(ids.into_iter().map(|id| ClaimedEntry {
+            stream: key.to_string(),
+            id,
+        }));
+    }
+}
+
+/// The partition of each asked-for id: the one `STREAM/ID` names, the only one of
+/// `streams`, or the one where the group holds it pending. Ids pending nowhere come back
+/// apart (they cannot be moved).
+async fn place<C: ConnectionLike + Send>(
+    conn: &mut C,
+    keys: &StreamKeys,
+    streams: &[&String],
+    group: &str,
+    ids: &[String],
+) -> Result<(Vec<(String, Vec<String>)>, Vec<String>)> {
+    let mut placed: Vec<(String, Vec<String>)> = Vec::new();
+    let mut unplaced = Vec::new();
+    let mut put = |key: &str, id: String| match placed.iter_mut().find(|(k, _)| k == key) {
+        Some((_, ids)) => ids.push(id),
+        None => placed.push((key.to_string(), vec![id])),
+    };
+    for spec in ids {
+        if let Some((stream, id)) = spec.rsplit_once('/') {
+            if !keys.partitions().iter().any(|k| k == stream) {
+                return Err(Error::NoSuchPartition {
+                    stream: stream.to_string(),
+                    known: keys.partitions().to_vec(),
+                });
+            }
+            put(stream, canonical(id)?);
+            continue;
+        }
+        let id = canonical(spec)?;
+        if let [only] = streams {
+            put(only, id);
+            continue;
+        }
+        let mut holders = Vec::new();
+        for key in streams {
+            if is_pending(conn, key, group, &id).await? {
+                holders.push((*key).clone());
+            }
+        }
+        match holders.as_slice() {
+            [] => unplaced.push(id),
+            [one] => put(one, id),
+            _ => {
+                return Err(Error::AmbiguousId {
+                    id,
+                    streams: holders,
+                })
+            }
+        }
+    }
+    Ok((placed, unplaced))
+}
+
+fn canonical(id: &str) -> Result<String> {
+    Ok(reply::canonical_ids(&[id.to_string()])?.remove(0))
+}
+
+/// Whether `group` holds entry `id` of `key` pending.
+async fn is_pending<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+    group: &str,
+    id: &str,
+) -> Result<bool> {
+    const CMD: &str = "XPENDING";
+    let value: Value = redis::cmd(CMD)
+        .arg(key)
+        .arg(group)
+        .arg(id)
+        .arg(id)
+        .arg(1)
+        .query_async(conn)
+        .await
+        .map_err(|e| Error::in_group(e, CMD, key, group))?;
+    Ok(!reply::array(CMD, value)?.is_empty())
 }
 
 async fn xclaim<C: ConnectionLike + Send>(

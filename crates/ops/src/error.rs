@@ -52,6 +52,22 @@ pub enum Error {
         /// The id as given (truncated).
         id: String,
     },
+    /// A bare entry id that is pending in several partitions (ids repeat across them).
+    #[error("entry id '{id}' is pending in several partitions ({}): name one as STREAM/ID or with --partition N", .streams.join(", "))]
+    AmbiguousId {
+        /// The id.
+        id: String,
+        /// The partitions where it is pending.
+        streams: Vec<String>,
+    },
+    /// `STREAM/ID` or `--partition N` names no partition of this stream.
+    #[error("'{stream}' is not a partition of this stream; the partitions are: {}", .known.join(", "))]
+    NoSuchPartition {
+        /// What was named.
+        stream: String,
+        /// The partition keys.
+        known: Vec<String>,
+    },
     /// The dead letter asked for is not in the dead-letter stream.
     #[error("no dead letter '{id}' in '{dlq}'")]
     NoSuchDeadLetter {
@@ -102,6 +118,15 @@ impl Error {
         } else {
             Self::redis(source, command, key)
         }
+    }
+
+    /// True when the command line asked for something that cannot be (a bad id, an
+    /// ambiguous one, a partition that does not exist): a usage error.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidId { .. } | Self::AmbiguousId { .. } | Self::NoSuchPartition { .. }
+        )
     }
 
     /// An unexpected reply shape.

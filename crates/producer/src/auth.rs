@@ -10,7 +10,8 @@
 //!
 //! Accepted credentials (any one that matches is enough):
 //! - `Authorization: Token T` (InfluxDB 2.x clients, Telegraf's `outputs.influxdb_v2`) and
-//!   `Authorization: Bearer T`;
+//!   `Authorization: Bearer T`; also `Token user:T`, the form InfluxDB 1.8's v2 API takes
+//!   for v1 users (the part after the first `:` is the token);
 //! - `Authorization: Basic base64(user:T)`: the password is the token, the user is ignored
 //!   (Telegraf's `outputs.influxdb` with `username`/`password`);
 //! - the v1 query parameters `u=user&p=T`: again `p` is the token.
@@ -18,7 +19,7 @@
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use axum::{
-    extract::{Query, Request, State},
+    extract::{Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::params::Params;
 use crate::reply;
 
 /// The challenge sent with a 401: the schemes this producer accepts.
@@ -146,22 +148,17 @@ enum Presented {
     Credentials(Vec<Vec<u8>>),
 }
 
-/// v1 credentials in the query string.
-#[derive(Debug, Deserialize)]
-struct QueryCredentials {
-    p: Option<String>,
-}
-
 fn presented(headers: &HeaderMap, uri: &axum::http::Uri) -> Presented {
     let mut credentials = Vec::new();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         match from_header(value.as_bytes()) {
-            Ok(credential) => credentials.push(credential),
+            Ok(presented) => credentials.extend(presented),
             Err(reason) => return Presented::Unreadable(reason),
         }
     }
-    if let Ok(Query(QueryCredentials { p: Some(p) })) = Query::try_from_uri(uri) {
-        credentials.push(p.into_bytes());
+    // v1 credentials in the query string (`u=…&p=T`), the first `p` as InfluxDB reads it.
+    if let Some(p) = Params::parse(uri.query()).get("p") {
+        credentials.push(p.as_bytes().to_vec());
     }
     if credentials.is_empty() {
         Presented::Nothing
@@ -170,8 +167,8 @@ fn presented(headers: &HeaderMap, uri: &axum::http::Uri) -> Presented {
     }
 }
 
-/// The credential of an `Authorization` header value.
-fn from_header(value: &[u8]) -> Result<Vec<u8>, &'static str> {
+/// The credentials an `Authorization` header value may stand for.
+fn from_header(value: &[u8]) -> Result<Vec<Vec<u8>>, &'static str> {
     let value = value.trim_ascii();
     let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
         Some(i) => (&value[..i], value[i + 1..].trim_ascii()),
@@ -181,7 +178,12 @@ fn from_header(value: &[u8]) -> Result<Vec<u8>, &'static str> {
         if rest.is_empty() {
             return Err("the Authorization header has no token");
         }
-        return Ok(rest.to_vec());
+        let mut credentials = vec![rest.to_vec()];
+        // `Token user:password` (InfluxDB 1.8's v2 API for v1 users): the password.
+        if let Some(colon) = rest.iter().position(|b| *b == b':') {
+            credentials.push(rest[colon + 1..].to_vec());
+        }
+        return Ok(credentials);
     }
     if scheme.eq_ignore_ascii_case(b"basic") {
         let decoded = base64::engine::general_purpose::STANDARD
@@ -191,7 +193,7 @@ fn from_header(value: &[u8]) -> Result<Vec<u8>, &'static str> {
             .iter()
             .position(|b| *b == b':')
             .ok_or("the basic credentials have no ':' between user and password")?;
-        return Ok(decoded[colon + 1..].to_vec());
+        return Ok(vec![decoded[colon + 1..].to_vec()]);
     }
     Err("unknown Authorization scheme: use Token, Bearer or Basic")
 }

@@ -16,8 +16,8 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    body::Body,
-    extract::{rejection::FormRejection, DefaultBodyLimit, Form, Query, State as AxumState},
+    body::{Body, Bytes},
+    extract::{rejection::BytesRejection, DefaultBodyLimit, RawQuery, State as AxumState},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware,
     response::{IntoResponse, Response},
@@ -28,12 +28,17 @@ use redline_core::{
     line::{Limits, Precision},
     telemetry,
 };
-use serde::Deserialize;
 
 use crate::{
-    auth, ingest, limits, reply,
+    auth, ingest, limits,
+    params::Params,
+    query, reply,
     writer::{self, Target, Writer},
 };
+
+/// `X-Influxdb-Version` on every answer: the InfluxDB version whose API this is, in the form
+/// clients parse, then redline's own.
+const VERSION: &str = concat!("1.8.10-redline.", env!("CARGO_PKG_VERSION"));
 
 /// Shared by every request.
 #[derive(Debug, Clone)]
@@ -59,6 +64,10 @@ struct Inner {
     read_timeout: Duration,
     /// Bounds on one line.
     line_limits: Limits,
+    /// The database of a v1 write that names none; without it, such a write gets 400.
+    default_db: Option<String>,
+    /// The databases `/query` has heard of.
+    databases: query::Databases,
 }
 
 impl State {
@@ -81,7 +90,10 @@ impl State {
                 line_limits: Limits {
                     max_line_length: config.max_line_length,
                     max_fields: config.max_fields,
+                    allow_unsigned: false,
                 },
+                default_db: config.default_db.clone(),
+                databases: query::Databases::new(config.default_db.as_deref()),
             }),
         }
     }
@@ -117,24 +129,16 @@ pub fn router(state: State) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::map_response(identify))
         .with_state(state)
 }
 
-/// v1 `/write` query parameters.
-#[derive(Debug, Deserialize)]
-struct V1Params {
-    db: Option<String>,
-    rp: Option<String>,
-    #[serde(default)]
-    precision: String,
-}
-
-/// v2 `/api/v2/write` query parameters.
-#[derive(Debug, Deserialize)]
-struct V2Params {
-    bucket: Option<String>,
-    #[serde(default)]
-    precision: String,
+/// Adds what InfluxDB puts on every answer: `X-Influxdb-Version` and `X-Influxdb-Build`.
+async fn identify(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("X-Influxdb-Version", HeaderValue::from_static(VERSION));
+    headers.insert("X-Influxdb-Build", HeaderValue::from_static("OSS"));
+    response
 }
 
 /// Which API answered, for the error body shape and the metrics label.
@@ -155,24 +159,35 @@ impl Api {
 
 async fn write_v1(
     AxumState(state): AxumState<State>,
-    Query(params): Query<V1Params>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let target = Target {
-        db: params.db.filter(|s| !s.is_empty()),
-        rp: params.rp.filter(|s| !s.is_empty()),
+    let params = Params::parse(query.as_deref());
+    let Some(db) = params
+        .non_empty("db")
+        .or_else(|| state.inner.default_db.clone())
+    else {
+        return refuse(&state, Api::V1, ingest::Error::DatabaseRequired.into());
     };
-    write(&state, Api::V1, &params.precision, target, &headers, body).await
+    let target = Target {
+        db: Some(db),
+        rp: params.non_empty("rp"),
+    };
+    // InfluxDB 1.x: an unknown precision means nanoseconds; unsigned fields are refused.
+    let precision = Precision::v1(params.get("precision").unwrap_or_default());
+    let limits = state.inner.line_limits;
+    write(&state, Api::V1, precision, limits, target, &headers, body).await
 }
 
 async fn write_v2(
     AxumState(state): AxumState<State>,
-    Query(params): Query<V2Params>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(bucket) = params.bucket.filter(|s| !s.is_empty()) else {
+    let params = Params::parse(query.as_deref());
+    let Some(bucket) = params.non_empty("bucket") else {
         return refuse(
             &state,
             Api::V2,
@@ -187,7 +202,16 @@ async fn write_v2(
         },
         Err(error) => return refuse(&state, Api::V2, ingest::Error::from(error).into()),
     };
-    write(&state, Api::V2, &params.precision, target, &headers, body).await
+    // InfluxDB 2.x: ns, us, ms, s or 400; unsigned fields are taken.
+    let precision = match Precision::v2(params.get("precision").unwrap_or_default()) {
+        Ok(precision) => precision,
+        Err(error) => return refuse(&state, Api::V2, ingest::Error::from(error).into()),
+    };
+    let limits = Limits {
+        allow_unsigned: true,
+        ..state.inner.line_limits
+    };
+    write(&state, Api::V2, precision, limits, target, &headers, body).await
 }
 
 /// Everything that turns a write into a non-204 answer.
@@ -202,14 +226,14 @@ enum Failure {
 async fn write(
     state: &State,
     api: Api,
-    precision: &str,
+    precision: Precision,
+    line_limits: Limits,
     target: Target,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
     let now_ns = now_ns();
     let result = async {
-        let precision = Precision::parse(precision).map_err(ingest::Error::from)?;
         let encoding = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
@@ -220,7 +244,7 @@ async fn write(
         let _turn = inner.writes.wait().await;
         let decoded = ingest::decode(&body, encoding, inner.max_body_size)?;
         drop(body);
-        let mut parsed = ingest::parse_with(&decoded, precision, now_ns, &inner.line_limits);
+        let mut parsed = ingest::parse_with(&decoded, precision, now_ns, &line_limits);
         // The metrics own their lines: the body's copies need not live through the XADDs
         // (each in-flight request's memory is the producer's RSS).
         drop(decoded);
@@ -325,19 +349,17 @@ fn count_request(api: Api, status: StatusCode) {
     .increment(1);
 }
 
-/// `/query` parameters: only `CREATE DATABASE` is understood.
-#[derive(Debug, Deserialize)]
-struct QueryParams {
-    #[serde(default)]
-    q: String,
-}
-
-/// Telegraf's `outputs.influxdb` sends `CREATE DATABASE "x"` at start. The consumer
-/// creates databases in the real InfluxDB on first write, so the statement is answered
-/// as InfluxDB would; queries are not served here.
-async fn query(params: Result<Form<QueryParams>, FormRejection>) -> Response {
-    let params = match params {
-        Ok(Form(params)) => params,
+/// `/query`: `CREATE DATABASE` and `SHOW DATABASES` answered as InfluxDB does (see
+/// [`query`]).
+async fn query(
+    AxumState(state): AxumState<State>,
+    RawQuery(url): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => query::answer(&state.inner.databases, url.as_deref(), &headers, &body),
+        // Too large, or cut off: an InfluxDB-shaped error, not the framework's text.
         Err(rejection) => {
             let status = rejection.status();
             let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -345,31 +367,13 @@ async fn query(params: Result<Form<QueryParams>, FormRejection>) -> Response {
             } else {
                 "invalid"
             };
-            return reply::error(reply::Api::V1, status, code, &rejection.body_text());
+            reply::error(reply::Api::V1, status, code, &rejection.body_text())
         }
-    };
-    let statement = params.q.trim_start().to_ascii_uppercase();
-    if statement.starts_with("CREATE DATABASE") {
-        let body = serde_json::json!({"results": [{"statement_id": 0}]});
-        return (StatusCode::OK, Json(body)).into_response();
     }
-    let message = "redline accepts writes only; send queries to InfluxDB";
-    (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({ "error": message })),
-    )
-        .into_response()
 }
 
 async fn ping() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(
-            "X-Influxdb-Version",
-            concat!("redline-", env!("CARGO_PKG_VERSION")),
-        )],
-    )
-        .into_response()
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn health() -> Response {

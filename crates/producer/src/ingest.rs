@@ -35,6 +35,12 @@ pub enum Error {
     /// Unknown `precision`.
     #[error(transparent)]
     Precision(#[from] PrecisionError),
+    /// A v1 write without `db`, and no default database configured.
+    #[error("database is required")]
+    DatabaseRequired,
+    /// A v2 `precision` InfluxDB 2.x does not know.
+    #[error(transparent)]
+    V2Precision(#[from] redline_core::line::V2PrecisionError),
     /// A query parameter InfluxDB requires is missing (`bucket` on v2).
     #[error("missing required parameter '{0}'")]
     MissingParameter(&'static str),
@@ -98,12 +104,13 @@ pub fn parse_with(body: &[u8], precision: Precision, now_ns: i64, limits: &Limit
 }
 
 fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
-    // Keep the line numbering: an invalid line becomes an empty one, refused separately.
+    // Keep the line numbering: an invalid line becomes as many empty lines as it spans,
+    // refused separately.
     let mut text = String::with_capacity(body.len());
     let mut bad: Option<LineError> = None;
     let mut bad_count = 0;
-    for (index, raw) in body.split(|b| *b == b'\n').enumerate() {
-        if index > 0 {
+    for (number, raw) in line::lines(body) {
+        if number > 1 {
             text.push('\n');
         }
         match std::str::from_utf8(raw) {
@@ -111,10 +118,12 @@ fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) 
             Err(e) => {
                 bad_count += 1;
                 bad.get_or_insert_with(|| LineError {
-                    line: index + 1,
+                    line: number,
                     reason: format!("invalid UTF-8 at byte {}", e.valid_up_to()),
                     text: String::from_utf8_lossy(&raw[..raw.len().min(120)]).into_owned(),
                 });
+                let inner = raw.iter().filter(|&&c| c == b'\n').count();
+                text.extend(std::iter::repeat_n('\n', inner));
             }
         }
     }
@@ -138,11 +147,10 @@ pub fn rejected_lines(
     limits: &Limits,
     first_line: usize,
 ) -> Vec<LineError> {
-    body.split(|b| *b == b'\n')
-        .enumerate()
-        .filter_map(|(index, raw)| {
+    line::lines(body)
+        .filter_map(|(number, raw)| {
             let mut error = parse_with(raw, precision, now_ns, limits).first_error?;
-            error.line = first_line + index;
+            error.line = first_line + number - 1;
             Some(error)
         })
         .collect()

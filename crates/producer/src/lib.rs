@@ -22,6 +22,8 @@ pub mod buffer;
 pub mod http;
 pub mod ingest;
 mod limits;
+mod params;
+mod query;
 mod reply;
 mod server;
 pub mod tcp;
@@ -63,6 +65,9 @@ pub struct Config {
     pub tcp_listen: Option<SocketAddr>,
     /// Database stored with every metric received over TCP; none when unset.
     pub tcp_db: Option<String>,
+    /// Database of a v1 `/write` that names none; without it such a write gets 400
+    /// `database is required`, as InfluxDB answers.
+    pub default_db: Option<String>,
     /// Most TCP connections served at once; further clients wait in the listen backlog.
     pub tcp_max_connections: usize,
     /// Tokens that may write over HTTP; none = no authentication.
@@ -116,6 +121,7 @@ impl Default for Config {
             shutdown_timeout: Duration::from_secs(5),
             tcp_listen: None,
             tcp_db: None,
+            default_db: None,
             tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
             auth_tokens: auth::Tokens::default(),
             auth_metrics: false,
@@ -220,9 +226,11 @@ async fn serve_all(
         let settings = tcp::Settings {
             db: config.tcp_db.clone(),
             max_connections: config.tcp_max_connections,
+            // As InfluxDB 1.x (Telegraf's socket_writer speaks its line protocol).
             limits: redline_core::line::Limits {
                 max_line_length: config.max_line_length,
                 max_fields: config.max_fields,
+                allow_unsigned: false,
             },
             shutdown_timeout: config.shutdown_timeout,
         };

@@ -1,5 +1,6 @@
 //! Line protocol over TCP (`--tcp-listen`): newline-delimited lines, as Telegraf's
-//! `outputs.socket_writer` and `nc` send them, one task per connection.
+//! `outputs.socket_writer` and `nc` send them, one task per connection. A line ends where
+//! InfluxDB ends it (`line::whole_lines`): a newline inside a quoted string value does not.
 //!
 //! Invariants:
 //! - backpressure by not reading: the bytes after a read are read only once the complete
@@ -22,7 +23,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use redline_core::{
-    line::{Limits, Metric, Precision},
+    line::{self, Limits, Metric, Precision},
     telemetry, Shutdown,
 };
 use tokio::{
@@ -189,13 +190,9 @@ impl Connection {
             self.skipping = false;
         }
         self.buffer.extend_from_slice(bytes);
-        match self.buffer.iter().rposition(|b| *b == b'\n') {
-            Some(last) => {
-                let rest = self.buffer.split_off(last + 1);
-                let complete = std::mem::replace(&mut self.buffer, rest);
-                self.store_lines(&complete).await;
-            }
-            None if self.buffer.len() > self.limits.max_line_length => {
+        // Lines end where InfluxDB ends them: a newline inside a quoted string does not.
+        match line::whole_lines(&self.buffer) {
+            0 if self.buffer.len() > self.limits.max_line_length => {
                 self.lines += 1;
                 metrics::counter!(telemetry::LINES_REJECTED, "reason" => "parse").increment(1);
                 tracing::debug!(peer = %self.peer, line = self.lines, limit = self.limits.max_line_length,
@@ -203,7 +200,12 @@ impl Connection {
                 self.buffer.clear();
                 self.skipping = true;
             }
-            None => {}
+            0 => {}
+            whole => {
+                let rest = self.buffer.split_off(whole);
+                let complete = std::mem::replace(&mut self.buffer, rest);
+                self.store_lines(&complete).await;
+            }
         }
     }
 

@@ -47,6 +47,8 @@ pub(super) struct RawLine<'a> {
     pub(super) measurement: &'a str,
     pub(super) tags: Vec<(&'a str, &'a str)>,
     pub(super) field_keys: Vec<&'a str>,
+    /// The field values as written (a string value with its quotes).
+    pub(super) field_values: Vec<&'a str>,
     /// Where the field values end: the rest is the timestamp, if any.
     pub(super) fields_end: usize,
 }
@@ -84,6 +86,7 @@ pub(super) fn split(line: &str) -> Result<RawLine<'_>, String> {
         i += 1;
     }
     let mut field_keys = Vec::new();
+    let mut field_values = Vec::new();
     loop {
         let key_start = i;
         i = scan(b, key_start, |c| c == b'=' || c == b' ');
@@ -94,13 +97,9 @@ pub(super) fn split(line: &str) -> Result<RawLine<'_>, String> {
         refuse_unescaped(key, b',', "field key")?;
         field_keys.push(key);
         i += 1;
-        if b.get(i) == Some(&b'"') {
-            i = string_end(b, i + 1).ok_or("a string field has no closing quote")?;
-        } else {
-            while i < b.len() && b[i] != b',' && b[i] != b' ' {
-                i += 1;
-            }
-        }
+        let value_start = i;
+        i = value_end(b, i).ok_or("a string field has no closing quote")?;
+        field_values.push(&line[value_start..i]);
         if b.get(i) == Some(&b',') {
             i += 1;
         } else {
@@ -111,8 +110,93 @@ pub(super) fn split(line: &str) -> Result<RawLine<'_>, String> {
         measurement,
         tags,
         field_keys,
+        field_values,
         fields_end: i,
     })
+}
+
+/// The end of the field value starting at `i`: after the closing quote of a string, else
+/// at the next `,` or ` `. `None` for a string without its closing quote.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) == Some(&b'"') {
+        return string_end(b, i + 1);
+    }
+    Some(
+        b[i..]
+            .iter()
+            .position(|&c| c == b',' || c == b' ')
+            .map_or(b.len(), |n| i + n),
+    )
+}
+
+/// `line` with every float value InfluxDB 1.x reads but `influxdb_line_protocol` does not
+/// (`.5`, `-.5`, `1.`, `1.e5`, `.5e2`) given the digit it lacks (`0.5`, `1.0`, …), so that
+/// parser can read the line; `None` when there is none. The values are only rewritten for
+/// parsing: the stored line keeps the client's spelling.
+pub(super) fn loosen_floats(line: &str) -> Option<String> {
+    let fields = fields_start(line)?;
+    let b = line.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = fields;
+    loop {
+        i = scan(b, i, |c| c == b'=' || c == b' ');
+        if b.get(i) != Some(&b'=') {
+            break;
+        }
+        let start = i + 1;
+        let end = value_end(b, start)?;
+        let value = &line[start..end];
+        if let Some(fixed) = loose_float(value) {
+            out.push_str(&line[copied..start]);
+            out.push_str(&fixed);
+            copied = end;
+        }
+        if b.get(end) != Some(&b',') {
+            break;
+        }
+        i = end + 1;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&line[copied..]);
+    Some(out)
+}
+
+/// Where the field set of `line` starts: after its first unescaped space.
+fn fields_start(line: &str) -> Option<usize> {
+    let b = line.as_bytes();
+    let start = b.iter().position(|&c| !matches!(c, b' ' | b'\t' | b'\n'))?;
+    let mut i = scan(b, start, |c| c == b' ');
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    (i < b.len()).then_some(i)
+}
+
+/// `value` with the digit it lacks when it is a float of InfluxDB's looser forms: a missing
+/// integer part (`.5` → `0.5`) or fraction (`1.` → `1.0`).
+fn loose_float(value: &str) -> Option<String> {
+    let (sign, digits) = match value.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", value),
+    };
+    let (int, rest) = digits.split_at(digits.bytes().take_while(u8::is_ascii_digit).count());
+    let frac_and_exp = rest.strip_prefix('.')?;
+    let frac_len = frac_and_exp.bytes().take_while(u8::is_ascii_digit).count();
+    let (frac, exp) = frac_and_exp.split_at(frac_len);
+    let exp_ok = exp.is_empty()
+        || exp
+            .strip_prefix(['e', 'E'])
+            .map(|e| e.strip_prefix(['-', '+']).unwrap_or(e))
+            .is_some_and(|e| !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit()));
+    if !exp_ok || (int.is_empty() && frac.is_empty()) || (!int.is_empty() && !frac.is_empty()) {
+        return None;
+    }
+    let int = if int.is_empty() { "0" } else { int };
+    let frac = if frac.is_empty() { "0" } else { frac };
+    Some(format!("{sign}{int}.{frac}{exp}"))
 }
 
 /// The index of the first byte from `i` that `is_delimiter` and is not escaped (the byte

@@ -15,10 +15,6 @@ use super::{Limits, Metric, Precision, MAX_NANOS, MIN_NANOS};
 /// More tags than this go to the general path.
 const MAX_TAGS: usize = 32;
 
-/// Significant digits up to which a plain decimal is already its shortest round-trip form
-/// (`f64::DIGITS`): the general path would print it back unchanged.
-const VERBATIM_DIGITS: usize = 15;
-
 /// Normalises `raw` if it is a plain line within `limits`; `None` sends it to the general
 /// path. The caller has checked `limits.max_line_length`.
 pub(super) fn normalise(
@@ -86,7 +82,7 @@ pub(super) fn normalise(
             return None;
         }
         out.push_str(&raw[at..=key_end]);
-        let (value_end, ok) = field_value(raw, key_end + 1, &mut out);
+        let (value_end, ok) = field_value(raw, key_end + 1, limits.allow_unsigned, &mut out);
         if !ok {
             return None;
         }
@@ -124,46 +120,76 @@ pub(super) fn normalise(
 
 /// The lines of `body` exactly as `influxdb_line_protocol::split_lines` cuts them (a port
 /// of Go's `scanLine`: a newline inside a quoted string field value, or escaped, does not end
-/// a line), without its per-character state machine for lines that hold no `\` or `"`.
-pub(super) fn lines(body: &str) -> Lines<'_> {
+/// a line), without its per-character state machine for lines that hold no `\` or `"`, and
+/// on bytes, so that a body that is not all UTF-8 is cut the same way.
+pub(super) fn lines(body: &[u8]) -> Lines<'_> {
     Lines {
         body,
         at: 0,
+        number: 1,
         done: false,
+    }
+}
+
+/// One line of a body: where it is, without the newline that ends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Line {
+    /// 1-based, counting physical lines: a line holding a quoted newline counts as two.
+    pub(super) number: usize,
+    pub(super) start: usize,
+    pub(super) end: usize,
+}
+
+impl Line {
+    pub(super) fn range(self) -> std::ops::Range<usize> {
+        self.start..self.end
     }
 }
 
 /// The iterator of [`lines`].
 pub(super) struct Lines<'a> {
-    body: &'a str,
+    body: &'a [u8],
     at: usize,
+    number: usize,
     done: bool,
 }
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = &'a str;
+impl Iterator for Lines<'_> {
+    type Item = Line;
 
-    fn next(&mut self) -> Option<&'a str> {
+    fn next(&mut self) -> Option<Line> {
         if self.done {
             return None;
         }
         let start = self.at;
         let rest = &self.body[start..];
-        let newline = rest.find('\n');
-        let line = &rest.as_bytes()[..newline.unwrap_or(rest.len())];
-        let end = if line.iter().any(|&c| c == b'\\' || c == b'"') {
-            line_end(rest.as_bytes())
+        let newline = rest.iter().position(|&c| c == b'\n');
+        let line = &rest[..newline.unwrap_or(rest.len())];
+        let (end, inner) = if line.iter().any(|&c| c == b'\\' || c == b'"') {
+            let end = line_end(rest);
+            let within = &rest[..end.unwrap_or(rest.len())];
+            (end, within.iter().filter(|&&c| c == b'\n').count())
         } else {
-            newline
+            (newline, 0)
         };
+        let number = self.number;
+        self.number += 1 + inner;
         match end {
             Some(end) => {
                 self.at = start + end + 1;
-                Some(&rest[..end])
+                Some(Line {
+                    number,
+                    start,
+                    end: start + end,
+                })
             }
             None => {
                 self.done = true;
-                Some(rest)
+                Some(Line {
+                    number,
+                    start,
+                    end: self.body.len(),
+                })
             }
         }
     }
@@ -209,7 +235,7 @@ fn name_end(b: &[u8], start: usize) -> usize {
 
 /// Writes the field value starting at `start` in canonical form; returns where it ends and
 /// whether it is one the fast path handles.
-fn field_value(raw: &str, start: usize, out: &mut String) -> (usize, bool) {
+fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut String) -> (usize, bool) {
     let b = raw.as_bytes();
     if b.get(start) == Some(&b'"') {
         // A string without backslashes: copied as is (nothing in it needs escaping).
@@ -240,7 +266,9 @@ fn field_value(raw: &str, start: usize, out: &mut String) -> (usize, bool) {
                 Err(_) => false,
             }
         }
-        [body @ .., b'u'] if !body.is_empty() && body.iter().all(u8::is_ascii_digit) => {
+        [body @ .., b'u']
+            if allow_unsigned && !body.is_empty() && body.iter().all(u8::is_ascii_digit) =>
+        {
             match token[..body.len()].parse::<u64>() {
                 Ok(v) => {
                     push_int(out, false, v);
@@ -263,25 +291,21 @@ fn field_value(raw: &str, start: usize, out: &mut String) -> (usize, bool) {
     (end, ok)
 }
 
-/// Writes a float field: as is when it is a plain decimal that is already its shortest
-/// form, else parsed and printed as the general path prints it. `false` for anything that
-/// is not a float in line protocol's grammar (`-?\d+(\.\d+)?([eE][-+]?\d+)?`) or not finite.
+/// Writes a float field as the client wrote it, when it is one by InfluxDB's grammar
+/// (`-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?`: `1`, `1.5`, `.5`, `1.`, `1e3`, `1.5E-3`) and
+/// finite. `false` otherwise.
 fn float(token: &str, out: &mut String) -> bool {
     let b = token.as_bytes();
     let unsigned = b.strip_prefix(b"-").unwrap_or(b);
     let int_len = unsigned.iter().take_while(|c| c.is_ascii_digit()).count();
-    if int_len == 0 {
-        return false;
-    }
     let mut rest = &unsigned[int_len..];
-    let mut frac: &[u8] = &[];
+    let mut frac_len = 0;
     if let Some(after) = rest.strip_prefix(b".") {
-        let len = after.iter().take_while(|c| c.is_ascii_digit()).count();
-        if len == 0 {
-            return false;
-        }
-        frac = &after[..len];
-        rest = &after[len..];
+        frac_len = after.iter().take_while(|c| c.is_ascii_digit()).count();
+        rest = &after[frac_len..];
+    }
+    if int_len + frac_len == 0 {
+        return false;
     }
     let exponent = !rest.is_empty();
     if let Some(after) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
@@ -295,29 +319,12 @@ fn float(token: &str, out: &mut String) -> bool {
     } else if exponent {
         return false;
     }
-    let int = &unsigned[..int_len];
-    let canonical_int = int == b"0" || int[0] != b'0';
-    let canonical_frac = frac.last().is_none_or(|&c| c != b'0');
-    let significant = if int == b"0" {
-        frac.iter().skip_while(|&&c| c == b'0').count()
-    } else {
-        int_len + frac.len()
-    };
-    // Bounded magnitude (1e-20 .. 1e20): far from subnormals, where fewer digits hold.
-    let bounded = int_len <= 20 && frac.len() <= 20;
-    if !exponent && bounded && canonical_int && canonical_frac && significant <= VERBATIM_DIGITS {
+    // Without an exponent, fewer than 300 integer digits cannot overflow; else parse to see.
+    let finite = (!exponent && int_len < 300) || token.parse::<f64>().is_ok_and(f64::is_finite);
+    if finite {
         out.push_str(token);
-        return true;
     }
-    match token.parse::<f64>() {
-        Ok(v) if v.is_finite() => {
-            use std::fmt::Write as _;
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{v}");
-            true
-        }
-        _ => false,
-    }
+    finite
 }
 
 /// `-?\d+`.
@@ -349,16 +356,13 @@ fn push_int(out: &mut String, negative: bool, n: u64) {
 
 #[cfg(test)]
 mod tests {
-    use influxdb_line_protocol::parse_lines;
-
     use super::*;
 
     const NOW: i64 = 1_700_000_000_000_000_000;
 
     /// What the general path makes of one line: `Some(line)` or `None` when refused.
     fn slow(raw: &str, precision: Precision) -> Option<String> {
-        let parsed = parse_lines(raw).next()?.ok()?;
-        super::super::normalise(raw, &parsed, precision, NOW)
+        super::super::general(raw, precision, NOW, &Limits::NONE)?
             .ok()
             .map(Metric::into_line)
     }
@@ -387,37 +391,47 @@ mod tests {
         let mut rng = Rng(0x1234_5678_9abc_def1);
         for _ in 0..20_000 {
             let body: String = (0..rng.below(8)).map(|_| rng.pick(&pieces)).collect();
-            let ours: Vec<&str> = lines(&body).collect();
+            let ours: Vec<&str> = lines(body.as_bytes()).map(|l| &body[l.range()]).collect();
             let theirs: Vec<&str> = influxdb_line_protocol::split_lines(&body).collect();
             assert_eq!(ours, theirs, "{body:?}");
+            // Numbers count physical lines: each line starts after the newlines before it.
+            for line in lines(body.as_bytes()) {
+                let before = body.as_bytes()[..line.start]
+                    .iter()
+                    .filter(|&&c| c == b'\n')
+                    .count();
+                assert_eq!(line.number, before + 1, "{body:?}");
+            }
         }
     }
 
     #[test]
-    fn floats_copied_as_is_print_back_the_same() {
-        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-        for _ in 0..100_000 {
-            let digits = 1 + rng.below(17);
-            let mut text: String = (0..digits)
-                .map(|_| char::from(b'0' + rng.below(10) as u8))
-                .collect();
-            let point = rng.below(digits + 6);
-            if point < digits {
-                text.insert(point, '.');
-            } else if point > digits {
-                text = format!("0.{}{text}", "0".repeat(point - digits));
-            }
-            if text.starts_with('.') {
-                text.insert(0, '0');
-            }
-            if rng.below(2) == 0 {
-                text.insert(0, '-');
-            }
-            let mut out = String::new();
-            if float(&text, &mut out) {
-                let value: f64 = text.parse().unwrap();
-                assert_eq!(out, format!("{value}"), "{text}");
-            }
+    fn floats_keep_the_clients_spelling_on_both_paths() {
+        for (value, kept) in [
+            ("1e308", true),
+            ("1E+3", true),
+            ("1.50", true),
+            (".5", true),
+            ("-.5", true),
+            ("1.", true),
+            ("1.e5", true),
+            (".5e2", true),
+            ("00.5", true),
+            ("1e400", false),
+            ("+1", false),
+            (".", false),
+            ("-.", false),
+            ("1e", false),
+        ] {
+            let line = format!("m v={value} 1");
+            let expected = kept.then(|| line.clone());
+            assert_eq!(fast(&line, Precision::Nanoseconds), expected, "{line}");
+            let escaped = format!("m\\ x v={value} 1");
+            assert_eq!(
+                slow(&escaped, Precision::Nanoseconds),
+                kept.then(|| escaped.clone()),
+                "{escaped}"
+            );
         }
     }
 

@@ -31,7 +31,7 @@ async fn claiming_ids_moves_exactly_those_idle_long_enough() {
     let deliveries_before = setup::xpending(&mut conn, "rl", "g").await;
 
     let asked = vec![ids[0].clone(), ids[2].clone(), "1-0".to_string()];
-    let report = claim(&mut conn, &keys, "g", "alive", HALF_HOUR, &asked)
+    let report = claim(&mut conn, &keys, "g", "alive", HALF_HOUR, &asked, None)
         .await
         .unwrap();
 
@@ -74,7 +74,7 @@ async fn claiming_without_ids_takes_every_idle_entry_of_every_partition() {
         idle.push((key.clone(), ids[1].clone()));
     }
 
-    let report = claim(&mut conn, &keys, "g", "alive", HALF_HOUR, &[])
+    let report = claim(&mut conn, &keys, "g", "alive", HALF_HOUR, &[], None)
         .await
         .unwrap();
     let claimed: Vec<_> = report
@@ -92,7 +92,7 @@ async fn claiming_without_ids_takes_every_idle_entry_of_every_partition() {
         assert_eq!(by_alive.count(), 1);
     }
 
-    let all = claim(&mut conn, &keys, "g", "alive", Duration::ZERO, &[])
+    let all = claim(&mut conn, &keys, "g", "alive", Duration::ZERO, &[], None)
         .await
         .unwrap();
     assert_eq!(all.moved, 6);
@@ -118,7 +118,7 @@ async fn pending_entries_deleted_from_the_stream_are_dropped_and_counted() {
         .await
         .unwrap();
     let keys = StreamKeys::new("rl", 1);
-    let report = claim(&mut conn, &keys, "g", "alive", Duration::ZERO, &[])
+    let report = claim(&mut conn, &keys, "g", "alive", Duration::ZERO, &[], None)
         .await
         .unwrap();
     assert_eq!((report.moved, report.deleted), (1, 1));
@@ -134,17 +134,17 @@ async fn bad_group_and_bad_ids_are_refused_before_anything_moves() {
     let mut conn = redis.conn().await;
     setup::group(&mut conn, "rl", "g", "0").await;
     let keys = StreamKeys::new("rl", 1);
-    let error = claim(&mut conn, &keys, "nope", "x", Duration::ZERO, &[])
+    let error = claim(&mut conn, &keys, "nope", "x", Duration::ZERO, &[], None)
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "no consumer group 'nope' on stream 'rl'");
     let bad = ["12-x".to_string()];
-    let error = claim(&mut conn, &keys, "g", "x", Duration::ZERO, &bad)
+    let error = claim(&mut conn, &keys, "g", "x", Duration::ZERO, &bad, None)
         .await
         .unwrap_err();
     assert!(matches!(error, Error::InvalidId { .. }), "{error:?}");
     let missing = StreamKeys::new("absent", 1);
-    let error = claim(&mut conn, &missing, "g", "x", Duration::ZERO, &[])
+    let error = claim(&mut conn, &missing, "g", "x", Duration::ZERO, &[], None)
         .await
         .unwrap_err();
     assert_eq!(

@@ -104,7 +104,7 @@ async fn every_command_works_on_a_cluster_and_replay_moves_each_letter_once() {
         .await
         .unwrap();
     assert_eq!(held.entries.len(), 4);
-    let moved = claim(&mut conn, &keys, "g", "c2", Duration::ZERO, &[])
+    let moved = claim(&mut conn, &keys, "g", "c2", Duration::ZERO, &[], None)
         .await
         .unwrap();
     assert_eq!(moved.moved, 4);
