@@ -164,7 +164,7 @@ fn run(cli: Cli) -> Result<()> {
 /// error: the producer answers 503 and the consumer waits until it is back.
 async fn preflight(common: &config::Common) -> Result<()> {
     use redline_core::eviction;
-    let mut conn = match redline_ops::connect(&common.redis).await {
+    let mut conn = match redline_streams::connect(&common.redis).await {
         Ok(conn) => conn,
         Err(error) => {
             tracing::warn!(%error, "Redis is not reachable yet; starting anyway, it will be retried.");

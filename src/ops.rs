@@ -1,5 +1,8 @@
 //! The ops commands (`status`, `pending`, `claim`, `consumers`, `dlq`, `trim`): connect,
-//! call `redline-ops`, print a table or JSON. Runtime errors come back as one line.
+//! call `redline-streams`, print a table ([`render`]) or JSON. Runtime errors come back as
+//! one line.
+
+mod render;
 
 use std::{
     io::{IsTerminal, Write},
@@ -10,6 +13,7 @@ use anyhow::{bail, Result};
 use redline_core::units;
 use serde::Serialize;
 
+use self::render::Render;
 use crate::{
     cli::{Command, DlqAction},
     config::{usage, Common},
@@ -25,7 +29,7 @@ fn flag_duration(flag: &str, value: Option<&str>) -> Result<Option<Duration>> {
 const MIN_WATCH: Duration = Duration::from_millis(100);
 
 /// A usage error for what the command line asked of an ops command.
-fn ops_usage(error: redline_ops::Error) -> anyhow::Error {
+fn ops_usage(error: redline_streams::Error) -> anyhow::Error {
     if error.is_usage() {
         usage(error)
     } else {
@@ -54,12 +58,12 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             )));
         }
     }
-    let mut conn = redline_ops::connect(&common.redis).await?;
+    let mut conn = redline_streams::connect(&common.redis).await?;
     match command {
         Command::Status { json, watch, .. } => {
             let interval = flag_duration("--watch", watch.as_deref())?;
             loop {
-                let report = redline_ops::status(&mut conn, &keys)
+                let report = redline_streams::status(&mut conn, &keys)
                     .await
                     .map_err(ops_usage)?;
                 match interval {
@@ -100,14 +104,14 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             json,
             ..
         } => {
-            let filter = redline_ops::PendingFilter {
+            let filter = redline_streams::PendingFilter {
                 group,
                 consumer,
                 min_idle: flag_duration("--min-idle", min_idle.as_deref())?,
                 count: usize::try_from(count).unwrap_or(usize::MAX),
                 show,
             };
-            let report = redline_ops::pending(&mut conn, &keys, &filter)
+            let report = redline_streams::pending(&mut conn, &keys, &filter)
                 .await
                 .map_err(ops_usage)?;
             if json {
@@ -131,7 +135,7 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
         } => {
             let min_idle = flag_duration("--min-idle", min_idle.as_deref())?.unwrap_or_default();
             let report =
-                redline_ops::claim(&mut conn, &keys, &group, &to, min_idle, &ids, partition)
+                redline_streams::claim(&mut conn, &keys, &group, &to, min_idle, &ids, partition)
                     .await
                     .map_err(ops_usage)?;
             if json {
@@ -155,7 +159,7 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             ..
         } => {
             let prune = flag_duration("--prune-idle", prune_idle.as_deref())?;
-            let report = redline_ops::consumers(&mut conn, &keys, group.as_deref(), prune)
+            let report = redline_streams::consumers(&mut conn, &keys, group.as_deref(), prune)
                 .await
                 .map_err(ops_usage)?;
             if json {
@@ -166,7 +170,7 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
             }
         }
         Command::Trim { dry_run, json, .. } => {
-            let report = redline_ops::trim(&mut conn, &keys, dry_run)
+            let report = redline_streams::trim(&mut conn, &keys, dry_run)
                 .await
                 .map_err(ops_usage)?;
             if json {
@@ -195,7 +199,7 @@ async fn dlq(
     match action {
         DlqAction::List { count, json } => {
             let list =
-                redline_ops::dlq_list(conn, keys, usize::try_from(count).unwrap_or(usize::MAX))
+                redline_streams::dlq_list(conn, keys, usize::try_from(count).unwrap_or(usize::MAX))
                     .await
                     .map_err(ops_usage)?;
             if json {
@@ -212,7 +216,7 @@ async fn dlq(
             }
         }
         DlqAction::Show { id, json } => {
-            let letter = redline_ops::dlq_show(conn, keys, &id)
+            let letter = redline_streams::dlq_show(conn, keys, &id)
                 .await
                 .map_err(ops_usage)?;
             if json {
@@ -234,7 +238,7 @@ async fn dlq(
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
             }
-            let report = redline_ops::dlq_replay(conn, keys, ids, |done, total| {
+            let report = redline_streams::dlq_replay(conn, keys, ids, |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })
@@ -271,7 +275,7 @@ async fn dlq(
                 }
             }
             let ids = (!all).then_some(ids.as_slice());
-            let report = redline_ops::dlq_purge(conn, keys, ids)
+            let report = redline_streams::dlq_purge(conn, keys, ids)
                 .await
                 .map_err(ops_usage)?;
             print!("{}", report.render_human());

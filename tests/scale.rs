@@ -85,20 +85,9 @@ fn send(
 
 /// `XINFO GROUPS` of `key`: (pending, entries-read) of the group.
 async fn group_of<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Option<(u64, u64)> {
-    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(key)
-        .query_async(conn)
-        .await
-        .ok()?;
-    let group = groups.into_iter().find(
-        |g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == GROUP.as_bytes()),
-    )?;
-    let int = |k: &str| match group.get(k) {
-        Some(redis::Value::Int(i)) => u64::try_from(*i).ok(),
-        _ => None,
-    };
-    Some((int("pending")?, int("entries-read")?))
+    let groups = redline_streams::groups(conn, key).await.ok()?;
+    let group = groups.into_iter().find(|g| g.name == GROUP)?;
+    Some((group.pending, group.entries_read?))
 }
 
 /// Waits until no partition has anything pending.

@@ -103,26 +103,16 @@ pub(crate) fn timestamped_lines(start: usize, count: usize) -> String {
         .collect()
 }
 
-/// XINFO GROUPS of `stream` for `group`: (pending, entries-read).
+/// XINFO GROUPS of `stream` for `group`: (pending, entries-read); `None` while the group
+/// (or the stream) does not exist.
 pub(crate) async fn group_state(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
     group: &str,
 ) -> Option<(u64, u64)> {
-    let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(stream)
-        .query_async(conn)
-        .await
-        .ok()?;
-    let g = groups.into_iter().find(
-        |g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == group.as_bytes()),
-    )?;
-    let int = |k: &str| match g.get(k) {
-        Some(redis::Value::Int(i)) => u64::try_from(*i).ok(),
-        _ => None,
-    };
-    Some((int("pending")?, int("entries-read").unwrap_or(0)))
+    let groups = redline_streams::groups(conn, stream).await.ok()?;
+    let g = groups.into_iter().find(|g| g.name == group)?;
+    Some((g.pending, g.entries_read.unwrap_or(0)))
 }
 
 /// Pending entries of the group (0 when the group does not exist yet is NOT assumed).

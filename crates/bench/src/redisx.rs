@@ -8,20 +8,12 @@ use redis::{Connection, Value};
 
 use crate::workload;
 
-/// A stream entry id `ms-seq`, ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub(crate) struct StreamId(pub(crate) u64, pub(crate) u64);
+/// A stream entry id (`redline_streams::Id`).
+pub(crate) use redline_streams::Id as StreamId;
 
-impl StreamId {
-    /// Parses `ms-seq`.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let (ms, seq) = text.split_once('-')?;
-        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
-    }
-
-    fn from_value(value: &Value) -> Option<Self> {
-        Self::parse(&text(value)?)
-    }
+/// An id in a reply.
+fn id_of(value: &Value) -> Option<StreamId> {
+    StreamId::parse(&text(value)?)
 }
 
 fn text(value: &Value) -> Option<String> {
@@ -106,23 +98,15 @@ impl Progress {
     }
 }
 
-/// Parses the XINFO GROUPS reply for `group`.
+/// Parses the XINFO GROUPS reply for `group` (with `redline_streams`' one decoder).
 pub(crate) fn parse_progress(reply: &Value, group: &str) -> Option<Progress> {
-    let Value::Array(groups) = reply else {
-        return None;
-    };
-    groups.iter().find_map(|g| {
-        let map = fields(g)?;
-        let get = |k: &str| map.get(k).copied();
-        if get("name").and_then(text).as_deref() != Some(group) {
-            return None;
-        }
-        Some(Progress {
-            pending: int(get("pending"))?,
-            lag: int(get("lag")),
-            read: int(get("entries-read")).unwrap_or(0),
-            last_delivered: get("last-delivered-id").and_then(StreamId::from_value)?,
-        })
+    let groups = redline_streams::decode_groups(reply.clone()).ok()?;
+    let g = groups.into_iter().find(|g| g.name == group)?;
+    Some(Progress {
+        pending: g.pending,
+        lag: g.lag,
+        read: g.entries_read.unwrap_or(0),
+        last_delivered: StreamId::parse(&g.last_delivered_id)?,
     })
 }
 
@@ -162,12 +146,18 @@ pub(crate) fn acked_frontier(reply: &Value, group: &str) -> Option<StreamId> {
     if int(summary.first())? == 0 {
         return Some(progress.last_delivered);
     }
-    let min = StreamId::from_value(summary.get(1)?)?;
+    let min = id_of(summary.get(1)?)?;
     // Everything before the oldest pending entry is acknowledged.
-    Some(if min.1 > 0 {
-        StreamId(min.0, min.1 - 1)
+    Some(if min.seq > 0 {
+        StreamId {
+            ms: min.ms,
+            seq: min.seq - 1,
+        }
     } else {
-        StreamId(min.0.saturating_sub(1), u64::MAX)
+        StreamId {
+            ms: min.ms.saturating_sub(1),
+            seq: u64::MAX,
+        }
     })
 }
 
@@ -188,7 +178,7 @@ pub(crate) fn frontier_pipe(key: &str, group: &str) -> redis::Pipeline {
 pub(crate) fn last_generated(reply: &Value) -> Option<StreamId> {
     fields(reply)?
         .get("last-generated-id")
-        .and_then(|v| StreamId::from_value(v))
+        .and_then(|v| id_of(v))
 }
 
 /// Polls every `every` until `done(progress)` or `timeout`; returns the last progress.
@@ -343,14 +333,6 @@ mod tests {
     }
 
     #[test]
-    fn ids_order_as_redis_orders_them() {
-        let a = StreamId::parse("10-5").unwrap();
-        let b = StreamId::parse("9-99").unwrap();
-        assert!(b < a);
-        assert_eq!(StreamId::parse("x"), None);
-    }
-
-    #[test]
     fn the_frontier_is_just_before_the_oldest_pending_entry() {
         let group = Value::Array(vec![
             bulk("name"),
@@ -366,9 +348,18 @@ mod tests {
         ]);
         let summary = Value::Array(vec![Value::Int(2), bulk("20-0"), bulk("20-3"), Value::Nil]);
         let reply = Value::Array(vec![Value::Array(vec![group.clone()]), summary]);
-        assert_eq!(acked_frontier(&reply, "g"), Some(StreamId(19, u64::MAX)));
+        assert_eq!(
+            acked_frontier(&reply, "g"),
+            Some(StreamId {
+                ms: 19,
+                seq: u64::MAX
+            })
+        );
         let none_pending = Value::Array(vec![Value::Int(0), Value::Nil, Value::Nil, Value::Nil]);
         let reply = Value::Array(vec![Value::Array(vec![group]), none_pending]);
-        assert_eq!(acked_frontier(&reply, "g"), Some(StreamId(20, 3)));
+        assert_eq!(
+            acked_frontier(&reply, "g"),
+            Some(StreamId { ms: 20, seq: 3 })
+        );
     }
 }

@@ -20,6 +20,9 @@ pub(crate) enum Error {
     /// Redis answered something the command does not document.
     #[error(transparent)]
     Reply(#[from] crate::batch::ReplyError),
+    /// Reading the stream's state failed.
+    #[error(transparent)]
+    Streams(#[from] redline_streams::Error),
 }
 
 /// A `Result` with this module's [`Error`].

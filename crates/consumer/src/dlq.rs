@@ -8,12 +8,7 @@
 //! slots), so an entry is never acked without its dead letter; a crash between the steps
 //! can dead-letter it twice.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use redline_core::entry;
-
-/// Longest reason stored; InfluxDB quotes whole lines in its errors.
-const MAX_REASON_LEN: usize = 4096;
+use redline_streams::NewLetter;
 
 /// Why an entry was dead-lettered, as the `reason` label of the dead-letter counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,46 +62,20 @@ pub(crate) struct Origin<'a> {
     pub(crate) source_stream: &'a str,
 }
 
-/// Appends `XADD <dlq> * lp … db … rp … reason … source_id … source_stream … deliveries …
-/// group … consumer … failed_at_ms … [raw …]` to `pipe`; its reply is the letter's id.
+/// Appends the dead letter's `XADD` to `pipe` (the format is `redline_streams::dlq`'s); its
+/// answer is the letter's id.
 pub(crate) fn add(pipe: &mut redis::Pipeline, dlq: &str, letter: &DeadLetter, origin: &Origin<'_>) {
-    let failed_at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let cmd = pipe.cmd("XADD").arg(dlq).arg("*");
-    cmd.arg(entry::FIELD_LP).arg(&letter.lp);
-    if let Some(db) = &letter.db {
-        cmd.arg(entry::FIELD_DB).arg(db);
+    NewLetter {
+        lp: &letter.lp,
+        db: letter.db.as_deref(),
+        rp: letter.rp.as_deref(),
+        reason: &letter.reason,
+        source_id: &letter.id,
+        source_stream: origin.source_stream,
+        deliveries: letter.deliveries.unwrap_or(1),
+        group: origin.group,
+        consumer: origin.consumer,
+        raw: letter.raw.as_deref(),
     }
-    if let Some(rp) = &letter.rp {
-        cmd.arg(entry::FIELD_RP).arg(rp);
-    }
-    cmd.arg(entry::DLQ_REASON)
-        .arg(truncate(&letter.reason))
-        .arg(entry::DLQ_SOURCE_ID)
-        .arg(&letter.id)
-        .arg(entry::DLQ_SOURCE_STREAM)
-        .arg(origin.source_stream)
-        .arg(entry::DLQ_DELIVERIES)
-        .arg(letter.deliveries.unwrap_or(1))
-        .arg(entry::DLQ_GROUP)
-        .arg(origin.group)
-        .arg(entry::DLQ_CONSUMER)
-        .arg(origin.consumer)
-        .arg(entry::DLQ_FAILED_AT_MS)
-        .arg(failed_at_ms);
-    if let Some(raw) = &letter.raw {
-        cmd.arg(entry::DLQ_RAW).arg(truncate(raw));
-    }
-}
-
-fn truncate(text: &str) -> &str {
-    if text.len() <= MAX_REASON_LEN {
-        return text;
-    }
-    let mut end = MAX_REASON_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    .add_to(pipe, dlq);
 }

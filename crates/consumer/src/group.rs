@@ -60,18 +60,12 @@ async fn exists(
     key: &str,
     group: &str,
 ) -> conn::Result<bool> {
-    let groups: Vec<std::collections::HashMap<String, redis::Value>> = match redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(key)
-        .query_async(conn)
-        .await
-    {
-        Ok(groups) => groups,
+    match redline_streams::groups(conn, key).await {
+        Ok(groups) => Ok(groups.iter().any(|g| g.name == group)),
         // "ERR no such key": nothing exists on a missing stream.
-        Err(e) if e.code() == Some("ERR") => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(groups.iter().any(|g| {
-        matches!(g.get("name"), Some(redis::Value::BulkString(name)) if name == group.as_bytes())
-    }))
+        Err(redline_streams::Error::Command { reply, .. }) if reply.code() == Some("ERR") => {
+            Ok(false)
+        }
+        Err(other) => Err(other.into()),
+    }
 }

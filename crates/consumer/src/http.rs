@@ -16,7 +16,7 @@ use crate::SinkConfig;
 
 /// What the handlers need.
 pub(crate) struct Probes {
-    gauges: redline_ops::GroupGauges,
+    gauges: redline_streams::GroupGauges,
     redis: RedisConfig,
     sink: SinkConfig,
     /// The outage the workers are waiting out, if any.
@@ -32,7 +32,7 @@ impl Probes {
         health: crate::sink::Health,
     ) -> Self {
         Self {
-            gauges: redline_ops::GroupGauges::new(redis.clone(), keys),
+            gauges: redline_streams::GroupGauges::new(redis.clone(), keys),
             redis,
             sink,
             health,
@@ -44,7 +44,7 @@ impl Probes {
     }
 
     async fn redis(&self) -> Result<(), String> {
-        let mut conn = redline_ops::connect(&self.redis)
+        let mut conn = redline_streams::connect(&self.redis)
             .await
             .map_err(|e| e.to_string())?;
         redis::cmd("PING")

@@ -1,6 +1,6 @@
 //! Housekeeping beside the read loop: safe trimming and pruning of idle consumers.
 //!
-//! Invariants (kept by `redline_ops`, which computes and applies each step atomically):
+//! Invariants (kept by `redline_streams`, which computes and applies each step atomically):
 //! - trimming removes only entries that every group on the stream has acknowledged, never
 //!   a blind MAXLEN, so a group redline did not create keeps everything it has not read;
 //! - a consumer is removed only while it holds nothing pending.
@@ -40,7 +40,7 @@ pub(crate) async fn run(
             () = tokio::time::sleep(tick) => {}
         }
         if conn.is_none() {
-            match redline_ops::connect(&redis).await {
+            match redline_streams::connect(&redis).await {
                 Ok(c) => conn = Some(c),
                 Err(error) => {
                     debug!(%error, "Housekeeping cannot reach Redis; trying later.");
@@ -51,7 +51,7 @@ pub(crate) async fn run(
         let Some(c) = conn.as_mut() else { continue };
         if !trim_interval.is_zero() && last_trim.elapsed() >= trim_interval {
             last_trim = tokio::time::Instant::now();
-            match redline_ops::trim(c, &keys, false).await {
+            match redline_streams::trim(c, &keys, false).await {
                 Ok(report) => {
                     if report.removed > 0 {
                         metrics::counter!(telemetry::TRIMMED).increment(report.removed);
@@ -75,7 +75,7 @@ pub(crate) async fn run(
         }
         if !prune_idle.is_zero() && last_prune.elapsed() >= prune_idle / 4 {
             last_prune = tokio::time::Instant::now();
-            match redline_ops::consumers(c, &keys, Some(&group), Some(prune_idle)).await {
+            match redline_streams::consumers(c, &keys, Some(&group), Some(prune_idle)).await {
                 Ok(report) => {
                     for gone in &report.removed {
                         info!(consumer = %gone.name, stream = %gone.stream, idle_ms = gone.idle_ms,
@@ -83,7 +83,7 @@ pub(crate) async fn run(
                     }
                 }
                 // A group not created yet on some partition: nothing to prune there.
-                Err(redline_ops::Error::NoSuchGroup { .. }) => {}
+                Err(redline_streams::Error::NoSuchGroup { .. }) => {}
                 Err(error) => {
                     warn!(%error, "Cannot prune idle consumers; trying later.");
                     conn = None;

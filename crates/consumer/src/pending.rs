@@ -7,29 +7,12 @@
 use std::collections::HashMap;
 
 use redline_core::redis::PooledConnection as Connection;
+use redline_streams::Id;
 
 use crate::conn;
 
 /// Ids per XCLAIM command.
 const CHUNK: usize = 1000;
-
-/// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct EntryId(u64, u64);
-
-impl EntryId {
-    /// Parses `<ms>-<seq>` (or `<ms>`); `None` for anything else.
-    pub(crate) fn parse(id: &str) -> Option<Self> {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
-    }
-}
-
-impl std::fmt::Display for EntryId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
-}
 
 /// Which of `ids` (entries of stream `key`) `consumer` still holds in `group`, with their
 /// delivery counts. Ids missing from the answer were acknowledged or claimed by another
@@ -46,7 +29,7 @@ pub(crate) async fn owned(
     consumer: &str,
     ids: &[&str],
 ) -> conn::Result<Option<HashMap<String, u64>>> {
-    let mut wanted: Vec<EntryId> = ids.iter().filter_map(|id| EntryId::parse(id)).collect();
+    let mut wanted: Vec<Id> = ids.iter().filter_map(|id| Id::parse(id)).collect();
     let mut found = HashMap::with_capacity(ids.len());
     if wanted.is_empty() {
         return Ok(Some(found));
@@ -121,20 +104,5 @@ pub(crate) async fn touch(
     match pipe.query_async::<()>(conn).await {
         Err(e) if e.code() == Some("NOGROUP") => Ok(()),
         other => Ok(other?),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_order_numerically() {
-        let a = EntryId::parse("99-5").unwrap();
-        let b = EntryId::parse("100-0").unwrap();
-        assert!(a < b);
-        assert_eq!(EntryId::parse("7"), Some(EntryId(7, 0)));
-        assert_eq!(EntryId::parse("x-1"), None);
-        assert_eq!(b.to_string(), "100-0");
     }
 }

@@ -1,4 +1,5 @@
-//! A metric ⇄ the fields of one Redis stream entry, and the fields of a dead letter.
+//! A metric ⇄ the fields of one Redis stream entry. (The dead-letter format is
+//! `redline_streams::dlq`'s.)
 //!
 //! Metric entries carry `lp` (the normalised line with a nanosecond timestamp), `db` (the
 //! target database or bucket, omitted when the request named none) and `rp` (retention
@@ -17,23 +18,6 @@ pub const FIELD_LP: &str = "lp";
 pub const FIELD_DB: &str = "db";
 /// Field: retention policy.
 pub const FIELD_RP: &str = "rp";
-
-/// Dead-letter field: why the entry was dead-lettered.
-pub const DLQ_REASON: &str = "reason";
-/// Dead-letter field: the id of the entry in the metric stream.
-pub const DLQ_SOURCE_ID: &str = "source_id";
-/// Dead-letter field: the source stream key.
-pub const DLQ_SOURCE_STREAM: &str = "source_stream";
-/// Dead-letter field: how many times the entry had been delivered.
-pub const DLQ_DELIVERIES: &str = "deliveries";
-/// Dead-letter field: the consumer group.
-pub const DLQ_GROUP: &str = "group";
-/// Dead-letter field: the consumer that gave up.
-pub const DLQ_CONSUMER: &str = "consumer";
-/// Dead-letter field: when, in Unix milliseconds.
-pub const DLQ_FAILED_AT_MS: &str = "failed_at_ms";
-/// Dead-letter field: every field of an entry that was not a metric, as a JSON object.
-pub const DLQ_RAW: &str = "raw";
 
 /// One metric as stored in a stream entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,12 +11,9 @@
 //! nothing of it; `drop_oldest` (Telegraf's behaviour) trims the oldest entries to make
 //! room, counts every dropped entry and logs at warn.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use redis::{aio::ConnectionLike, Value};
+use redis::aio::ConnectionLike;
 use redline_core::{keys::StreamKeys, telemetry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -86,7 +83,7 @@ impl Buffer {
         &self,
         conn: &mut C,
         incoming: &[u64],
-    ) -> redis::RedisResult<Result<(), Full>> {
+    ) -> redline_streams::Result<Result<(), Full>> {
         if !self.is_limited() {
             return Ok(Ok(()));
         }
@@ -97,7 +94,7 @@ impl Buffer {
         if !fresh {
             let mut per_partition = Vec::with_capacity(self.keys.count());
             for key in self.keys.partitions() {
-                per_partition.push(backlog(conn, key).await?);
+                per_partition.push(redline_streams::backlog(conn, key).await?);
             }
             *measured = Some((Instant::now(), per_partition));
         }
@@ -141,55 +138,28 @@ impl Buffer {
     }
 }
 
-/// Entries of `key` the slowest group has not acknowledged.
-async fn backlog<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> redis::RedisResult<u64> {
-    let len: u64 = redis::cmd("XLEN").arg(key).query_async(conn).await?;
-    if len == 0 {
-        return Ok(0);
-    }
-    let groups: Vec<HashMap<String, Value>> = match redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(key)
-        .query_async(conn)
-        .await
-    {
-        Ok(groups) => groups,
-        Err(e) if e.code() == Some("ERR") => return Ok(len), // no such key: raced a delete
-        Err(e) => return Err(e),
-    };
-    if groups.is_empty() {
-        return Ok(len);
-    }
-    let int = |g: &HashMap<String, Value>, k: &str| match g.get(k) {
-        Some(Value::Int(i)) => u64::try_from(*i).ok(),
-        _ => None,
-    };
-    Ok(groups
-        .iter()
-        .map(|g| match (int(g, "pending"), int(g, "lag")) {
-            (Some(pending), Some(lag)) => (pending + lag).min(len),
-            _ => len,
-        })
-        .max()
-        .unwrap_or(len))
-}
-
 /// Trims `key` to its newest `keep` entries, returning how many entries that removed
 /// beyond the ones every group had already acknowledged.
 async fn drop_oldest<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
     keep: u64,
-) -> redis::RedisResult<u64> {
-    let unacked = backlog(conn, key).await?;
-    let len: u64 = redis::cmd("XLEN").arg(key).query_async(conn).await?;
+) -> redline_streams::Result<u64> {
+    let unacked = redline_streams::backlog(conn, key).await?;
+    let redis_error = |e| redline_streams::Error::Redis(e);
+    let len: u64 = redis::cmd("XLEN")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .map_err(redis_error)?;
     let removed: u64 = redis::cmd("XTRIM")
         .arg(key)
         .arg("MAXLEN")
         .arg("=")
         .arg(keep)
         .query_async(conn)
-        .await?;
+        .await
+        .map_err(redis_error)?;
     // Entries every group had acknowledged were not metrics waiting for delivery.
     let acked = len.saturating_sub(unacked);
     Ok(removed.saturating_sub(acked))

@@ -49,7 +49,7 @@ pub struct State {
 #[derive(Debug)]
 struct Inner {
     writer: Writer,
-    gauges: redline_ops::GroupGauges,
+    gauges: redline_streams::GroupGauges,
     max_body_size: u64,
     retry_after: Duration,
     /// Tokens that may write; empty = no authentication.
@@ -76,7 +76,7 @@ impl State {
         Self {
             inner: Arc::new(Inner {
                 writer,
-                gauges: redline_ops::GroupGauges::new(config.redis.clone(), config.keys()),
+                gauges: redline_streams::GroupGauges::new(config.redis.clone(), config.keys()),
                 max_body_size: config.max_body_size,
                 retry_after: config.retry_after,
                 tokens: Arc::new(config.auth_tokens.clone()),

@@ -163,7 +163,7 @@ impl Writer {
         self.buffer
             .admit(&mut conn, &incoming)
             .await
-            .map_err(classify)??;
+            .map_err(from_streams)??;
         let result = pipes.query::<Vec<u64>>(&mut conn).await;
         metrics::histogram!(telemetry::XADD_SECONDS).record(started.elapsed().as_secs_f64());
         let replies = result.map_err(classify)?;
@@ -206,6 +206,16 @@ fn xadd(key: &str, line: &str, target: &Target) -> redis::Cmd {
         cmd.arg(entry::FIELD_RP).arg(rp);
     }
     cmd
+}
+
+/// A failure of the backlog measure, classified as a Redis failure is.
+fn from_streams(e: redline_streams::Error) -> Error {
+    match e {
+        redline_streams::Error::Redis(e) | redline_streams::Error::Command { reply: e, .. } => {
+            classify(e)
+        }
+        other => Error::Refused(other.to_string()),
+    }
 }
 
 fn classify(e: redis::RedisError) -> Error {

@@ -1,5 +1,5 @@
 use redline_core::keys::StreamKeys;
-use redline_ops::{status, Error};
+use redline_streams::{status, Error};
 use redline_testkit::RedisServer;
 
 use crate::setup;
@@ -67,13 +67,6 @@ async fn status_reports_what_xinfo_and_xpending_say() {
             "{field}"
         );
     }
-
-    let human = report.render_human();
-    assert!(human.starts_with("STREAM   LENGTH  FIRST ID"), "{human}");
-    assert!(human.contains("rl:{1}  missing"), "{human}");
-    let g1_row = human.lines().find(|l| l.starts_with("rl:{0}  g1")).unwrap();
-    assert!(g1_row.contains(&ids[2]), "{human}");
-    assert!(human.ends_with("dead letters (rl:dlq): 2\n"), "{human}");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use redline_core::keys::StreamKeys;
-use redline_ops::consumers;
+use redline_streams::consumers;
 use redline_testkit::RedisServer;
 
 use crate::setup;
@@ -57,12 +57,6 @@ async fn consumers_are_listed_as_xinfo_lists_them() {
         .consumers
         .iter()
         .all(|c| c.stream == "rl" && c.group == "g"));
-    let human = report.render_human();
-    assert!(
-        human.starts_with("STREAM  GROUP  CONSUMER  PENDING    IDLE  INACTIVE\n"),
-        "{human}"
-    );
-    assert_eq!(human.lines().count(), 4, "{human}");
 }
 
 #[tokio::test]
@@ -93,11 +87,6 @@ async fn pruning_keeps_every_consumer_that_holds_entries() {
     assert_eq!(
         setup::xpending(&mut conn, "rl", "g").await.len(),
         pending_before.len()
-    );
-    let human = report.render_human();
-    assert!(
-        human.contains("removed 2 consumers idle for 0ms or more"),
-        "{human}"
     );
 
     let error = consumers(&mut conn, &keys, Some("nope"), None)

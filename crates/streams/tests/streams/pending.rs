@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use redline_core::keys::StreamKeys;
-use redline_ops::{pending, Error, PendingFilter};
+use redline_streams::{pending, Error, PendingFilter};
 use redline_testkit::RedisServer;
 
 use crate::setup;
@@ -66,14 +66,6 @@ async fn pending_lists_what_xpending_lists() {
         assert!(json[0].get(field).is_some(), "{field}");
     }
     assert!(json[0].get("lp").is_none());
-
-    let human = report.render_human();
-    assert!(
-        human.starts_with("STREAM  GROUP  CONSUMER  PENDING  OLDEST ID"),
-        "{human}"
-    );
-    assert!(human.contains("\nID  "), "{human}");
-    assert!(human.contains("1h00m"), "{human}");
 }
 
 #[tokio::test]
@@ -124,9 +116,6 @@ async fn filters_select_consumer_idle_and_count() {
         [&ids[0], &ids[1]]
     );
     assert!(two.more);
-    assert!(two
-        .render_human()
-        .ends_with("(more entries match; raise --count to list them)\n"));
     let four = run(PendingFilter {
         count: 4,
         ..PendingFilter::default()
@@ -141,7 +130,6 @@ async fn filters_select_consumer_idle_and_count() {
     })
     .await;
     assert_eq!(shown.entries[0].lp.as_deref(), Some("m,i=0 v=0i 0"));
-    assert!(shown.render_human().contains("m,i=0 v=0i 0"));
 }
 
 #[tokio::test]
@@ -191,5 +179,5 @@ async fn an_unknown_group_is_named() {
     )
     .await
     .unwrap();
-    assert_eq!(empty.render_human(), "nothing pending\n");
+    assert!(empty.consumers.is_empty() && empty.entries.is_empty());
 }

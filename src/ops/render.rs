@@ -1,14 +1,20 @@
-//! Human output of every report: padded columns whose layout depends only on the report,
-//! so it can be compared in snapshot tests. Absent values print as `-`.
+//! The ops commands' reports as padded tables for a terminal: what `redline status`,
+//! `pending`, `claim`, `consumers`, `dlq` and `trim` print without `--json`. The layout
+//! depends only on the report, so it can be compared in snapshot tests; absent values print
+//! as `-`.
 
 use std::fmt::Display;
 
-use crate::claim::ClaimReport;
-use crate::consumers::{ConsumerInfo, ConsumersReport};
-use crate::dlq::{DeadLetter, DlqList, PurgeReport, ReplayReport};
-use crate::pending::PendingReport;
-use crate::status::StatusReport;
-use crate::trim::TrimReport;
+use redline_streams::{
+    ClaimReport, ConsumerInfo, ConsumersReport, DeadLetter, DlqList, PendingReport, PurgeReport,
+    ReplayReport, StatusReport, TrimReport,
+};
+
+/// A report that prints as a table.
+pub(crate) trait Render {
+    /// The table, ending in a newline.
+    fn render_human(&self) -> String;
+}
 
 /// How much of a reason a table shows.
 const REASON_WIDTH: usize = 60;
@@ -136,9 +142,9 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-impl StatusReport {
+impl Render for StatusReport {
     /// A table of streams, a table of groups, and the dead-letter count.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = String::new();
         let mut streams = Table::new(&[
             ("STREAM", Left),
@@ -198,9 +204,9 @@ impl StatusReport {
     }
 }
 
-impl PendingReport {
+impl Render for PendingReport {
     /// A table per consumer, then a table of entries.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = String::new();
         if self.consumers.is_empty() && self.entries.is_empty() {
             out.push_str("nothing pending\n");
@@ -266,9 +272,9 @@ impl PendingReport {
     }
 }
 
-impl ClaimReport {
+impl Render for ClaimReport {
     /// What moved, and which ids did not.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = format!(
             "moved {} to consumer '{}' of group '{}'\n",
             plural(self.moved, "entry", "entries"),
@@ -315,9 +321,9 @@ fn consumer_table(list: &[ConsumerInfo], out: &mut String) {
     table.render(out);
 }
 
-impl ConsumersReport {
+impl Render for ConsumersReport {
     /// The consumers left, then those removed.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = String::new();
         if self.consumers.is_empty() {
             out.push_str("no consumers\n");
@@ -339,9 +345,9 @@ impl ConsumersReport {
     }
 }
 
-impl DlqList {
+impl Render for DlqList {
     /// A count, then a table of the letters.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = format!(
             "{} in {}",
             plural(self.length, "dead letter", "dead letters"),
@@ -376,9 +382,9 @@ impl DlqList {
     }
 }
 
-impl DeadLetter {
+impl Render for DeadLetter {
     /// Every field on its own line, values in full.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let rows = [
             ("id", Some(self.id.clone())),
             ("lp", self.lp.clone()),
@@ -404,9 +410,9 @@ impl DeadLetter {
     }
 }
 
-impl ReplayReport {
+impl Render for ReplayReport {
     /// The count, then each failure.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = format!(
             "replayed {}, {} failed\n",
             plural(self.replayed, "dead letter", "dead letters"),
@@ -424,9 +430,9 @@ impl ReplayReport {
     }
 }
 
-impl PurgeReport {
+impl Render for PurgeReport {
     /// One line.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         format!(
             "removed {}\n",
             plural(self.removed, "dead letter", "dead letters")
@@ -434,9 +440,9 @@ impl PurgeReport {
     }
 }
 
-impl TrimReport {
+impl Render for TrimReport {
     /// A table per stream and the total.
-    pub fn render_human(&self) -> String {
+    fn render_human(&self) -> String {
         let mut out = String::new();
         let removed = if self.dry_run {
             "WOULD REMOVE"
@@ -512,6 +518,98 @@ mod tests {
         };
         assert_eq!(render("5ms"), "  IDLE  N\n   5ms  1\n");
         assert_eq!(render("12.3s"), "  IDLE  N\n 12.3s  1\n");
+    }
+
+    #[test]
+    fn reports_say_what_happened_in_words() {
+        let claim = ClaimReport {
+            group: "g".into(),
+            to: "alive".into(),
+            moved: 1,
+            claimed: Vec::new(),
+            not_claimed: vec!["5-0".into()],
+            deleted: 0,
+        };
+        assert_eq!(
+            claim.render_human(),
+            "moved 1 entry to consumer 'alive' of group 'g'\n\
+             not moved (not pending in the group, or not idle long enough): 5-0\n"
+        );
+        let replay = ReplayReport {
+            replayed: 3,
+            failed: Vec::new(),
+        };
+        assert_eq!(replay.render_human(), "replayed 3 dead letters, 0 failed\n");
+        assert_eq!(
+            PurgeReport { removed: 2 }.render_human(),
+            "removed 2 dead letters\n"
+        );
+        let pruned = ConsumersReport {
+            consumers: Vec::new(),
+            removed: Vec::new(),
+            prune_idle_ms: Some(0),
+        };
+        assert!(pruned.render_human().starts_with("no consumers\n"));
+    }
+
+    #[test]
+    fn pending_tables_say_when_the_list_is_cut_or_empty() {
+        let empty = PendingReport {
+            consumers: Vec::new(),
+            entries: Vec::new(),
+            more: false,
+        };
+        assert_eq!(empty.render_human(), "nothing pending\n");
+        let entry = redline_streams::PendingEntry {
+            id: "5-0".into(),
+            stream: "rl".into(),
+            group: "g".into(),
+            consumer: "c1".into(),
+            idle_ms: 3_600_000,
+            deliveries: 2,
+            lp: Some("m,i=0 v=0i 0".into()),
+        };
+        let cut = PendingReport {
+            consumers: Vec::new(),
+            entries: vec![entry],
+            more: true,
+        };
+        let human = cut.render_human();
+        assert!(
+            human.contains("1h00m") && human.contains("m,i=0 v=0i 0"),
+            "{human}"
+        );
+        assert!(
+            human.ends_with("(more entries match; raise --count to list them)\n"),
+            "{human}"
+        );
+    }
+
+    #[test]
+    fn a_trim_says_why_a_stream_was_left_alone() {
+        let report = TrimReport {
+            dry_run: true,
+            streams: vec![redline_streams::StreamTrim {
+                key: "rl:{1}".into(),
+                length: 0,
+                minid: None,
+                limiting_group: None,
+                removed: 0,
+                punched: 0,
+                skipped: Some("the stream does not exist".into()),
+            }],
+            removed: 0,
+        };
+        let human = report.render_human();
+        assert!(human.contains("WOULD REMOVE"), "{human}");
+        assert!(
+            human.contains("(not trimmed: the stream does not exist)"),
+            "{human}"
+        );
+        assert!(
+            human.ends_with("\ndry run: would remove 0 entries\n"),
+            "{human}"
+        );
     }
 
     #[test]

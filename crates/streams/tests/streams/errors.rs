@@ -1,6 +1,6 @@
 use redline_core::keys::StreamKeys;
 use redline_core::redis::RedisConfig;
-use redline_ops::{connect, status, trim, Error};
+use redline_streams::{connect, status, trim, Error};
 use redline_testkit::{free_port, RedisServer};
 
 #[tokio::test]

@@ -7,18 +7,19 @@ use redis::Value;
 
 use crate::error::{Error, Result};
 
-/// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Id {
+/// A stream entry id, `<ms>-<seq>`, ordered as Redis orders them: the one type for entry
+/// ids wherever redline compares or writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Id {
     /// Milliseconds part (the server's clock when the id was generated with `*`).
-    pub(crate) ms: u64,
+    pub ms: u64,
     /// Sequence within that millisecond.
-    pub(crate) seq: u64,
+    pub seq: u64,
 }
 
 impl Id {
     /// Parses `<ms>-<seq>` or `<ms>` (sequence 0), as Redis accepts them.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         let (ms, seq) = text.split_once('-').unwrap_or((text, "0"));
         let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if !digits(ms) || !digits(seq) {
@@ -31,7 +32,7 @@ impl Id {
     }
 
     /// The smallest id greater than this one (`None` after the largest possible id).
-    pub(crate) fn next(self) -> Option<Self> {
+    pub fn next(self) -> Option<Self> {
         match self.seq.checked_add(1) {
             Some(seq) => Some(Self { ms: self.ms, seq }),
             None => Some(Self {

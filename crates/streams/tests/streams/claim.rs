@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use redline_core::keys::StreamKeys;
-use redline_ops::{claim, Error};
+use redline_streams::{claim, Error};
 use redline_testkit::RedisServer;
 
 use crate::setup;
@@ -52,11 +52,6 @@ async fn claiming_ids_moves_exactly_those_idle_long_enough() {
     assert_eq!(
         after[0].3, deliveries_before[0].3,
         "a hand-over is not a delivery"
-    );
-    let human = report.render_human();
-    assert!(
-        human.starts_with("moved 1 entry to consumer 'alive' of group 'g'\n"),
-        "{human}"
     );
 }
 

@@ -1,6 +1,6 @@
 use redis::aio::MultiplexedConnection;
 use redline_core::keys::StreamKeys;
-use redline_ops::{trim, trim_plan};
+use redline_streams::{trim, trim_plan};
 use redline_testkit::RedisServer;
 
 use crate::setup;
@@ -96,7 +96,6 @@ async fn trim_removes_exactly_what_every_group_acked() {
         8,
         "a dry run removes nothing"
     );
-    assert!(plan.render_human().contains("WOULD REMOVE"));
 
     assert_eq!(trim_checked(&mut conn, &keys, &["g1", "g2"]).await, 3);
     assert_eq!(setup::ids(&mut conn, "rl").await, ids[3..]);
@@ -158,12 +157,6 @@ async fn streams_without_groups_are_left_alone_and_say_why() {
             "the stream does not exist"
         ]
     );
-    let human = report.render_human();
-    assert!(
-        human.contains("(not trimmed: the stream does not exist)"),
-        "{human}"
-    );
-    assert!(human.ends_with("\nremoved 0 entries\n"), "{human}");
 }
 
 #[tokio::test]

@@ -1,16 +1,18 @@
-//! redline-ops: the toolkit behind `redline status | pending | claim | consumers | dlq |
-//! trim`.
+//! redline-streams: what the producer, the consumer and the ops commands share about the
+//! state of redline's streams in Redis. Each function is async over one Redis connection and
+//! the deployment's [`StreamKeys`](redline_core::keys::StreamKeys), and returns a report that
+//! serialises to the JSON of DESIGN.md (`--json`); the binary renders them as tables.
 //!
-//! Every command is an async function over one Redis connection and the deployment's
-//! [`StreamKeys`](redline_core::keys::StreamKeys); it returns a report that serialises to the JSON of DESIGN.md
-//! (`--json`) and renders as a padded table ([`StatusReport::render_human`] and friends).
-//! Errors are [`Error`]s whose messages fit on one line.
-//!
-//! Guarantees the commands keep (each module states its own):
-//! - [`trim`] removes only entries every group on the stream has acknowledged, computed and
-//!   applied atomically; a stream without groups is never trimmed;
-//! - [`consumers`] removes a consumer only while it holds nothing pending;
-//! - [`dlq_replay`] removes a dead letter only in the step that re-adds it to its stream.
+//! What it owns, and where each invariant is enforced:
+//! - group state and backlog, from one `XINFO GROUPS` decoder (`stream.rs`): [`groups`],
+//!   [`backlog`], [`status`], [`pending`];
+//! - entry ids ([`Id`], `reply.rs`): parsing, ordering, canonical text;
+//! - trimming (`trim.rs`): only entries every group has acknowledged and will not read again,
+//!   computed and applied in one script; a stream without groups is never trimmed;
+//! - pruning (`consumers.rs`): a consumer is removed only while it holds nothing pending;
+//! - the dead-letter format (`dlq.rs`): one encoder ([`NewLetter`]), one decoder
+//!   ([`DeadLetter`]), and replay, which removes a letter only in the step that re-adds it;
+//! - hand-overs (`claim.rs`) and the `/metrics` gauges read from Redis (`gauges.rs`).
 //!
 //! The connection is any redis-rs async connection, a Redis Cluster connection included
 //! ([`connect`] makes the right one from the configuration). Every command and script
@@ -19,23 +21,23 @@
 //! `CROSSSLOT`, replay falls back to `XADD` then `XDEL` (see `dlq.rs`).
 //!
 //! ```no_run
-//! # async fn example() -> redline_ops::Result<()> {
+//! # async fn example() -> redline_streams::Result<()> {
 //! use redline_core::{keys::StreamKeys, redis::RedisConfig};
 //!
-//! let mut conn = redline_ops::connect(&RedisConfig::default()).await?;
+//! let mut conn = redline_streams::connect(&RedisConfig::default()).await?;
 //! let keys = StreamKeys::new("redline:metrics", 1);
-//! print!("{}", redline_ops::status(&mut conn, &keys).await?.render_human());
+//! let report = redline_streams::status(&mut conn, &keys).await?;
+//! println!("{}", serde_json::to_string(&report).unwrap());
 //! # Ok(())
 //! # }
 //! ```
 
 mod claim;
 mod consumers;
-mod dlq;
+pub mod dlq;
 mod error;
 mod gauges;
 mod pending;
-mod render;
 mod reply;
 mod status;
 mod stream;
@@ -46,13 +48,15 @@ use redline_core::redis::{Connection, RedisConfig};
 pub use crate::claim::{claim, ClaimReport, ClaimedEntry};
 pub use crate::consumers::{consumers, ConsumerInfo, ConsumersReport};
 pub use crate::dlq::{
-    dlq_list, dlq_purge, dlq_replay, dlq_show, DeadLetter, DlqList, PurgeReport, ReplayFailure,
-    ReplayReport,
+    dlq_list, dlq_purge, dlq_replay, dlq_show, DeadLetter, DlqList, NewLetter, PurgeReport,
+    ReplayFailure, ReplayReport,
 };
 pub use crate::error::{Error, Result};
 pub use crate::gauges::{export as export_gauges, GroupGauges};
 pub use crate::pending::{pending, ConsumerPending, PendingEntry, PendingFilter, PendingReport};
+pub use crate::reply::Id;
 pub use crate::status::{status, GroupStatus, StatusReport, StreamStatus};
+pub use crate::stream::{backlog, decode_groups, groups, GroupInfo};
 pub use crate::trim::{trim, trim_plan, StreamTrim, TrimReport};
 
 /// Connects to the Redis of `config` (standalone, or Redis Cluster when it names several

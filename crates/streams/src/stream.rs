@@ -55,31 +55,45 @@ pub(crate) async fn server_time_ms<C: ConnectionLike + Send>(conn: &mut C) -> Re
     Ok(secs * 1000 + micros / 1000)
 }
 
-/// One row of `XINFO GROUPS`.
-#[derive(Debug, Clone)]
-pub(crate) struct GroupInfo {
-    pub(crate) name: String,
-    pub(crate) consumers: u64,
-    pub(crate) pending: u64,
-    pub(crate) last_delivered_id: String,
-    /// Redis ≥ 7.0; `None` before, or when Redis cannot tell.
-    pub(crate) entries_read: Option<u64>,
-    /// Redis ≥ 7.0; `None` before, or when Redis cannot tell (after some deletions).
-    pub(crate) lag: Option<u64>,
+/// One row of `XINFO GROUPS`: a consumer group's state on one stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group's name.
+    pub name: String,
+    /// Its consumers.
+    pub consumers: u64,
+    /// Entries delivered to it and not acknowledged.
+    pub pending: u64,
+    /// The last id delivered to it.
+    pub last_delivered_id: String,
+    /// Entries it has read (Redis ≥ 7.0); `None` before, or when Redis cannot tell.
+    pub entries_read: Option<u64>,
+    /// Entries not delivered to it yet (Redis ≥ 7.0); `None` before, or when Redis cannot
+    /// tell (after some deletions).
+    pub lag: Option<u64>,
 }
 
-/// Every consumer group of an existing stream (`XINFO GROUPS`).
-pub(crate) async fn groups<C: ConnectionLike + Send>(
-    conn: &mut C,
-    key: &str,
-) -> Result<Vec<GroupInfo>> {
-    const CMD: &str = "XINFO GROUPS";
+/// Every consumer group of a stream (`XINFO GROUPS`): the one decoder of group state.
+///
+/// # Errors
+/// Redis errors, `ERR no such key` for a missing stream among them.
+pub async fn groups<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<Vec<GroupInfo>> {
     let value: Value = redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(key)
         .query_async(conn)
         .await
-        .map_err(|e| Error::redis(e, CMD, key))?;
+        .map_err(|e| Error::redis(e, "XINFO GROUPS", key))?;
+    decode_groups(value)
+}
+
+/// Decodes an `XINFO GROUPS` reply (RESP2 flat arrays or RESP3 maps), for callers that sent
+/// the command themselves (in a pipeline, a transaction, a synchronous connection).
+///
+/// # Errors
+/// [`Error::Reply`] when the reply does not have the documented shape.
+pub fn decode_groups(value: Value) -> Result<Vec<GroupInfo>> {
+    const CMD: &str = "XINFO GROUPS";
     reply::array(CMD, value)?
         .into_iter()
         .map(|item| {
@@ -94,6 +108,31 @@ pub(crate) async fn groups<C: ConnectionLike + Send>(
             })
         })
         .collect()
+}
+
+/// Entries of `key` the slowest group has not acknowledged: its pending entries plus its lag.
+/// A stream without groups counts its whole length (nothing has consumed it), and so does a
+/// group whose lag Redis cannot compute (after deletions): the safe side. 0 for a stream
+/// that does not exist.
+///
+/// # Errors
+/// [`Error::NotAStream`] for a key of another type; Redis errors.
+pub async fn backlog<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Result<u64> {
+    let length = len(conn, key).await?;
+    if length == 0 {
+        return Ok(0);
+    }
+    let groups = match groups(conn, key).await {
+        Ok(groups) => groups,
+        // Deleted between the two commands: nothing is buffered.
+        Err(Error::Command { reply, .. }) if reply.code() == Some("ERR") => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    Ok(groups
+        .iter()
+        .map(|g| g.lag.map_or(length, |lag| (g.pending + lag).min(length)))
+        .max()
+        .unwrap_or(length))
 }
 
 /// The groups of `key` to look at: all of them, or the one named, which must exist.

@@ -1,4 +1,4 @@
-//! Every ops command against a 3-master Redis Cluster, through [`redline_ops::connect`]:
+//! Every ops command against a 3-master Redis Cluster, through [`redline_streams::connect`]:
 //! none may send a command that crosses slots, and replay falls back from its two-key script
 //! to XADD then XDEL.
 
@@ -8,7 +8,7 @@ use redis::aio::ConnectionLike;
 use redline_core::keys::StreamKeys;
 use redline_core::redis::RedisConfig;
 use redline_core::series;
-use redline_ops::{
+use redline_streams::{
     claim, connect, consumers, dlq_list, dlq_replay, pending, status, trim, PendingFilter,
 };
 use redline_testkit::RedisCluster;
