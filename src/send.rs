@@ -18,6 +18,7 @@ use std::{
 };
 
 use anyhow::{anyhow, bail, Context, Result};
+use redline_core::backoff::Backoff;
 use redline_core::line::{Limits, LineError, Precision};
 use redline_producer::{
     ingest,
@@ -206,7 +207,7 @@ async fn store(
     metrics: Vec<redline_core::line::Metric>,
     target: &Target,
 ) -> Result<()> {
-    let mut pause = FIRST_PAUSE;
+    let mut backoff = Backoff::new(FIRST_PAUSE, FIRST_PAUSE * 16);
     for attempt in 1..=ATTEMPTS {
         match writer.store(metrics.clone(), target).await {
             Ok(_) => return Ok(()),
@@ -216,9 +217,9 @@ async fn store(
                 )));
             }
             Err(error) => {
+                let pause = backoff.next_ceiling();
                 tracing::warn!(%error, attempt, retry_in = ?pause, "Cannot store a batch; retrying.");
                 tokio::time::sleep(pause).await;
-                pause *= 2;
             }
         }
     }

@@ -49,12 +49,12 @@ use redline_core::telemetry;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::batch::Message;
 use crate::conn;
 use crate::dlq::{self, Cause, DeadLetter, Origin};
 use crate::pending;
 use crate::sink::{self, Sink, SinkError};
+use redline_core::backoff::Backoff;
 
 mod work;
 

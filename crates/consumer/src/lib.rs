@@ -20,7 +20,6 @@
 //! returns; whatever is not acknowledged by then stays pending for a restart or another
 //! consumer.
 
-mod backoff;
 mod batch;
 mod claim;
 mod config;
@@ -43,12 +42,12 @@ use redline_core::Shutdown;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::backoff::Backoff;
 use crate::batch::Message;
 use crate::claim::Claimer;
 use crate::deliver::{Deliverer, Settings};
 use crate::reader::Reader;
 use crate::sink::{FileSink, Influx2Sink, InfluxSink, Shared, Sink, StdoutSink};
+use redline_core::backoff::Backoff;
 
 pub use crate::config::{Config, InvalidConfig, StartFrom, MAX_WORKERS};
 pub use crate::sink::{SinkConfig, SinkError};

@@ -1,5 +1,6 @@
 //! redline-core: the vocabulary every redline component shares.
 //!
+//! - [`backoff`]: exponential backoff with full jitter, the one retry schedule;
 //! - [`line`](mod@line): InfluxDB line protocol → validated, normalised [`line::Metric`]s, with the
 //!   precision converted to nanoseconds and missing timestamps stamped at receive time;
 //! - [`series`]: the series key of a metric and the stable partition hash built on it;
@@ -14,6 +15,7 @@
 //!
 //! Nothing here listens on a socket or runs a long-lived task.
 
+pub mod backoff;
 pub mod entry;
 pub mod eviction;
 pub mod health;

@@ -23,6 +23,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use redline_core::{
+    backoff::Backoff,
     line::{self, Limits, Metric, Precision},
     telemetry, Shutdown,
 };
@@ -70,7 +71,7 @@ pub async fn run(listener: TcpListener, writer: Writer, settings: Settings, shut
         db: settings.db.clone(),
         rp: None,
     };
-    let mut accept_pause = RETRY_INITIAL;
+    let mut accept_pause = Backoff::new(RETRY_INITIAL, RETRY_MAX);
     loop {
         while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
@@ -85,7 +86,7 @@ pub async fn run(listener: TcpListener, writer: Writer, settings: Settings, shut
         };
         match accepted {
             Ok((socket, peer)) => {
-                accept_pause = RETRY_INITIAL;
+                accept_pause.reset();
                 let connection = Connection {
                     socket,
                     peer,
@@ -105,9 +106,9 @@ pub async fn run(listener: TcpListener, writer: Writer, settings: Settings, shut
             }
             Err(error) => {
                 // E.g. out of file descriptors: pause rather than spin (mini-redis).
-                tracing::warn!(%error, pause = ?accept_pause, "Cannot accept a TCP connection.");
-                tokio::time::sleep(accept_pause).await;
-                accept_pause = (accept_pause * 2).min(RETRY_MAX);
+                let pause = accept_pause.next_delay();
+                tracing::warn!(%error, ?pause, "Cannot accept a TCP connection.");
+                tokio::time::sleep(pause).await;
             }
         }
     }
@@ -253,12 +254,13 @@ impl Connection {
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         tokio::pin!(deadline);
-        let mut pause = RETRY_INITIAL;
+        let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_MAX);
         loop {
             let error = match self.writer.store(metrics.clone(), &self.target).await {
                 Ok(stored) => return Some(stored),
                 Err(error) => error,
             };
+            let pause = backoff.next_delay();
             if let writer::Error::BufferFull(_) = error {
                 tracing::debug!(%error, peer = %self.peer, "Buffer full; holding TCP lines unread.");
             } else {
@@ -273,7 +275,6 @@ impl Connection {
                     return None;
                 }
             }
-            pause = (pause * 2).min(RETRY_MAX);
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Exponential backoff with full jitter, for every retry of the consumer: sink writes, Redis
-//! commands and reconnects.
+//! Exponential backoff with full jitter, for every retry in redline: the consumer's sink
+//! writes, Redis commands and reconnects, the TCP source holding lines while Redis is away,
+//! and `redline send`.
 //!
 //! The n-th delay is drawn uniformly from `[0, min(max, initial × 2ⁿ)]` ("full jitter",
 //! <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>), so consumers
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 /// The delays of one sequence of retries; [`Backoff::reset`] after a success.
 #[derive(Debug, Clone)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     initial: Duration,
     max: Duration,
     attempt: u32,
@@ -17,7 +18,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     /// A sequence starting at `initial` and capped at `max`.
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
+    pub fn new(initial: Duration, max: Duration) -> Self {
         Self {
             initial,
             max: max.max(initial),
@@ -26,26 +27,35 @@ impl Backoff {
     }
 
     /// The ceiling of the next delay, before jitter.
-    pub(crate) fn ceiling(&self) -> Duration {
+    pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
 
     /// The next delay, and the sequence moves on.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(fastrand::u64(0..=nanos))
     }
 
+    /// The next delay without jitter (the ceiling itself), and the sequence moves on: for a
+    /// lone client whose retries herd with no one, and whose patience should not depend on
+    /// luck (`redline send` gives up after a fixed number of attempts).
+    pub fn next_ceiling(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        ceiling
+    }
+
     /// Sleeps for [`Backoff::next_delay`].
-    pub(crate) async fn wait(&mut self) {
+    pub async fn wait(&mut self) {
         tokio::time::sleep(self.next_delay()).await;
     }
 
     /// Starts over at `initial`, after a success.
-    pub(crate) fn reset(&mut self) {
+    pub fn reset(&mut self) {
         self.attempt = 0;
     }
 }
