@@ -397,6 +397,21 @@ fn influx_url(args: &ConsumerArgs) -> Result<String> {
     Ok(url)
 }
 
+/// What every InfluxDB sink takes from the options (URL, timeout, encoding); the API is the
+/// caller's.
+fn influx_config(args: &ConsumerArgs) -> Result<redline_consumer::sink::InfluxConfig> {
+    Ok(redline_consumer::sink::InfluxConfig {
+        url: influx_url(args)?,
+        timeout: duration(
+            args.influx_timeout.as_deref(),
+            "influx_timeout",
+            redline_consumer::sink::DEFAULT_INFLUX_TIMEOUT,
+        )?,
+        content_encoding: content_encoding(args),
+        ..redline_consumer::sink::InfluxConfig::v1(None)
+    })
+}
+
 /// The InfluxDB sinks' body encoding from the options.
 fn content_encoding(args: &ConsumerArgs) -> redline_consumer::sink::ContentEncoding {
     use redline_consumer::sink::ContentEncoding as Encoding;
@@ -408,7 +423,9 @@ fn content_encoding(args: &ConsumerArgs) -> redline_consumer::sink::ContentEncod
 
 /// The consumer's Config from its options.
 pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_consumer::Config> {
+    use redline_consumer::sink::{InfluxApi, InfluxConfig};
     use redline_consumer::{SinkConfig, StartFrom as Start};
+    use redline_core::secret::Secret;
     let d = redline_consumer::Config::default();
     let sink = match args.sink.unwrap_or(SinkKind::Stdout) {
         SinkKind::Stdout => SinkConfig::Stdout,
@@ -432,35 +449,24 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| usage(format!("--sink influxdb2 needs {}", describe(name))))
             };
-            SinkConfig::Influxdb2 {
-                url: influx_url(args)?,
-                token: required(&args.influx_token, "influx_token")?,
-                org: required(&args.influx_org, "influx_org")?,
-                bucket: args.influx_bucket.clone().or(args.influx_db.clone()),
-                timeout: duration(
-                    args.influx_timeout.as_deref(),
-                    "influx_timeout",
-                    redline_consumer::sink::DEFAULT_INFLUX_TIMEOUT,
-                )?,
-                content_encoding: content_encoding(args),
-            }
+            SinkConfig::Influxdb(InfluxConfig {
+                api: InfluxApi::V2 {
+                    token: Secret::new(required(&args.influx_token, "influx_token")?),
+                    org: required(&args.influx_org, "influx_org")?,
+                    bucket: args.influx_bucket.clone().or(args.influx_db.clone()),
+                },
+                ..influx_config(args)?
+            })
         }
-        SinkKind::Influxdb => {
-            let url = influx_url(args)?;
-            SinkConfig::Influxdb {
-                url,
+        SinkKind::Influxdb => SinkConfig::Influxdb(InfluxConfig {
+            api: InfluxApi::V1 {
                 db: args.influx_db.clone(),
-                timeout: duration(
-                    args.influx_timeout.as_deref(),
-                    "influx_timeout",
-                    Duration::from_secs(10),
-                )?,
-                create_database: !args.influx_skip_database_creation.unwrap_or(false),
                 username: args.influx_username.clone(),
-                password: args.influx_password.clone(),
-                content_encoding: content_encoding(args),
-            }
-        }
+                password: args.influx_password.clone().map(Secret::new),
+                create_database: !args.influx_skip_database_creation.unwrap_or(false),
+            },
+            ..influx_config(args)?
+        }),
     };
     let consumer = match &args.consumer {
         Some(name) if !name.is_empty() => name.clone(),
@@ -517,8 +523,8 @@ pub(crate) fn effective(
         "consumer": consumer,
     });
     drop_nulls(&mut json);
-    let mut value = toml::Value::try_from(json)?;
-    mask(&mut value);
+    // Passwords and tokens are `Secret`s and URLs serialise redacted: nothing to mask here.
+    let value = toml::Value::try_from(json)?;
     let _ = common;
     Ok(toml::to_string_pretty(&value)?)
 }
@@ -531,30 +537,6 @@ fn drop_nulls(value: &mut Value) {
             map.values_mut().for_each(drop_nulls);
         }
         Value::Array(items) => items.iter_mut().for_each(drop_nulls),
-        _ => {}
-    }
-}
-
-/// Replaces secrets: values of keys naming a password or token, and URL passwords.
-fn mask(value: &mut toml::Value) {
-    match value {
-        toml::Value::Table(table) => {
-            for (key, v) in table.iter_mut() {
-                let key = key.to_ascii_lowercase();
-                if key.contains("password") || key.contains("token") || key.contains("secret") {
-                    if !matches!(v, toml::Value::Table(_) | toml::Value::Array(_)) {
-                        *v = toml::Value::String("***".into());
-                    }
-                } else if key.ends_with("url") {
-                    if let toml::Value::String(url) = v {
-                        *url = redline_core::redis::redact_url(url);
-                    }
-                } else {
-                    mask(v);
-                }
-            }
-        }
-        toml::Value::Array(items) => items.iter_mut().for_each(mask),
         _ => {}
     }
 }

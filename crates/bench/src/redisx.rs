@@ -337,6 +337,8 @@ mod tests {
         let group = Value::Array(vec![
             bulk("name"),
             bulk("g"),
+            bulk("consumers"),
+            Value::Int(1),
             bulk("pending"),
             Value::Int(2),
             bulk("last-delivered-id"),

@@ -53,12 +53,12 @@ use crate::batch::Message;
 use crate::conn;
 use crate::dlq::{self, Cause, DeadLetter, Origin};
 use crate::pending;
-use crate::sink::{self, Sink, SinkError};
+use crate::sink::{self, Route, Sink, SinkError};
 use redline_core::backoff::Backoff;
 
 mod work;
 
-use work::{letter, route_of, routes, Fate, Route, Todo, Work};
+use work::{letter, route_of, routes, Fate, RouteKey, Todo, Work};
 
 /// Ids per XACK command.
 const ACK_CHUNK: usize = 1000;
@@ -97,7 +97,7 @@ pub(crate) struct Deliverer<S> {
     /// timeout, doubled after an accepted write.
     write_limit: Option<usize>,
     /// The last refusal of each route, the reason of a dead letter written after a re-read.
-    refusals: HashMap<Route, String>,
+    refusals: HashMap<RouteKey, String>,
 }
 
 /// What the sink did with one route's entries.
@@ -269,9 +269,11 @@ impl<S: Sink> Deliverer<S> {
         let mut answered = false;
         'routes: for route in routes(&todo) {
             let limit = self.write_limit.unwrap_or(usize::MAX).max(1);
+            // A route holds at least one entry: the one it was made from.
+            let to = Route::of(&todo[route[0]].entry);
             for chunk in route.chunks(limit) {
                 let entries: Vec<&Entry> = chunk.iter().map(|&i| &todo[i].entry).collect();
-                let outcome = self.bisect(&entries).await;
+                let outcome = self.bisect(to, &entries).await;
                 answered |= !outcome.accepted.is_empty() || !outcome.rejected.is_empty();
                 for range in outcome.accepted {
                     chunk[range].iter().for_each(|&i| fate[i] = Fate::Accepted);
@@ -370,12 +372,12 @@ impl<S: Sink> Deliverer<S> {
     /// Writes `entries`; on a rejection, writes each half, down to single entries, so only
     /// the entries the sink refuses are dead-lettered. Stops at the first error that is not
     /// a rejection: everything not written yet stays pending.
-    async fn bisect(&mut self, entries: &[&Entry]) -> Bisected {
+    async fn bisect(&mut self, to: Route<'_>, entries: &[&Entry]) -> Bisected {
         let mut out = Bisected::default();
         let mut stack: Vec<Range<usize>> = Vec::new();
         stack.push(0..entries.len());
         while let Some(range) = stack.pop() {
-            match self.write_once(&entries[range.clone()]).await {
+            match self.write_once(to, &entries[range.clone()]).await {
                 Ok(()) => out.accepted.push(range),
                 Err(SinkError::Rejected { reason, whole }) if whole || range.len() == 1 => {
                     out.rejected.push((range, reason));
@@ -398,9 +400,9 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// One sink write, measured and counted; adapts the write size to timeouts.
-    async fn write_once(&mut self, entries: &[&Entry]) -> Result<(), SinkError> {
+    async fn write_once(&mut self, to: Route<'_>, entries: &[&Entry]) -> Result<(), SinkError> {
         let started = Instant::now();
-        let result = self.sink.write(entries).await;
+        let result = self.sink.write(to, entries).await;
         metrics::histogram!(telemetry::SINK_SECONDS).record(started.elapsed().as_secs_f64());
         match &result {
             Ok(()) => {

@@ -61,8 +61,8 @@ impl Probes {
             return Err(outage);
         }
         match &self.sink {
-            SinkConfig::Influxdb { url, .. } | SinkConfig::Influxdb2 { url, .. } => {
-                let ping = format!("{}/ping", url.trim_end_matches('/'));
+            SinkConfig::Influxdb(influx) => {
+                let ping = format!("{}/ping", influx.url.trim_end_matches('/'));
                 match self.http.get(&ping).send().await {
                     Ok(r) if r.status().is_success() => Ok(()),
                     Ok(r) => Err(format!("InfluxDB answered {} to GET /ping", r.status())),

@@ -46,7 +46,7 @@ use crate::batch::Message;
 use crate::claim::Claimer;
 use crate::deliver::{Deliverer, Settings};
 use crate::reader::Reader;
-use crate::sink::{FileSink, Influx2Sink, InfluxSink, Shared, Sink, StdoutSink};
+use crate::sink::{FileSink, InfluxSink, Shared, Sink, StdoutSink};
 use redline_core::backoff::Backoff;
 
 pub use crate::config::{Config, InvalidConfig, StartFrom, MAX_WORKERS};
@@ -98,37 +98,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
     config.validate()?;
     let workers = config.workers;
     match &config.sink {
-        SinkConfig::Influxdb {
-            url,
-            db,
-            timeout,
-            create_database,
-            username,
-            password,
-            content_encoding,
-        } => {
-            let sink = InfluxSink::new(
-                url,
-                db.as_deref(),
-                *timeout,
-                *create_database,
-                username.as_deref(),
-                password.as_deref(),
-            )?
-            .with_content_encoding(*content_encoding);
+        SinkConfig::Influxdb(influx) => {
             // Clones share one HTTP client: each worker writes on its own connection.
-            consume(config, vec![sink; workers], shutdown).await
-        }
-        SinkConfig::Influxdb2 {
-            url,
-            token,
-            org,
-            bucket,
-            timeout,
-            content_encoding,
-        } => {
-            let sink = Influx2Sink::new(url, token, org, bucket.as_deref(), *timeout)?
-                .with_content_encoding(*content_encoding);
+            let sink = InfluxSink::new(influx)?;
             consume(config, vec![sink; workers], shutdown).await
         }
         SinkConfig::File {

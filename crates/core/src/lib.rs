@@ -3,8 +3,9 @@
 //! - [`backoff`]: exponential backoff with full jitter, the one retry schedule;
 //! - [`line`](mod@line): InfluxDB line protocol → validated, normalised [`line::Metric`]s, with the
 //!   precision converted to nanoseconds and missing timestamps stamped at receive time;
+//! - [`secret`]: passwords and tokens that print as `***`;
 //! - [`series`]: the series key of a metric and the stable partition hash built on it;
-//! - [`entry`]: a metric ⇄ the fields of one Redis stream entry, and dead-letter fields;
+//! - [`entry`]: a metric ⇄ the fields of one Redis stream entry, and v2 buckets (`db/rp`);
 //! - [`keys`]: every Redis key name redline uses;
 //! - [`redis`]: connection pools from a [`redis::RedisConfig`] and Redis error classification;
 //! - [`eviction`]: refusing a Redis that may evict streams;
@@ -22,6 +23,7 @@ pub mod health;
 pub mod keys;
 pub mod line;
 pub mod redis;
+pub mod secret;
 pub mod series;
 pub mod shutdown;
 pub mod telemetry;

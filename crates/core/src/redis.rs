@@ -35,6 +35,8 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db` or `rediss://…`; for Redis Cluster, several
     /// node URLs separated by commas (any reachable one is enough to find the others).
+    /// Serialised with its password masked.
+    #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// Use the Redis Cluster client even with one URL (a seed node of the cluster).
     pub cluster: bool,
@@ -95,6 +97,18 @@ pub fn redact_url(url: &str) -> String {
         return url.split(',').map(redact_one).collect::<Vec<_>>().join(",");
     }
     redact_one(url)
+}
+
+/// Serialises a URL (or a comma-separated list of them) with its passwords masked, for
+/// configurations that are printed (`redline config check`).
+///
+/// # Errors
+/// The serializer's.
+pub fn serialize_redacted<S: serde::Serializer>(
+    url: &str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
 }
 
 fn redact_one(url: &str) -> String {

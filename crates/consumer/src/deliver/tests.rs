@@ -34,7 +34,11 @@ where
         "scripted"
     }
 
-    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
+    async fn write(
+        &mut self,
+        _: crate::sink::Route<'_>,
+        batch: &[&Entry],
+    ) -> Result<(), SinkError> {
         let mut seen = self.seen.lock().unwrap();
         seen.calls += 1;
         let answer = (self.decide)(seen.calls, batch);

@@ -100,8 +100,8 @@ pub(super) enum Fate {
     Unauthorized(String),
 }
 
-/// A route: (database, retention policy) as the entry names them.
-pub(super) type Route = (Option<String>, Option<String>);
+/// A route as a map key: (database, retention policy) as the entry names them.
+pub(super) type RouteKey = (Option<String>, Option<String>);
 
 /// Indexes of `todo` grouped by route, in order of first appearance.
 pub(super) fn routes(todo: &[Todo]) -> Vec<Vec<usize>> {
@@ -117,7 +117,7 @@ pub(super) fn routes(todo: &[Todo]) -> Vec<Vec<usize>> {
 }
 
 /// The route of an entry.
-pub(super) fn route_of(entry: &Entry) -> Route {
+pub(super) fn route_of(entry: &Entry) -> RouteKey {
     (entry.db.clone(), entry.rp.clone())
 }
 

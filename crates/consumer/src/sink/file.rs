@@ -25,7 +25,7 @@ use redline_core::entry::Entry;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 
-use super::{lines, OpenError, Sink, SinkError};
+use super::{lines, OpenError, Route, Sink, SinkError};
 
 /// Appends line protocol to a file.
 #[derive(Debug)]
@@ -129,7 +129,7 @@ impl Sink for FileSink {
         "file"
     }
 
-    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, _: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
         let size = self
             .file
             .metadata()
@@ -246,12 +246,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.lp");
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[&entry("a v=1 1"), &entry("b v=2 2")])
+        sink.write(Route::default(), &[&entry("a v=1 1"), &entry("b v=2 2")])
             .await
             .unwrap();
         drop(sink);
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[&entry("c v=3 3")]).await.unwrap();
+        sink.write(Route::default(), &[&entry("c v=3 3")])
+            .await
+            .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "a v=1 1\nb v=2 2\nc v=3 3\n");
     }
@@ -264,7 +266,9 @@ mod tests {
         let mut sink = FileSink::open_rotating(&path, 50, 2).await.unwrap();
         for b in 0..5 {
             let batch: Vec<Entry> = (0..3).map(|i| entry(&format!("l v={i} {b}"))).collect();
-            sink.write(&batch.iter().collect::<Vec<_>>()).await.unwrap();
+            sink.write(Route::default(), &batch.iter().collect::<Vec<_>>())
+                .await
+                .unwrap();
         }
         drop(sink);
         let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
@@ -288,8 +292,12 @@ mod tests {
         let path = dir.path().join("m.lp");
         let mut sink = FileSink::open_rotating(&path, 10, 1).await.unwrap();
         let batch: Vec<Entry> = (0..4).map(|i| entry(&format!("l v={i} 0"))).collect();
-        sink.write(&batch.iter().collect::<Vec<_>>()).await.unwrap();
-        sink.write(&batch.iter().collect::<Vec<_>>()).await.unwrap();
+        sink.write(Route::default(), &batch.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        sink.write(Route::default(), &batch.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
         let mut one = path.clone().into_os_string();
         one.push(".1");
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
@@ -303,7 +311,7 @@ mod tests {
         // What a crash in the middle of an append leaves: whole lines, then half of one.
         std::fs::write(&path, "a v=1 1\nb v=2 2\nc v=3").unwrap();
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[&entry("c v=3 3"), &entry("d v=4 4")])
+        sink.write(Route::default(), &[&entry("c v=3 3"), &entry("d v=4 4")])
             .await
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -313,13 +321,17 @@ mod tests {
         let long = "x".repeat(200_000);
         std::fs::write(&path, &long).unwrap();
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[&entry("e v=5 5")]).await.unwrap();
+        sink.write(Route::default(), &[&entry("e v=5 5")])
+            .await
+            .unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "e v=5 5\n");
 
         // A newline 100 KB before the end: everything after it goes.
         std::fs::write(&path, format!("f v=6 6\n{long}")).unwrap();
         let mut sink = FileSink::open(&path).await.unwrap();
-        sink.write(&[&entry("g v=7 7")]).await.unwrap();
+        sink.write(Route::default(), &[&entry("g v=7 7")])
+            .await
+            .unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "f v=6 6\ng v=7 7\n"

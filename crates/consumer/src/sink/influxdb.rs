@@ -1,147 +1,172 @@
-//! The InfluxDB 1.x sink: `POST {url}/write?db=…&rp=…&precision=ns` with a gzip body, one
-//! request per (database, retention policy) of the batch.
+//! The InfluxDB sink: one write path for both write APIs, the API as data
+//! ([`InfluxApi`]): v1 `POST {url}/write?db=…&rp=…&precision=ns` with basic auth, v2
+//! `POST {url}/api/v2/write?org=…&bucket=…&precision=ns` with `Authorization: Token …`. A
+//! write is one route (database, retention policy), as the deliverer hands them; on v2 the
+//! route is the bucket `db` or `db/rp`, the name InfluxDB's v1 compatibility (DBRP
+//! mapping, 1.8's `/api/v2/write`) gives a database and retention policy.
 //!
-//! How InfluxDB 1.6 answers, and what each answer means here (measured; see DESIGN.md):
+//! How InfluxDB answers, and what each answer means here (measured on 1.6; see DESIGN.md):
 //! - 204: stored → accepted;
-//! - 400 `partial write: …` / `{"error":"field type conflict"}` / `unable to parse`, and 413
-//!   (body too large) → [`SinkError::Rejected`], a verdict on points: the consumer splits
-//!   the write to isolate the offending points (points InfluxDB stored already are stored
-//!   again, harmlessly: their timestamps are fixed);
-//! - 404 `database not found` → `CREATE DATABASE` and retry when `create_database` is on
-//!   (Telegraf does the same); when that is off or refused (403 for a non-admin user),
-//!   500 `retention policy not found`, and 403 (no permission on this database) →
-//!   [`SinkError::Refused`], a verdict on the route: counted, other routes go on;
-//! - 401 → [`SinkError::Unauthorized`]: the credentials are wrong (an outage) unless
-//!   another route of the same attempt was answered;
+//! - 400 `partial write: …` / `{"error":"field type conflict"}` / `unable to parse`, 413 and
+//!   other 4xx about the points → [`SinkError::Rejected`], a verdict on points: the consumer
+//!   splits the write to isolate them (points stored already are stored again, harmlessly:
+//!   their timestamps are fixed);
+//! - v1 404 `database not found` → `CREATE DATABASE` and retry when `create_database` is on
+//!   (Telegraf does the same); when that is off or refused (403 for a non-admin user), v2
+//!   404 `bucket … not found`, 500 `retention policy not found`, and 403 (no permission on
+//!   this database or bucket) → [`SinkError::Refused`], a verdict on the route: counted,
+//!   other routes go on;
+//! - 401 → [`SinkError::Unauthorized`]: the credentials are wrong (an outage) unless another
+//!   route of the same attempt was answered;
 //! - any other 5xx (a full disk: `engine: error writing WAL entry: … no space left on
-//!   device`, until influxd is restarted), 408, 429, connection refused or broken →
+//!   device`, until influxd is restarted), 408, 429, a 404 that is not about a database or
+//!   bucket (a wrong URL, v2 `organization … not found`), connection refused or broken →
 //!   [`SinkError::Unavailable`]; no answer within the timeout → [`SinkError::TimedOut`].
 //!   Outages are retried for as long as they last and count nothing.
 //!
-//! API: <https://docs.influxdata.com/influxdb/v1.6/tools/api/#write-http-endpoint>.
+//! Secrets stay in [`Secret`]s and in a header value marked sensitive: no `Debug` and no log
+//! shows them.
 //!
-//! The classification, grouping, gzip and transport helpers are shared with the v2 sink
-//! ([`super::influxdb2`]), which reads the same answers from `/api/v2/write`.
+//! APIs: <https://docs.influxdata.com/influxdb/v1.6/tools/api/#write-http-endpoint>,
+//! <https://docs.influxdata.com/influxdb/v2/api/#operation/PostWrite>.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::Write as _;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use redline_core::entry::Entry;
-use reqwest::header::CONTENT_ENCODING;
+use redline_core::secret::Secret;
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING};
 use reqwest::{Client, RequestBuilder};
 use serde::Deserialize;
 
-use super::{lines, ContentEncoding, OpenError, Sink, SinkError};
+use super::{lines, ContentEncoding, InfluxApi, InfluxConfig, OpenError, Route, Sink, SinkError};
 
 /// Longest error text kept from an answer; InfluxDB quotes whole lines in its errors.
 const MAX_ERROR_LEN: usize = 2048;
 
-/// Writes to InfluxDB 1.x over HTTP. Clones share the HTTP client and its connections.
+/// Writes to InfluxDB over HTTP. Clones share the HTTP client and its connections.
 #[derive(Clone)]
 pub struct InfluxSink {
     client: Client,
     /// Base URL without a trailing `/`.
     url: String,
-    default_db: Option<String>,
-    create_database: bool,
-    username: Option<String>,
-    password: Option<String>,
-    /// Databases this sink created, so a database that vanishes again is not re-created in a
-    /// loop within one write.
-    created: HashSet<String>,
     encoding: ContentEncoding,
+    api: Endpoint,
+}
+
+/// What one write API needs at write time.
+#[derive(Clone)]
+enum Endpoint {
+    V1 {
+        default_db: Option<String>,
+        create_database: bool,
+        credentials: Option<(String, Option<Secret>)>,
+        /// Databases this sink created, so a database that vanishes again is not re-created
+        /// in a loop within one write.
+        created: HashSet<String>,
+    },
+    V2 {
+        org: String,
+        default_bucket: Option<String>,
+        /// `Token <token>`, marked sensitive so that reqwest never prints it.
+        authorization: HeaderValue,
+    },
 }
 
 impl std::fmt::Debug for InfluxSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let api = match &self.api {
+            Endpoint::V1 { .. } => "v1",
+            Endpoint::V2 { .. } => "v2",
+        };
         f.debug_struct("InfluxSink")
             .field("url", &self.url)
-            .field("default_db", &self.default_db)
+            .field("api", &api)
             .finish_non_exhaustive()
     }
 }
 
-/// What InfluxDB answered to a write, classified.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Answer {
+/// What InfluxDB answered to a v1 write.
+enum Answer {
     Stored,
     DatabaseNotFound(String),
     Failed(SinkError),
 }
 
 impl InfluxSink {
-    /// A sink writing to the InfluxDB at `url` (`http://host:port`), with the fields of
-    /// [`SinkConfig::Influxdb`](super::SinkConfig::Influxdb) as arguments.
+    /// A sink for `config`.
     ///
     /// # Errors
-    /// [`OpenError::Url`] for a URL that is not `http://…`, [`OpenError::Http`] when the
-    /// HTTP client cannot be built. Nothing is sent yet.
-    pub fn new(
-        url: &str,
-        default_db: Option<&str>,
-        timeout: Duration,
-        create_database: bool,
-        username: Option<&str>,
-        password: Option<&str>,
-    ) -> Result<Self, OpenError> {
+    /// [`OpenError::Url`] for a URL that is not `http(s)://…`, [`OpenError::Token`] for a
+    /// token that cannot be sent in a header, [`OpenError::Http`] when the HTTP client cannot
+    /// be built. Nothing is sent yet.
+    pub fn new(config: &InfluxConfig) -> Result<Self, OpenError> {
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        let api = match &config.api {
+            InfluxApi::V1 {
+                db,
+                username,
+                password,
+                create_database,
+            } => Endpoint::V1 {
+                default_db: non_empty(db),
+                create_database: *create_database,
+                credentials: username.clone().map(|user| (user, password.clone())),
+                created: HashSet::new(),
+            },
+            InfluxApi::V2 { org, token, bucket } => {
+                let mut authorization = HeaderValue::from_str(&format!("Token {}", token.expose()))
+                    .map_err(|_| OpenError::Token)?;
+                authorization.set_sensitive(true);
+                Endpoint::V2 {
+                    org: org.clone(),
+                    default_bucket: non_empty(bucket),
+                    authorization,
+                }
+            }
+        };
         Ok(Self {
-            client: client(url, timeout)?,
-            url: url.trim_end_matches('/').to_string(),
-            default_db: default_db.filter(|d| !d.is_empty()).map(str::to_string),
-            create_database,
-            username: username.map(str::to_string),
-            password: password.map(str::to_string),
-            created: HashSet::new(),
-            encoding: ContentEncoding::default(),
+            client: client(&config.url, config.timeout)?,
+            url: config.url.trim_end_matches('/').to_string(),
+            encoding: config.content_encoding,
+            api,
         })
     }
 
-    /// The same sink, encoding request bodies with `encoding` (gzip unless told).
-    #[must_use]
-    pub fn with_content_encoding(mut self, encoding: ContentEncoding) -> Self {
-        self.encoding = encoding;
-        self
-    }
-
-    fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
-        match &self.username {
-            Some(user) => request.basic_auth(user, self.password.as_deref()),
-            None => request,
-        }
-    }
-
-    /// Writes one (database, retention policy) group.
-    async fn write_group(
+    /// Writes `batch` to the database (or bucket) `db`, retention policy `rp`.
+    async fn write_v1(
         &mut self,
-        db: Option<&str>,
+        db: &str,
         rp: Option<&str>,
         batch: &[&Entry],
     ) -> Result<(), SinkError> {
-        let Some(db) = db.or(self.default_db.as_deref()).map(str::to_string) else {
-            return Err(SinkError::Refused(
-                "the entry names no database and the InfluxDB sink has no default \
-                 database (--influx-db)"
-                    .to_string(),
-            ));
-        };
         let body = encode(lines(batch.iter().copied()), self.encoding)?;
-        match self.post_write(&db, rp, body.clone()).await? {
+        let answer = self.post_v1(db, rp, body.clone()).await?;
+        let Endpoint::V1 {
+            create_database,
+            created,
+            ..
+        } = &self.api
+        else {
+            unreachable!("write_v1 is called for the v1 API");
+        };
+        match answer {
             Answer::Stored => return Ok(()),
             Answer::Failed(error) => return Err(all_dropped(error, batch.len())),
-            Answer::DatabaseNotFound(text)
-                if !self.create_database || self.created.contains(&db) =>
-            {
+            Answer::DatabaseNotFound(text) if !create_database || created.contains(db) => {
                 return Err(SinkError::Refused(text));
             }
             Answer::DatabaseNotFound(_) => {}
         }
-        self.create(&db).await?;
-        self.created.insert(db.clone());
-        match self.post_write(&db, rp, body).await? {
+        self.create(db).await?;
+        if let Endpoint::V1 { created, .. } = &mut self.api {
+            created.insert(db.to_string());
+        }
+        match self.post_v1(db, rp, body).await? {
             Answer::Stored => Ok(()),
             Answer::Failed(error) => Err(all_dropped(error, batch.len())),
             // Created a moment ago and gone again: someone is dropping it.
@@ -149,12 +174,7 @@ impl InfluxSink {
         }
     }
 
-    async fn post_write(
-        &self,
-        db: &str,
-        rp: Option<&str>,
-        body: Bytes,
-    ) -> Result<Answer, SinkError> {
+    async fn post_v1(&self, db: &str, rp: Option<&str>, body: Bytes) -> Result<Answer, SinkError> {
         let mut query = vec![("db", db), ("precision", "ns")];
         if let Some(rp) = rp {
             query.push(("rp", rp));
@@ -211,32 +231,94 @@ impl InfluxSink {
             }
         }
     }
+
+    fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.api {
+            Endpoint::V1 {
+                credentials: Some((user, password)),
+                ..
+            } => request.basic_auth(user, password.as_ref().map(Secret::expose)),
+            _ => request,
+        }
+    }
+
+    /// Writes `batch` to `bucket` through `/api/v2/write`.
+    async fn write_v2(&self, bucket: &str, batch: &[&Entry]) -> Result<(), SinkError> {
+        let Endpoint::V2 {
+            org, authorization, ..
+        } = &self.api
+        else {
+            unreachable!("write_v2 is called for the v2 API");
+        };
+        let body = encode(lines(batch.iter().copied()), self.encoding)?;
+        let query = [
+            ("org", org.as_str()),
+            ("bucket", bucket),
+            ("precision", "ns"),
+        ];
+        let response = self
+            .client
+            .post(format!("{}/api/v2/write", self.url))
+            .query(&query)
+            .header(AUTHORIZATION, authorization.clone())
+            .header(CONTENT_ENCODING, self.encoding.header())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| context(&format!("POST /api/v2/write?bucket={bucket}"), transport(e)))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status().as_u16();
+        let text = error_text(response).await;
+        Err(all_dropped(classify_v2(status, text), batch.len()))
+    }
 }
 
 impl Sink for InfluxSink {
     fn name(&self) -> &'static str {
-        "influxdb"
+        match self.api {
+            Endpoint::V1 { .. } => "influxdb",
+            Endpoint::V2 { .. } => "influxdb2",
+        }
     }
 
-    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
-        let groups = group(batch);
-        let single = groups.len() == 1;
-        for ((db, rp), entries) in groups {
-            self.write_group(db, rp, &entries)
-                .await
-                .map_err(|error| narrow(error, single))?;
+    async fn write(&mut self, route: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
+        match &self.api {
+            Endpoint::V1 { default_db, .. } => {
+                let Some(db) = route.db.or(default_db.as_deref()).map(str::to_string) else {
+                    return Err(SinkError::Refused(
+                        "the entry names no database and the InfluxDB sink has no default \
+                         database (--influx-db)"
+                            .to_string(),
+                    ));
+                };
+                self.write_v1(&db, route.rp, batch).await
+            }
+            Endpoint::V2 { default_bucket, .. } => {
+                let Some(db) = route.db.or(default_bucket.as_deref()) else {
+                    return Err(SinkError::Refused(
+                        "the entry names no bucket and the InfluxDB v2 sink has no default \
+                         bucket (--influx-bucket)"
+                            .to_string(),
+                    ));
+                };
+                let bucket = match route.rp {
+                    Some(rp) => format!("{db}/{rp}"),
+                    None => db.to_string(),
+                };
+                self.write_v2(&bucket, batch).await
+            }
         }
-        Ok(())
     }
 }
 
-/// An HTTP client for the InfluxDB at `url`: `http://` or `https://` (rustls).
+/// An HTTP client for the InfluxDB at `url`: `http://` or `https://` (rustls; the system's
+/// CA bundle, or the PEM file named by SSL_CERT_FILE for a private CA).
 ///
 /// # Errors
 /// [`OpenError::Url`] for another scheme, [`OpenError::Http`] when it cannot be built.
-pub(super) fn client(url: &str, timeout: Duration) -> Result<Client, OpenError> {
-    // https trusts the system's CA bundle (rustls-native-certs), or the PEM file named by
-    // SSL_CERT_FILE for a private CA.
+fn client(url: &str, timeout: Duration) -> Result<Client, OpenError> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(OpenError::Url {
             url: url.to_string(),
@@ -248,71 +330,51 @@ pub(super) fn client(url: &str, timeout: Duration) -> Result<Client, OpenError> 
         .build()?)
 }
 
-/// A whole-write cause only covers the whole batch when the batch was one group: with
-/// several, the consumer must still split it to save the other groups' entries.
-pub(super) fn narrow(error: SinkError, single: bool) -> SinkError {
-    match error {
-        SinkError::Rejected { reason, whole } => SinkError::Rejected {
-            reason,
-            whole: whole && single,
-        },
-        other => other,
-    }
-}
-
-/// Where a write goes: (database, retention policy), `None` meaning the default.
-pub(super) type Target<'a> = (Option<&'a str>, Option<&'a str>);
-
-/// The batch's entries grouped by (database, retention policy), groups in order of first
-/// appearance and entries in order within each.
-pub(super) fn group<'a>(batch: &[&'a Entry]) -> Vec<(Target<'a>, Vec<&'a Entry>)> {
-    let mut groups: Vec<(Target<'a>, Vec<&'a Entry>)> = Vec::new();
-    for &entry in batch {
-        let key = (entry.db.as_deref(), entry.rp.as_deref());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, entries)) => entries.push(entry),
-            None => groups.push((key, vec![entry])),
-        }
-    }
-    groups
-}
-
-/// Classifies a non-2xx answer from `/write` by status and InfluxDB's error text.
-pub(super) fn classify(status: u16, text: String) -> SinkError {
-    let failed = std::convert::identity;
+/// Classifies a non-2xx answer by status and InfluxDB's error text.
+fn classify(status: u16, text: String) -> SinkError {
     match status {
-        413 => failed(SinkError::Rejected {
+        413 => SinkError::Rejected {
             reason: format!("request body too large: {text}"),
             whole: false,
-        }),
+        },
         // A 5xx, but permanent: the route names a retention policy the database lacks.
         500 if text.contains("retention policy not found") => {
-            failed(SinkError::Refused(format!("{status}: {text}")))
+            SinkError::Refused(format!("{status}: {text}"))
         }
-        401 => failed(SinkError::Unauthorized(format!("{status}: {text}"))),
-        403 => failed(SinkError::Refused(format!("{status}: {text}"))),
+        401 => SinkError::Unauthorized(format!("{status}: {text}")),
+        403 => SinkError::Refused(format!("{status}: {text}")),
         // 400: partial write, type conflict, unparsable line: InfluxDB's text says it all.
-        400 => failed(SinkError::Rejected {
+        400 => SinkError::Rejected {
             reason: text,
             whole: false,
-        }),
+        },
         // Waiting helps: a request timeout, rate limiting; a 404 that is not about a
         // database means a wrong URL (not InfluxDB), which is the whole sink's problem.
-        404 | 408 | 429 => failed(SinkError::Unavailable(format!("{status}: {text}"))),
-        402..=499 => failed(SinkError::Rejected {
+        404 | 408 | 429 => SinkError::Unavailable(format!("{status}: {text}")),
+        402..=499 => SinkError::Rejected {
             reason: format!("{status}: {text}"),
             whole: false,
-        }),
+        },
         // Any other answer (5xx: a full disk, a full cache, a crash) says nothing about
         // the points: an outage, however long it lasts.
-        _ => failed(SinkError::Unavailable(format!("{status}: {text}"))),
+        _ => SinkError::Unavailable(format!("{status}: {text}")),
     }
+}
+
+/// Classifies a non-2xx answer from `/api/v2/write`: v1's rules, with a missing bucket
+/// (or, from InfluxDB 1.8, database) refusing the route. A missing organisation is every
+/// route's problem: an outage until the configuration is fixed.
+fn classify_v2(status: u16, text: String) -> SinkError {
+    if status == 404 && text.contains("not found") && !text.contains("organization") {
+        return SinkError::Refused(format!("{status}: {text}"));
+    }
+    classify(status, text)
 }
 
 /// A partial write that dropped every point (`… dropped=N` with N the number of points
 /// sent, e.g. `max-values-per-tag limit exceeded` for a whole batch of new series) is a
 /// rejection of the whole write: splitting it would only repeat the answer point by point.
-pub(super) fn all_dropped(error: SinkError, points: usize) -> SinkError {
+fn all_dropped(error: SinkError, points: usize) -> SinkError {
     match error {
         SinkError::Rejected {
             reason,
@@ -335,7 +397,7 @@ fn dropped(text: &str) -> Option<usize> {
 /// A failed request: an outage, whichever way it failed (refused, reset, broken
 /// mid-request); no answer in time is [`SinkError::TimedOut`], so that the next attempt
 /// writes less at once.
-pub(super) fn transport(error: reqwest::Error) -> SinkError {
+fn transport(error: reqwest::Error) -> SinkError {
     // The URL could carry credentials: leave it out. `reqwest::Error`'s Display also omits
     // the cause ("error sending request"), so add the chain.
     let error = error.without_url();
@@ -354,7 +416,7 @@ pub(super) fn transport(error: reqwest::Error) -> SinkError {
 }
 
 /// `error` with what was being done in front.
-pub(super) fn context(doing: &str, error: SinkError) -> SinkError {
+fn context(doing: &str, error: SinkError) -> SinkError {
     match error {
         SinkError::Unavailable(text) => SinkError::Unavailable(format!("{doing}: {text}")),
         SinkError::TimedOut(text) => SinkError::TimedOut(format!("{doing}: {text}")),
@@ -364,7 +426,7 @@ pub(super) fn context(doing: &str, error: SinkError) -> SinkError {
 
 /// InfluxDB's error: the `X-Influxdb-Error` header, else `{"error": …}` (v1) or
 /// `{"message": …}` (v2), else the body.
-pub(super) async fn error_text(response: reqwest::Response) -> String {
+async fn error_text(response: reqwest::Response) -> String {
     let header = response
         .headers()
         .get("X-Influxdb-Error")
@@ -430,7 +492,7 @@ fn truncate(text: &str) -> String {
 }
 
 /// A request body: `lines` as they are, or gzipped (fast level).
-pub(super) fn encode(lines: Vec<u8>, encoding: ContentEncoding) -> Result<Bytes, SinkError> {
+fn encode(lines: Vec<u8>, encoding: ContentEncoding) -> Result<Bytes, SinkError> {
     match encoding {
         ContentEncoding::Identity => Ok(Bytes::from(lines)),
         ContentEncoding::Gzip => {

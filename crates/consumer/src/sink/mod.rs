@@ -1,199 +1,49 @@
 //! Sinks: where batches go. A sink either accepts a whole write or says why not, and how
 //! the consumer should treat the failure (Vector's Delivered / Errored / Rejected).
 //!
-//! - [`influxdb::InfluxSink`]: InfluxDB 1.x `POST /write`, gzip, per database and
-//!   retention policy;
-//! - [`influxdb2::Influx2Sink`]: InfluxDB 2.x `POST /api/v2/write`, token, org, per bucket;
+//! - [`influxdb::InfluxSink`]: InfluxDB through its v1 (`/write`) or v2 (`/api/v2/write`)
+//!   API, the API as data ([`InfluxApi`]);
 //! - [`file::FileSink`]: appends lines to a file and fsyncs before accepting, rotating it
 //!   by size between batches;
 //! - [`stdout::StdoutSink`]: prints lines.
+//!
+//! Every write is one route ([`Route`]: database, retention policy): the deliverer groups a
+//! batch by route once, and a sink never regroups.
 
+mod config;
 pub mod file;
 pub mod influxdb;
-pub mod influxdb2;
 pub mod stdout;
 
-use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use redline_core::entry::Entry;
-use serde::{Deserialize, Serialize};
 
+pub use config::{
+    ContentEncoding, InfluxApi, InfluxConfig, SinkConfig, DEFAULT_FILE_MAX_FILES,
+    DEFAULT_INFLUX_TIMEOUT, DEFAULT_INFLUX_URL,
+};
 pub use file::FileSink;
 pub use influxdb::InfluxSink;
-pub use influxdb2::Influx2Sink;
 pub use stdout::StdoutSink;
 
-/// The InfluxDB URL when none is configured.
-pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
-/// The InfluxDB request timeout when none is configured.
-pub const DEFAULT_INFLUX_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How the InfluxDB sinks encode a request body (Telegraf's `content_encoding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContentEncoding {
-    /// `Content-Encoding: gzip` (fast level): about a fifth of the bytes on the wire, for
-    /// some CPU on both ends.
-    #[default]
-    Gzip,
-    /// The plain body: for an InfluxDB on the same host or a fast LAN, where the CPU gzip
-    /// costs on both ends is worth more than the bandwidth it saves.
-    Identity,
+/// Where a write goes: the database (or bucket) and retention policy its entries name;
+/// `None` is the sink's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Route<'a> {
+    /// The database or bucket.
+    pub db: Option<&'a str>,
+    /// The retention policy.
+    pub rp: Option<&'a str>,
 }
 
-impl ContentEncoding {
-    /// The `Content-Encoding` header's value.
-    pub fn header(self) -> &'static str {
-        match self {
-            Self::Gzip => "gzip",
-            Self::Identity => "identity",
-        }
-    }
-}
-
-/// Which sink the consumer writes to, with its settings. In TOML, a `[sink]` table whose
-/// `kind` is `influxdb`, `influxdb2`, `file` or `stdout`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// InfluxDB 1.x: `POST {url}/write?db=…&rp=…&precision=ns`.
-    Influxdb {
-        /// Base URL, e.g. `http://127.0.0.1:8086` or `https://…` (system CAs, or SSL_CERT_FILE).
-        #[serde(default = "default_influx_url")]
-        url: String,
-        /// The database for entries that name none. An entry without a database while
-        /// this is unset is dead-lettered.
-        #[serde(default)]
-        db: Option<String>,
-        /// Bound on one HTTP request (connect, send, answer).
-        #[serde(
-            default = "default_influx_timeout",
-            with = "redline_core::units::duration"
-        )]
-        timeout: Duration,
-        /// On `404 database not found`, run `CREATE DATABASE` and retry, as Telegraf does.
-        #[serde(default = "default_true")]
-        create_database: bool,
-        /// User for HTTP basic authentication.
-        #[serde(default)]
-        username: Option<String>,
-        /// Password for HTTP basic authentication; never logged or printed by `Debug`.
-        #[serde(default)]
-        password: Option<String>,
-        /// Request body encoding.
-        #[serde(default)]
-        content_encoding: ContentEncoding,
-    },
-    /// InfluxDB 2.x: `POST {url}/api/v2/write?org=…&bucket=…&precision=ns`.
-    Influxdb2 {
-        /// Base URL, e.g. `http://127.0.0.1:8086` or `https://…` (system CAs, or SSL_CERT_FILE).
-        #[serde(default = "default_influx_url")]
-        url: String,
-        /// API token, sent as `Authorization: Token …`; never logged or printed by `Debug`.
-        token: String,
-        /// Organization name.
-        org: String,
-        /// The bucket for entries that name none. An entry without a bucket while this is
-        /// unset is dead-lettered.
-        #[serde(default)]
-        bucket: Option<String>,
-        /// Bound on one HTTP request (connect, send, answer).
-        #[serde(
-            default = "default_influx_timeout",
-            with = "redline_core::units::duration"
-        )]
-        timeout: Duration,
-        /// Request body encoding.
-        #[serde(default)]
-        content_encoding: ContentEncoding,
-    },
-    /// Appends line protocol to a file, fsynced before each ack.
-    File {
-        /// The file; created when missing, always appended to.
-        path: PathBuf,
-        /// Size after which the file is rotated (between batches, never inside one);
-        /// 0 = never.
-        #[serde(default, with = "redline_core::units::size")]
-        max_size: u64,
-        /// Rotated files kept (`<path>.1` newest … `<path>.N` oldest) when rotating.
-        #[serde(default = "default_max_files")]
-        max_files: u32,
-    },
-    /// Prints line protocol on standard output.
-    #[default]
-    Stdout,
-}
-
-fn default_influx_url() -> String {
-    DEFAULT_INFLUX_URL.to_string()
-}
-
-fn default_influx_timeout() -> Duration {
-    DEFAULT_INFLUX_TIMEOUT
-}
-
-fn default_true() -> bool {
-    true
-}
-
-/// Rotated files the file sink keeps when none is configured.
-pub const DEFAULT_FILE_MAX_FILES: u32 = 5;
-
-fn default_max_files() -> u32 {
-    DEFAULT_FILE_MAX_FILES
-}
-
-impl fmt::Debug for SinkConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Influxdb {
-                url,
-                db,
-                timeout,
-                create_database,
-                username,
-                password,
-                content_encoding,
-            } => f
-                .debug_struct("Influxdb")
-                .field("url", url)
-                .field("db", db)
-                .field("timeout", timeout)
-                .field("create_database", create_database)
-                .field("username", username)
-                .field("password", &password.as_ref().map(|_| "***"))
-                .field("content_encoding", content_encoding)
-                .finish(),
-            Self::Influxdb2 {
-                url,
-                token: _,
-                org,
-                bucket,
-                timeout,
-                content_encoding,
-            } => f
-                .debug_struct("Influxdb2")
-                .field("url", url)
-                .field("token", &"***")
-                .field("org", org)
-                .field("bucket", bucket)
-                .field("timeout", timeout)
-                .field("content_encoding", content_encoding)
-                .finish(),
-            Self::File {
-                path,
-                max_size,
-                max_files,
-            } => f
-                .debug_struct("File")
-                .field("path", path)
-                .field("max_size", max_size)
-                .field("max_files", max_files)
-                .finish(),
-            Self::Stdout => f.write_str("Stdout"),
+impl<'a> Route<'a> {
+    /// The route of `entry`.
+    pub fn of(entry: &'a Entry) -> Self {
+        Self {
+            db: entry.db.as_deref(),
+            rp: entry.rp.as_deref(),
         }
     }
 }
@@ -323,11 +173,15 @@ pub trait Sink: Send {
     /// A short name for logs: `influxdb`, `influxdb2`, `file`, `stdout`.
     fn name(&self) -> &'static str;
 
-    /// Writes `batch`, in order.
+    /// Writes `batch`, in order; every entry of it has `route`.
     ///
     /// # Errors
-    /// A [`SinkError`] saying whether to retry, count a delivery, or dead-letter.
-    fn write(&mut self, batch: &[&Entry]) -> impl Future<Output = Result<(), SinkError>> + Send;
+    /// A [`SinkError`] saying whether to wait, count a delivery, or dead-letter.
+    fn write(
+        &mut self,
+        route: Route<'_>,
+        batch: &[&Entry],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }
 
 /// One sink behind a lock, for workers that must take turns: a file or stdout is written by
@@ -362,8 +216,8 @@ impl<S: Sink> Sink for Shared<S> {
         self.name
     }
 
-    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
-        self.sink.lock().await.write(batch).await
+    async fn write(&mut self, route: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
+        self.sink.lock().await.write(route, batch).await
     }
 }
 
@@ -381,89 +235,4 @@ where
         out.push(b'\n');
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn influxdb_settings_take_defaults_and_hide_the_password() {
-        let config: SinkConfig =
-            serde_json::from_str(r#"{"kind":"influxdb","db":"telegraf","password":"s3cret"}"#)
-                .unwrap();
-        let SinkConfig::Influxdb {
-            url,
-            db,
-            timeout,
-            create_database,
-            ..
-        } = &config
-        else {
-            panic!("not influxdb: {config:?}");
-        };
-        assert_eq!(url, DEFAULT_INFLUX_URL);
-        assert_eq!(db.as_deref(), Some("telegraf"));
-        assert_eq!(*timeout, DEFAULT_INFLUX_TIMEOUT);
-        assert!(create_database);
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("s3cret"), "{debug}");
-    }
-
-    #[test]
-    fn unknown_sink_keys_are_refused() {
-        let error = serde_json::from_str::<SinkConfig>(r#"{"kind":"file","path":"x","pth":"y"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("pth"), "{error}");
-        let file: SinkConfig = serde_json::from_str(r#"{"kind":"file","path":"m.lp"}"#).unwrap();
-        assert_eq!(
-            file,
-            SinkConfig::File {
-                path: "m.lp".into(),
-                max_size: 0,
-                max_files: DEFAULT_FILE_MAX_FILES,
-            }
-        );
-        let rotated: SinkConfig = serde_json::from_str(
-            r#"{"kind":"file","path":"m.lp","max_size":"1MiB","max_files":3}"#,
-        )
-        .unwrap();
-        assert!(matches!(
-            rotated,
-            SinkConfig::File {
-                max_size: 1_048_576,
-                max_files: 3,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn influxdb2_settings_need_a_token_and_org_and_hide_the_token() {
-        let config: SinkConfig = serde_json::from_str(
-            r#"{"kind":"influxdb2","token":"s3cret","org":"acme","bucket":"telegraf"}"#,
-        )
-        .unwrap();
-        let SinkConfig::Influxdb2 {
-            url,
-            org,
-            bucket,
-            timeout,
-            ..
-        } = &config
-        else {
-            panic!("not influxdb2: {config:?}");
-        };
-        assert_eq!(url, DEFAULT_INFLUX_URL);
-        assert_eq!(org, "acme");
-        assert_eq!(bucket.as_deref(), Some("telegraf"));
-        assert_eq!(*timeout, DEFAULT_INFLUX_TIMEOUT);
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("s3cret"), "{debug}");
-        let error = serde_json::from_str::<SinkConfig>(r#"{"kind":"influxdb2","org":"acme"}"#)
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("token"), "{error}");
-    }
 }

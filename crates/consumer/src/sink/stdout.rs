@@ -6,7 +6,7 @@
 use redline_core::entry::Entry;
 use tokio::io::AsyncWriteExt;
 
-use super::{lines, Sink, SinkError};
+use super::{lines, Route, Sink, SinkError};
 
 /// Prints line protocol on standard output.
 #[derive(Debug, Default)]
@@ -26,7 +26,7 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    async fn write(&mut self, batch: &[&Entry]) -> Result<(), SinkError> {
+    async fn write(&mut self, _: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
         let mut out = tokio::io::stdout();
         let bytes = lines(batch.iter().copied());
         let result = async {

@@ -41,11 +41,8 @@ async fn plain_bodies_arrive_like_gzipped_ones() {
     let mut conn = redis.conn().await;
     add_metrics(&mut conn, STREAM, "cpu", 0..2_500, Some("plain")).await;
     let mut sink = influx_sink(&influx.url(), "plain");
-    if let SinkConfig::Influxdb {
-        content_encoding, ..
-    } = &mut sink
-    {
-        *content_encoding = ContentEncoding::Identity;
+    if let SinkConfig::Influxdb(influx) = &mut sink {
+        influx.content_encoding = ContentEncoding::Identity;
     }
     let consumer = Consumer::start(config(&redis, "c1", sink));
     wait_until("nothing pending", PATIENCE, || {

@@ -84,15 +84,11 @@ pub(crate) fn file_sink(path: &Path) -> SinkConfig {
 /// An InfluxDB sink for `url`, databases created on demand, `default_db` for entries
 /// without one.
 pub(crate) fn influx_sink(url: &str, default_db: &str) -> SinkConfig {
-    SinkConfig::Influxdb {
+    SinkConfig::Influxdb(redline_consumer::sink::InfluxConfig {
         url: url.to_string(),
-        db: Some(default_db.to_string()),
         timeout: Duration::from_secs(5),
-        create_database: true,
-        username: None,
-        password: None,
-        content_encoding: Default::default(),
-    }
+        ..redline_consumer::sink::InfluxConfig::v1(Some(default_db))
+    })
 }
 
 /// The line of metric `i` of measurement `m`: unique series per `i`, fixed timestamp.

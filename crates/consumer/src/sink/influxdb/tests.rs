@@ -1,4 +1,4 @@
-//! How the InfluxDB sink reads InfluxDB 1.6's answers.
+//! How the InfluxDB sink reads InfluxDB's answers, and what it needs of its settings.
 
 use super::*;
 
@@ -56,32 +56,31 @@ fn influxdb_answers_are_classified() {
 }
 
 #[test]
-fn batches_are_grouped_by_database_and_retention_policy_in_order() {
-    let entry = |lp: &str, db: Option<&str>, rp: Option<&str>| Entry {
-        lp: lp.into(),
-        db: db.map(Into::into),
-        rp: rp.map(Into::into),
-    };
-    let batch = [
-        entry("a", Some("x"), None),
-        entry("b", None, None),
-        entry("c", Some("x"), None),
-        entry("d", Some("x"), Some("week")),
-    ];
-    let batch: Vec<&Entry> = batch.iter().collect();
-    let groups = group(&batch);
-    let shape: Vec<(Option<&str>, Option<&str>, Vec<&str>)> = groups
-        .iter()
-        .map(|((db, rp), entries)| (*db, *rp, entries.iter().map(|e| e.lp.as_str()).collect()))
-        .collect();
+fn v2_answers_are_classified() {
+    let refused = |text: &str| SinkError::Refused(format!("404: {text}"));
     assert_eq!(
-        shape,
-        [
-            (Some("x"), None, vec!["a", "c"]),
-            (None, None, vec!["b"]),
-            (Some("x"), Some("week"), vec!["d"]),
-        ]
+        classify_v2(404, "bucket \"nope\" not found".into()),
+        refused("bucket \"nope\" not found")
     );
+    assert_eq!(
+        classify_v2(404, "database not found: \"x\"".into()),
+        refused("database not found: \"x\"")
+    );
+    // A wrong organisation is a configuration mistake: wait, dead-letter nothing.
+    assert!(classify_v2(404, "organization name \"acme\" not found".into()).is_outage());
+    assert!(matches!(
+        classify_v2(422, "points beyond retention policy dropped=2".into()),
+        SinkError::Rejected { whole: false, .. }
+    ));
+    assert!(matches!(
+        classify_v2(401, "unauthorized access".into()),
+        SinkError::Unauthorized(_)
+    ));
+    assert!(matches!(
+        classify_v2(403, "insufficient permissions for write".into()),
+        SinkError::Refused(_)
+    ));
+    assert!(classify_v2(500, "internal error".into()).is_outage());
 }
 
 #[test]
@@ -94,10 +93,7 @@ fn a_partial_write_that_dropped_everything_rejects_the_whole_write() {
         Some(0)
     );
     assert_eq!(dropped("field type conflict"), None);
-    let some = SinkError::Rejected {
-        reason: text.into(),
-        whole: false,
-    };
+    let some = rejected(text);
     assert!(matches!(
         all_dropped(some.clone(), 3),
         SinkError::Rejected { whole: true, .. }
@@ -124,4 +120,34 @@ fn bodies_are_the_lines_plain_or_gzipped() {
         .read_to_end(&mut unzipped)
         .unwrap();
     assert_eq!(unzipped, lines);
+}
+
+fn v2(bucket: Option<&str>) -> InfluxSink {
+    InfluxSink::new(&InfluxConfig {
+        api: InfluxApi::V2 {
+            org: "acme".into(),
+            token: Secret::new("s3cret-token"),
+            bucket: bucket.map(str::to_string),
+        },
+        ..InfluxConfig::v1(None)
+    })
+    .unwrap()
+}
+
+#[test]
+fn the_token_never_shows_and_urls_must_be_http() {
+    let sink = v2(None);
+    let debug = format!("{sink:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    let Endpoint::V2 { authorization, .. } = &sink.api else {
+        panic!("v2");
+    };
+    assert!(authorization.is_sensitive());
+    assert_eq!(sink.name(), "influxdb2");
+    let tcp = InfluxSink::new(&InfluxConfig {
+        url: "tcp://x:8086".into(),
+        ..InfluxConfig::v1(None)
+    })
+    .unwrap_err();
+    assert!(matches!(tcp, OpenError::Url { .. }));
 }
