@@ -136,7 +136,7 @@ pub(crate) enum Command {
         /// The consumer that receives the entries.
         #[arg(long)]
         to: String,
-        /// Only entries idle at least this long [default: 0s].
+        /// Only entries idle at least this long.
         #[arg(long, value_name = "DURATION")]
         min_idle: Option<String>,
         /// Only these entry ids (repeatable): ID, or STREAM/ID to name the partition (ids
@@ -272,13 +272,13 @@ pub(crate) struct SendArgs {
     #[arg(long, env = "REDLINE_PRECISION", default_value = "ns",
         value_parser = ["n", "ns", "u", "us", "µ", "µs", "ms", "s", "m", "h"])]
     pub(crate) precision: String,
-    /// Database (or bucket) stored with every metric [default: none].
+    /// Database (or bucket) stored with every metric.
     #[arg(long, env = "REDLINE_DB", value_name = "DB")]
     pub(crate) db: Option<String>,
-    /// Retention policy stored with every metric [default: none].
+    /// Retention policy stored with every metric.
     #[arg(long, env = "REDLINE_RP", value_name = "RP")]
     pub(crate) rp: Option<String>,
-    /// Lines per pipelined batch [default: 5000].
+    /// Lines per pipelined batch.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub(crate) batch_size: u64,
 }
@@ -350,11 +350,11 @@ pub(crate) struct CommonArgs {
     #[arg(long, env = "REDLINE_REDIS_CLUSTER", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) redis_cluster: Option<bool>,
-    /// Base name of the metric stream [default: redline:metrics].
+    /// Base name of the metric stream.
     #[arg(long, env = "REDLINE_STREAM")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) stream: Option<String>,
-    /// Number of stream partitions [default: 1].
+    /// Number of stream partitions.
     #[arg(long, env = "REDLINE_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) partitions: Option<u32>,
@@ -362,7 +362,7 @@ pub(crate) struct CommonArgs {
     #[arg(long, env = "REDLINE_ALLOW_EVICTION", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) allow_eviction: Option<bool>,
-    /// Bound on one Redis reply [default: 10s].
+    /// Bound on one Redis reply.
     #[arg(long, env = "REDLINE_REDIS_TIMEOUT", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) redis_timeout: Option<String>,
@@ -372,54 +372,54 @@ pub(crate) struct CommonArgs {
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProducerArgs {
-    /// HTTP listen address [default: 127.0.0.1:8186].
+    /// HTTP listen address.
     #[arg(long, env = "REDLINE_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<String>,
-    /// Largest request body after decoding, e.g. 25MB [default: 25MB].
+    /// Largest request body after decoding, e.g. 25MB.
     #[arg(long, env = "REDLINE_MAX_BODY_SIZE", value_name = "SIZE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_body_size: Option<String>,
-    /// Most entries the slowest group may leave unacknowledged; 0 = no limit [default: 0].
+    /// Most entries the slowest group may leave unacknowledged; 0 = no limit.
     #[arg(long, env = "REDLINE_BUFFER_LIMIT", value_name = "ENTRIES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) buffer_limit: Option<u64>,
-    /// When the buffer is full: answer 503 (block) or drop the oldest entries [default: block].
+    /// When the buffer is full: answer 503 (block) or drop the oldest entries.
     #[arg(long, env = "REDLINE_BUFFER_FULL", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) buffer_full: Option<BufferFull>,
-    /// Replicas that must confirm each write (Redis WAIT) before the 204 [default: 0].
+    pub(crate) buffer_full: Option<redline_producer::buffer::BufferFull>,
+    /// Replicas that must confirm each write (Redis WAIT) before the 204.
     #[arg(long, env = "REDLINE_WAIT_REPLICAS", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) wait_replicas: Option<u32>,
-    /// How long to wait for those replicas before answering 503 [default: 1s].
+    /// How long to wait for those replicas before answering 503.
     #[arg(long, env = "REDLINE_WAIT_TIMEOUT", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) wait_timeout: Option<String>,
-    /// Retry-After sent with 503 answers [default: 1s].
+    /// Retry-After sent with 503 answers.
     #[arg(long, env = "REDLINE_RETRY_AFTER", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retry_after: Option<String>,
-    /// Also accept newline-delimited line protocol over TCP on ADDR (timestamps in ns) [default: off].
+    /// Also accept newline-delimited line protocol over TCP on ADDR (timestamps in ns).
     #[arg(long, env = "REDLINE_TCP_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tcp_listen: Option<String>,
-    /// Database stored with metrics received over TCP [default: none].
+    /// Database stored with metrics received over TCP.
     #[arg(long, env = "REDLINE_TCP_DB", value_name = "DB")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tcp_db: Option<String>,
     /// Database of a v1 /write that names none; without it such a write gets 400
-    /// "database is required", as InfluxDB answers [default: none].
+    /// "database is required", as InfluxDB answers.
     #[arg(long, env = "REDLINE_DEFAULT_DB", value_name = "DB")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) default_db: Option<String>,
-    /// Most TCP connections served at once [default: 256].
+    /// Most TCP connections served at once.
     #[arg(long, env = "REDLINE_TCP_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=65_536))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tcp_max_connections: Option<u64>,
     /// A token that may write over HTTP (repeatable; REDLINE_AUTH_TOKENS takes a
     /// comma-separated list). Prefer the variable or --auth-token-file: a flag shows in `ps`
-    /// [default: none, no authentication].
+    ///.
     #[arg(
         long = "auth-token",
         env = "REDLINE_AUTH_TOKENS",
@@ -429,36 +429,36 @@ pub(crate) struct ProducerArgs {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) auth_token: Option<Vec<String>>,
-    /// File of tokens that may write over HTTP, one per line (`#` comments) [default: none].
+    /// File of tokens that may write over HTTP, one per line (`#` comments).
     #[arg(long, env = "REDLINE_AUTH_TOKEN_FILE", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) auth_token_file: Option<std::path::PathBuf>,
-    /// Also require a token for GET /metrics [default: false].
+    /// Also require a token for GET /metrics.
     #[arg(long, env = "REDLINE_AUTH_METRICS", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) auth_metrics: Option<bool>,
-    /// Longest accepted line, e.g. 64KiB; longer lines are refused by number [default: 64KiB].
+    /// Longest accepted line, e.g. 64KiB; longer lines are refused by number.
     #[arg(long, env = "REDLINE_MAX_LINE_LENGTH", value_name = "SIZE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_line_length: Option<String>,
-    /// Most fields on one line; lines with more are refused by number [default: 1000].
+    /// Most fields on one line; lines with more are refused by number.
     #[arg(long, env = "REDLINE_MAX_FIELDS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_fields: Option<u64>,
-    /// Bound on receiving one request body; a slower client gets 408 [default: 10s].
+    /// Bound on receiving one request body; a slower client gets 408.
     #[arg(long, env = "REDLINE_READ_TIMEOUT", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) read_timeout: Option<String>,
-    /// Most write requests served at once; one more gets 503 + Retry-After [default: 256].
+    /// Most write requests served at once; one more gets 503 + Retry-After.
     #[arg(long, env = "REDLINE_MAX_CONCURRENT_REQUESTS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_concurrent_requests: Option<u64>,
     /// Most write requests parsed and stored at once; the others wait, holding only their
-    /// body [default: 16].
+    /// body.
     #[arg(long, env = "REDLINE_MAX_CONCURRENT_WRITES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_concurrent_writes: Option<u64>,
-    /// PEM certificate chain: serve HTTPS (with --tls-key) [default: plain HTTP].
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, env = "REDLINE_TLS_CERT", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<std::path::PathBuf>,
@@ -466,27 +466,6 @@ pub(crate) struct ProducerArgs {
     #[arg(long, env = "REDLINE_TLS_KEY", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_key: Option<std::path::PathBuf>,
-}
-
-/// What the producer does when the buffer is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum BufferFull {
-    /// Answer 503 with Retry-After; store nothing of the request.
-    Block,
-    /// Drop the oldest unacknowledged entries (Telegraf's behaviour), counting each.
-    #[value(name = "drop_oldest", alias = "drop-oldest")]
-    DropOldest,
-}
-
-/// How the InfluxDB sinks encode request bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum ContentEncoding {
-    /// Content-Encoding: gzip.
-    Gzip,
-    /// The plain body (an InfluxDB on this host or a fast LAN).
-    Identity,
 }
 
 /// The sinks a consumer can write to.
@@ -503,42 +482,32 @@ pub(crate) enum SinkKind {
     Stdout,
 }
 
-/// Where a new consumer group starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum StartFrom {
-    /// The oldest entry: nothing already buffered is skipped.
-    Oldest,
-    /// Only entries added after the group is created.
-    Latest,
-}
-
 /// Consumer options.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerArgs {
-    /// Consumer group [default: redline].
+    /// Consumer group.
     #[arg(long, env = "REDLINE_GROUP")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) group: Option<String>,
-    /// Consumer name, unique per process [default: HOSTNAME-PID].
+    /// Consumer name, unique per process.
     #[arg(long, env = "REDLINE_CONSUMER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) consumer: Option<String>,
     /// Consumers in this process, each with one batch in flight: CONSUMER-1 … CONSUMER-N when
-    /// more than 1 [default: 1].
+    /// more than 1.
     #[arg(long, env = "REDLINE_WORKERS", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=redline_consumer::MAX_WORKERS as u64))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) workers: Option<u64>,
-    /// Where new groups start [default: oldest].
+    /// Where new groups start.
     #[arg(long, env = "REDLINE_START_FROM", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) start_from: Option<StartFrom>,
-    /// Sink [default: stdout].
+    pub(crate) start_from: Option<redline_consumer::StartFrom>,
+    /// Sink.
     #[arg(long, env = "REDLINE_SINK", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) sink: Option<SinkKind>,
-    /// InfluxDB base URL [default: http://127.0.0.1:8086].
+    /// InfluxDB base URL.
     #[arg(long, env = "REDLINE_INFLUX_URL", value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) influx_url: Option<String>,
@@ -559,7 +528,7 @@ pub(crate) struct ConsumerArgs {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) influx_password: Option<String>,
-    /// Bound on one InfluxDB write [default: 10s].
+    /// Bound on one InfluxDB write.
     #[arg(long, env = "REDLINE_INFLUX_TIMEOUT", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) influx_timeout: Option<String>,
@@ -580,10 +549,10 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_INFLUX_BUCKET", value_name = "BUCKET")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) influx_bucket: Option<String>,
-    /// Request body encoding for InfluxDB writes: gzip or identity [default: gzip].
+    /// Request body encoding for InfluxDB writes: gzip or identity.
     #[arg(long, env = "REDLINE_INFLUX_CONTENT_ENCODING", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) influx_content_encoding: Option<ContentEncoding>,
+    pub(crate) influx_content_encoding: Option<redline_consumer::sink::ContentEncoding>,
     /// Do not create a missing database (InfluxDB answers 404).
     #[arg(long, env = "REDLINE_INFLUX_SKIP_DATABASE_CREATION", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -592,35 +561,35 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_FILE", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file: Option<std::path::PathBuf>,
-    /// Rotate the file before a batch would take it past SIZE; 0 = never [default: 0].
+    /// Rotate the file before a batch would take it past SIZE; 0 = never.
     #[arg(long, env = "REDLINE_FILE_MAX_SIZE", value_name = "SIZE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file_max_size: Option<String>,
-    /// Rotated files kept: FILE.1 (newest) … FILE.N [default: 5].
+    /// Rotated files kept: FILE.1 (newest) … FILE.N.
     #[arg(long, env = "REDLINE_FILE_MAX_FILES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file_max_files: Option<u32>,
-    /// Most metrics per batch [default: 5000].
+    /// Most metrics per batch.
     #[arg(long, env = "REDLINE_BATCH_SIZE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) batch_size: Option<u64>,
-    /// Longest wait for a batch to fill [default: 1s].
+    /// Longest wait for a batch to fill.
     #[arg(long, env = "REDLINE_FLUSH_INTERVAL", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) flush_interval: Option<String>,
-    /// Idle time after which another consumer's pending entries are claimed [default: 30s].
+    /// Idle time after which another consumer's pending entries are claimed.
     #[arg(long, env = "REDLINE_MIN_IDLE", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) min_idle: Option<String>,
-    /// Deliveries after which an entry goes to the dead-letter stream [default: 5].
+    /// Deliveries after which an entry goes to the dead-letter stream.
     #[arg(long, env = "REDLINE_MAX_DELIVERIES", value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_deliveries: Option<u64>,
-    /// How often to trim entries every group acknowledged; 0s = never [default: 10s].
+    /// How often to trim entries every group acknowledged; 0s = never.
     #[arg(long, env = "REDLINE_TRIM_INTERVAL", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) trim_interval: Option<String>,
-    /// Remove group consumers idle this long that hold nothing pending; 0s = never [default: 1h].
+    /// Remove group consumers idle this long that hold nothing pending; 0s = never.
     #[arg(long, env = "REDLINE_PRUNE_IDLE", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) prune_idle: Option<String>,

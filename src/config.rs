@@ -5,16 +5,13 @@
 //! (`redis_url`, `batch_size`, …). A key no command knows is an error naming the key and
 //! its line, so a typo never silently falls back to a default.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use redline_core::units;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::cli::{
-    BufferFull, CommonArgs, ConsumerArgs, LogFormat, ProducerArgs, SinkKind, StartFrom,
-};
+use crate::cli::{CommonArgs, ConsumerArgs, ProducerArgs, SinkKind};
 
 /// A usage error: a value of a flag, variable or config key that redline cannot use. The
 /// process exits 2 for it (1 is for failures at run time); the message names the option.
@@ -34,168 +31,11 @@ pub(crate) fn usage(message: impl std::fmt::Display) -> anyhow::Error {
     anyhow::Error::new(Usage(message.to_string()))
 }
 
-/// `redline config example`: every option with its default and a comment.
-pub(crate) const EXAMPLE: &str = include_str!("redline.example.toml");
+mod defaults;
+mod file;
 
-/// Telegraf's names for options whose meaning is the same: (alias, key).
-pub(crate) const ALIASES: &[(&str, &str)] = &[
-    ("metric_batch_size", "batch_size"),
-    ("metric_buffer_limit", "buffer_limit"),
-];
-
-/// Every key the file may hold, aliases included.
-pub(crate) fn known_keys() -> Vec<&'static str> {
-    let mut known = [
-        serde_aux::serde_introspection::serde_introspect::<GlobalArgs>(),
-        serde_aux::serde_introspection::serde_introspect::<CommonArgs>(),
-        serde_aux::serde_introspection::serde_introspect::<ProducerArgs>(),
-        serde_aux::serde_introspection::serde_introspect::<ConsumerArgs>(),
-    ]
-    .concat();
-    known.extend(ALIASES.iter().map(|(alias, _)| *alias));
-    known.sort_unstable();
-    known.dedup();
-    known
-}
-
-/// Keys of the file that are not command options.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GlobalArgs {
-    /// Log format.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) log_format: Option<LogFormat>,
-    /// Log filter.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) log_level: Option<String>,
-}
-
-/// A parsed configuration file (empty without `--config`).
-#[derive(Debug, Default)]
-pub(crate) struct File {
-    table: Map<String, Value>,
-}
-
-impl File {
-    /// Reads and checks `path`: TOML syntax, and no key outside the known options.
-    pub(crate) fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut table: toml::Table = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        let known = known_keys();
-        for key in table.keys() {
-            if !known.contains(&key.as_str()) {
-                let line = line_of(&text, key);
-                return Err(usage(format!(
-                    "unknown key '{key}' in config file {}{line}; known keys: {}",
-                    path.display(),
-                    known.join(", ")
-                )));
-            }
-        }
-        for (alias, key) in ALIASES {
-            if let Some(value) = table.remove(*alias) {
-                if table.contains_key(*key) {
-                    return Err(usage(format!(
-                        "config file {} sets both '{alias}' and '{key}': keep one",
-                        path.display()
-                    )));
-                }
-                table.insert((*key).to_string(), value);
-            }
-        }
-        for (key, value) in &table {
-            check_value(key, value).map_err(|reason| {
-                usage(format!(
-                    "config file {}, key {key}{}: {reason}",
-                    path.display(),
-                    line_of(&text, key)
-                ))
-            })?;
-        }
-        let table = match serde_json::to_value(table)? {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
-        Ok(Self { table })
-    }
-
-    /// `cli` with every option it leaves unset taken from the file.
-    pub(crate) fn layer<T: Serialize + DeserializeOwned>(&self, cli: &T) -> Result<T> {
-        let fields = serde_aux::serde_introspection::serde_introspect::<T>();
-        let mut merged: Map<String, Value> = self
-            .table
-            .iter()
-            .filter(|(k, _)| fields.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if let Value::Object(flags) = serde_json::to_value(cli)? {
-            merged.extend(flags.into_iter().filter(|(_, v)| !v.is_null()));
-        }
-        serde_json::from_value(Value::Object(merged))
-            .map_err(|e| usage(format!("invalid value in config file: {e}")))
-    }
-}
-
-/// " (line N)" for the line of `text` that sets `key`, or nothing.
-fn line_of(text: &str, key: &str) -> String {
-    text.lines()
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map_or(String::new(), |i| format!(" (line {})", i + 1))
-}
-
-/// Checks a config file value exactly as the flag of the same name checks its value (its
-/// clap value parser: type, range, choices), so a file can set nothing a flag could not.
-fn check_value(key: &str, value: &toml::Value) -> std::result::Result<(), String> {
-    use clap::CommandFactory;
-    let command = crate::cli::Cli::command();
-    let arg = std::iter::once(&command)
-        .chain(command.get_subcommands())
-        .flat_map(clap::Command::get_arguments)
-        .find(|arg| arg.get_id() == key);
-    let Some(arg) = arg else {
-        return Ok(()); // a key with no flag (none today): serde checks it
-    };
-    let values: Vec<&toml::Value> = match value {
-        toml::Value::Array(items) => items.iter().collect(),
-        one => vec![one],
-    };
-    for value in values {
-        if !arg.get_action().takes_values() {
-            // A switch (`--auth-metrics`): the file says true or false.
-            return match value {
-                toml::Value::Boolean(_) => Ok(()),
-                other => Err(format!("expected true or false, found {other}")),
-            };
-        }
-        let text = match value {
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
-                value.to_string()
-            }
-            other => return Err(format!("expected a value like the flag's, found {other}")),
-        };
-        // The flag alone, parsed from `--flag VALUE`: its type, range and choices.
-        let flag = format!("--{}", arg.get_long().unwrap_or(key));
-        let mut probe = clap::Command::new("redline")
-            .no_binary_name(true)
-            .arg(arg.clone().required(false));
-        if let Err(error) = probe.try_get_matches_from_mut([flag, text]) {
-            let message = error.to_string();
-            let first = message.lines().next().unwrap_or_default();
-            return Err(first.trim_start_matches("error: ").to_string());
-        }
-    }
-    Ok(())
-}
+pub(crate) use defaults::{example, with_defaults, DEFAULT_LOG_LEVEL};
+pub(crate) use file::{File, GlobalArgs};
 
 pub(crate) fn duration(value: Option<&str>, name: &str, default: Duration) -> Result<Duration> {
     value.map_or(Ok(default), |v| {
@@ -288,10 +128,7 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
         },
         retry_after: duration(args.retry_after.as_deref(), "retry_after", d.retry_after)?,
         buffer_limit: args.buffer_limit.unwrap_or(d.buffer_limit),
-        buffer_full: match args.buffer_full {
-            Some(BufferFull::DropOldest) => redline_producer::buffer::BufferFull::DropOldest,
-            Some(BufferFull::Block) | None => redline_producer::buffer::BufferFull::Block,
-        },
+        buffer_full: args.buffer_full.unwrap_or(d.buffer_full),
         wait_replicas: args.wait_replicas.unwrap_or(d.wait_replicas),
         wait_timeout: duration(args.wait_timeout.as_deref(), "wait_timeout", d.wait_timeout)?,
         shutdown_timeout: d.shutdown_timeout,
@@ -407,24 +244,15 @@ fn influx_config(args: &ConsumerArgs) -> Result<redline_consumer::sink::InfluxCo
             "influx_timeout",
             redline_consumer::sink::DEFAULT_INFLUX_TIMEOUT,
         )?,
-        content_encoding: content_encoding(args),
+        content_encoding: args.influx_content_encoding.unwrap_or_default(),
         ..redline_consumer::sink::InfluxConfig::v1(None)
     })
-}
-
-/// The InfluxDB sinks' body encoding from the options.
-fn content_encoding(args: &ConsumerArgs) -> redline_consumer::sink::ContentEncoding {
-    use redline_consumer::sink::ContentEncoding as Encoding;
-    match args.influx_content_encoding {
-        None | Some(crate::cli::ContentEncoding::Gzip) => Encoding::Gzip,
-        Some(crate::cli::ContentEncoding::Identity) => Encoding::Identity,
-    }
 }
 
 /// The consumer's Config from its options.
 pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_consumer::Config> {
     use redline_consumer::sink::{InfluxApi, InfluxConfig};
-    use redline_consumer::{SinkConfig, StartFrom as Start};
+    use redline_consumer::SinkConfig;
     use redline_core::secret::Secret;
     let d = redline_consumer::Config::default();
     let sink = match args.sink.unwrap_or(SinkKind::Stdout) {
@@ -488,10 +316,7 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
         group: args.group.clone().unwrap_or(d.group.clone()),
         consumer,
         workers: args.workers.map_or(d.workers, |n| n as usize),
-        start_from: match args.start_from.unwrap_or(StartFrom::Oldest) {
-            StartFrom::Oldest => Start::Oldest,
-            StartFrom::Latest => Start::Latest,
-        },
+        start_from: args.start_from.unwrap_or(d.start_from),
         sink,
         batch_size: args.batch_size.map_or(d.batch_size, |n| n as usize),
         flush_interval: duration(
@@ -538,5 +363,51 @@ fn drop_nulls(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(drop_nulls),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json<T: serde::Serialize>(value: &T) -> Value {
+        serde_json::to_value(value).unwrap()
+    }
+
+    #[test]
+    fn an_empty_configuration_is_the_libraries_default() {
+        let common = Common::new(&CommonArgs::default()).unwrap();
+        let producer = producer(&common, &ProducerArgs::default()).unwrap();
+        assert_eq!(json(&producer), json(&redline_producer::Config::default()));
+        let consumer = consumer(&common, &ConsumerArgs::default()).unwrap();
+        // The consumer's name is the one computed default: HOSTNAME-PID.
+        let expected = redline_consumer::Config {
+            consumer: consumer.consumer.clone(),
+            ..redline_consumer::Config::default()
+        };
+        assert_eq!(json(&consumer), json(&expected));
+        assert!(consumer
+            .consumer
+            .ends_with(&format!("-{}", std::process::id())));
+    }
+
+    #[test]
+    fn every_option_of_the_file_has_its_default_in_the_example() {
+        let example = example();
+        let aliases: Vec<&str> = file::ALIASES.iter().map(|(alias, _)| *alias).collect();
+        for key in file::known_keys()
+            .into_iter()
+            .filter(|k| !aliases.contains(k))
+        {
+            let set = format!("\n{key} = ");
+            let unset = format!("\n# {key} = ");
+            assert!(
+                example.contains(&set) || example.contains(&unset),
+                "{key} is missing from `config example`"
+            );
+            if let Some(default) = defaults::value(key) {
+                assert!(example.contains(&format!("{set}{default}\n")), "{key}");
+            }
+        }
     }
 }

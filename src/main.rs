@@ -59,7 +59,7 @@ fn command() -> clap::Command {
             .mut_args(|arg| arg.hide_env_values(true))
             .mut_subcommands(hide)
     }
-    hide(Cli::command())
+    config::with_defaults(hide(Cli::command()))
 }
 
 /// The error and its causes on one line, skipping a cause its parent already quotes
@@ -194,7 +194,7 @@ async fn preflight(common: &config::Common) -> Result<()> {
 /// `redline config example | check FILE`.
 fn config_command(action: cli::ConfigAction) -> Result<()> {
     match action {
-        cli::ConfigAction::Example => print!("{}", config::EXAMPLE),
+        cli::ConfigAction::Example => print!("{}", config::example()),
         cli::ConfigAction::Check {
             path: file,
             common,
@@ -232,7 +232,8 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<()> {
         Some(level) => {
             EnvFilter::try_new(level).with_context(|| format!("invalid --log-level '{level}'"))?
         }
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(config::DEFAULT_LOG_LEVEL)),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -91,19 +91,31 @@ fn config_example_passes_config_check_and_names_every_option() {
         "{stdout}"
     );
 
-    // Every flag of producer and consumer is in the example, commented out or set.
-    for command in ["producer", "consumer"] {
+    // Every flag of producer and consumer is in the example, commented out or set, and
+    // every flag of every command is in the README.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for command in [
+        "producer", "consumer", "send", "status", "pending", "claim", "trim",
+    ] {
         let help = String::from_utf8(run(&[command, "--help"], &[]).stdout).unwrap();
         for flag in help.split_whitespace().filter_map(|w| w.strip_prefix("--")) {
-            let key = flag
-                .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
-                .replace('-', "_");
+            let flag = flag.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+            let key = flag.replace('-', "_");
             if ["help", "version", "config"].contains(&key.as_str()) || key.is_empty() {
                 continue;
             }
+            if ["producer", "consumer"].contains(&command) {
+                assert!(
+                    example.contains(&format!("{key} =")),
+                    "`redline config example` lacks {key} (from `redline {command} --help`)"
+                );
+            }
             assert!(
-                example.contains(&format!("{key} =")),
-                "`redline config example` lacks {key} (from `redline {command} --help`)"
+                readme.contains(&format!("--{flag}`"))
+                    || readme.contains(&format!("--{flag} "))
+                    || readme.contains(&format!("--{flag}]")),
+                "README lacks --{flag} (from `redline {command} --help`)"
             );
         }
     }

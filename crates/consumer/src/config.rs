@@ -10,14 +10,22 @@ use serde::{Deserialize, Serialize};
 use crate::sink::SinkConfig;
 
 /// Where a new consumer group starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
-    /// At the oldest entry (`XGROUP CREATE … 0 MKSTREAM`): nothing buffered is skipped.
+    /// At the oldest entry (XGROUP CREATE … 0 MKSTREAM): nothing buffered is skipped.
     #[default]
     Oldest,
-    /// At the next new entry (`$`): what is in the stream already is skipped.
+    /// At the next new entry ($): what is in the stream already is skipped.
     Latest,
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        <Self as clap::ValueEnum>::from_str(value, true)
+    }
 }
 
 /// Everything `redline consumer` needs. Validated by [`Config::validate`].

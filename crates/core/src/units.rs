@@ -64,6 +64,26 @@ pub fn parse_size(value: &str) -> Result<u64, Error> {
     n.checked_mul(mult).ok_or_else(err)
 }
 
+/// Formats a size the way [`parse_size`] reads it back, in the largest unit that divides it
+/// (`25MB`, `64KiB`, `1000`).
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 6] = [
+        (1 << 30, "GiB"),
+        (1_000_000_000, "GB"),
+        (1 << 20, "MiB"),
+        (1_000_000, "MB"),
+        (1 << 10, "KiB"),
+        (1_000, "KB"),
+    ];
+    UNITS
+        .iter()
+        .find(|(unit, _)| bytes > 0 && bytes.is_multiple_of(*unit))
+        .map_or_else(
+            || bytes.to_string(),
+            |(unit, name)| format!("{}{name}", bytes / unit),
+        )
+}
+
 /// Serde helpers: `#[serde(with = "redline_core::units::duration")]`.
 pub mod duration {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -127,5 +147,19 @@ mod tests {
         assert_eq!(parse_size("25MB").unwrap(), 25_000_000);
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn sizes_print_as_they_parse() {
+        for (bytes, text) in [
+            (25_000_000, "25MB"),
+            (65_536, "64KiB"),
+            (1000, "1KB"),
+            (1001, "1001"),
+            (0, "0"),
+        ] {
+            assert_eq!(format_size(bytes), text);
+            assert_eq!(parse_size(text).unwrap(), bytes);
+        }
     }
 }

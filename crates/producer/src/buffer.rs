@@ -19,14 +19,23 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 /// What to do when the buffer is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum BufferFull {
-    /// Answer 503 with `Retry-After`; store nothing of the request.
+    /// Answer 503 with Retry-After; store nothing of the request.
     #[default]
     Block,
-    /// Drop the oldest unacknowledged entries, counting each.
+    /// Drop the oldest unacknowledged entries (Telegraf's behaviour), counting each.
+    #[value(name = "drop_oldest", alias = "drop-oldest")]
     DropOldest,
+}
+
+impl std::str::FromStr for BufferFull {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        <Self as clap::ValueEnum>::from_str(value, true)
+    }
 }
 
 /// How long a measured backlog is trusted before it is measured again.
