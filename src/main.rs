@@ -62,21 +62,10 @@ fn command() -> clap::Command {
     config::with_defaults(hide(Cli::command()))
 }
 
-/// The error and its causes on one line, skipping a cause its parent already quotes
-/// (many library errors include their source in their own message).
+/// The error and its causes on one line (`{:#}`: "what failed: why: why"). Errors name their
+/// cause either in their message or as their source, never both, so nothing repeats.
 fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line.replace('\n', " ")
+    format!("{error:#}").replace('\n', " ")
 }
 
 fn run(cli: Cli) -> Result<()> {

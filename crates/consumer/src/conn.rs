@@ -13,7 +13,7 @@ use redline_core::redis::{Pool, PoolError, PooledConnection as Connection};
 pub(crate) enum Error {
     /// No connection could be checked out (Redis down, pool exhausted, connect timeout).
     #[error("no Redis connection: {0}")]
-    Pool(#[from] PoolError),
+    Pool(PoolError),
     /// Redis answered an error or the connection broke during the command.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
@@ -23,6 +23,12 @@ pub(crate) enum Error {
     /// Reading the stream's state failed.
     #[error(transparent)]
     Streams(#[from] redline_streams::Error),
+}
+
+impl From<PoolError> for Error {
+    fn from(error: PoolError) -> Self {
+        Self::Pool(error)
+    }
 }
 
 /// A `Result` with this module's [`Error`].

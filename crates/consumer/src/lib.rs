@@ -66,22 +66,22 @@ pub enum Error {
     #[error("cannot set up the sink: {0}")]
     Sink(#[from] sink::OpenError),
     /// The consumer group cannot be created for a reason other than Redis being down.
-    #[error("cannot create consumer group '{group}' on '{stream}': {source}")]
+    #[error("cannot create consumer group '{group}' on '{stream}': {reply}")]
     Group {
         /// The group.
         group: String,
         /// The stream key.
         stream: String,
         /// What Redis answered.
-        source: redis::RedisError,
+        reply: redis::RedisError,
     },
     /// The metrics address cannot be bound.
-    #[error("cannot listen on {addr} for /metrics: {source}")]
+    #[error("cannot listen on {addr} for /metrics: {reason}")]
     MetricsListen {
         /// The address.
         addr: SocketAddr,
         /// What the OS said.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -140,7 +140,7 @@ async fn consume<S: Sink + Sync + 'static>(
         redline_core::telemetry::install();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .map_err(|source| Error::MetricsListen { addr, source })?;
+            .map_err(|reason| Error::MetricsListen { addr, reason })?;
         info!(%addr, "Serving /metrics and /health.");
         let probes = http::Probes::new(
             config.redis.clone(),
@@ -378,7 +378,7 @@ async fn create_group(
                 return Err(Error::Group {
                     group: config.group.clone(),
                     stream: partitions.join(","),
-                    source,
+                    reply: source,
                 });
             }
             Err(error) => warn!(%error, redis = %redact_url(&config.redis.url),

@@ -67,23 +67,23 @@ impl Default for RedisConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL does not parse.
-    #[error("invalid Redis URL '{url}': {source}")]
+    #[error("invalid Redis URL '{url}': {reason}")]
     Url {
         /// The URL, password masked.
         url: String,
         /// What redis-rs said.
-        source: redis::RedisError,
+        reason: redis::RedisError,
     },
     /// The pool could not be built.
     #[error("cannot build the Redis connection pool: {0}")]
     Pool(String),
     /// Connecting failed.
-    #[error("cannot connect to Redis at {url}: {source}")]
+    #[error("cannot connect to Redis at {url}: {reason}")]
     Connect {
         /// The URL, password masked.
         url: String,
         /// What redis-rs said.
-        source: redis::RedisError,
+        reason: redis::RedisError,
     },
 }
 
@@ -170,7 +170,7 @@ impl RedisConfig {
         let url = self.nodes().first().copied().unwrap_or(self.url.as_str());
         redis::Client::open(url).map_err(|source| Error::Url {
             url: redact_url(url),
-            source,
+            reason: source,
         })
     }
 
@@ -182,7 +182,7 @@ impl RedisConfig {
             redis::IntoConnectionInfo::into_connection_info(*node).map_err(|source| {
                 Error::Url {
                     url: redact_url(node),
-                    source,
+                    reason: source,
                 }
             })?;
         }
@@ -197,7 +197,7 @@ impl RedisConfig {
         }
         builder.build().map_err(|source| Error::Url {
             url: redact_url(&self.url),
-            source,
+            reason: source,
         })
     }
 
@@ -221,7 +221,7 @@ impl RedisConfig {
         )
         .map_err(|source| Error::Url {
             url: redact_url(&self.url),
-            source,
+            reason: source,
         })?;
         deadpool_redis::Pool::builder(manager)
             .max_size(self.pool_size.max(1))
@@ -252,9 +252,9 @@ impl RedisConfig {
     }
 
     async fn dedicated(&self, response_timeout: Option<Duration>) -> Result<Connection> {
-        let connect_error = |source| Error::Connect {
+        let connect_error = |reason| Error::Connect {
             url: redact_url(&self.url),
-            source,
+            reason,
         };
         if self.is_cluster() {
             let client = self.cluster_client(response_timeout)?;

@@ -32,8 +32,10 @@ use redline_core::{
 use crate::{
     auth, ingest, limits,
     params::Params,
-    query, reply,
-    writer::{self, Target, Writer},
+    query,
+    refusal::{self, Refusal, WriteError},
+    reply::{self, Api},
+    writer::{Target, Writer},
 };
 
 /// `X-Influxdb-Version` on every answer: the InfluxDB version whose API this is, in the form
@@ -141,22 +143,6 @@ async fn identify(mut response: Response) -> Response {
     response
 }
 
-/// Which API answered, for the error body shape and the metrics label.
-#[derive(Debug, Clone, Copy)]
-enum Api {
-    V1,
-    V2,
-}
-
-impl Api {
-    fn label(self) -> &'static str {
-        match self {
-            Api::V1 => "/write",
-            Api::V2 => "/api/v2/write",
-        }
-    }
-}
-
 async fn write_v1(
     AxumState(state): AxumState<State>,
     RawQuery(query): RawQuery,
@@ -214,15 +200,6 @@ async fn write_v2(
     write(&state, Api::V2, precision, limits, target, &headers, body).await
 }
 
-/// Everything that turns a write into a non-204 answer.
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error(transparent)]
-    Ingest(#[from] ingest::Error),
-    #[error(transparent)]
-    Store(#[from] writer::Error),
-}
-
 async fn write(
     state: &State,
     api: Api,
@@ -256,97 +233,28 @@ async fn write(
                 .increment(parsed.rejected as u64);
         }
         match ingest::partial_write(parsed.first_error, parsed.rejected, stored) {
-            Some(err) => Err(Failure::from(err)),
+            Some(err) => Err(WriteError::from(err)),
             None => Ok(()),
         }
     }
     .await;
     match result {
         Ok(()) => {
-            count_request(api, StatusCode::NO_CONTENT);
+            refusal::count(api, StatusCode::NO_CONTENT);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(failure) => refuse(state, api, failure),
+        Err(error) => refuse(state, api, error),
     }
 }
 
-fn refuse(state: &State, api: Api, failure: Failure) -> Response {
-    let (status, code) = match &failure {
-        Failure::Ingest(ingest::Error::TooLarge { .. })
-        | Failure::Store(writer::Error::TooLarge { .. }) => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "request too large")
-        }
-        Failure::Ingest(ingest::Error::UnsupportedEncoding(_)) => {
-            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid")
-        }
-        Failure::Ingest(ingest::Error::ReadTimeout { .. }) => {
-            (StatusCode::REQUEST_TIMEOUT, "request timeout")
-        }
-        Failure::Ingest(_) => (StatusCode::BAD_REQUEST, "invalid"),
-        Failure::Store(
-            writer::Error::Unavailable(_)
-            | writer::Error::Full(_)
-            | writer::Error::BufferFull(_)
-            | writer::Error::Replicas { .. },
-        ) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Failure::Store(writer::Error::Refused(_)) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-    };
-    let message = failure.to_string();
-    count_request(api, status);
-    if let Failure::Store(writer::Error::BufferFull(_)) = &failure {
-        tracing::debug!(error = %message, "Write refused: buffer full.");
-    } else if status == StatusCode::SERVICE_UNAVAILABLE {
-        let cause = match &failure {
-            Failure::Store(writer::Error::Replicas { .. }) => "replicas",
-            _ => "redis",
-        };
-        metrics::counter!(telemetry::UNAVAILABLE, "cause" => cause).increment(1);
-        tracing::warn!(error = %message, "Write refused: Redis unavailable.");
-    } else if status.is_server_error() {
-        tracing::error!(error = %message, "Write failed.");
-    } else {
-        tracing::debug!(error = %message, status = status.as_u16(), "Write refused.");
+/// The answer to a refused write.
+fn refuse(state: &State, api: Api, error: WriteError) -> Response {
+    Refusal {
+        api,
+        error,
+        retry_after: state.inner.retry_after,
     }
-    let body = match api {
-        Api::V1 => serde_json::json!({ "error": message }),
-        Api::V2 => serde_json::json!({ "code": code, "message": message, "error": message }),
-    };
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&sanitize_header(&message)) {
-        headers.insert("X-Influxdb-Error", v);
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        let secs = state.inner.retry_after.as_secs().max(1);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    response
-}
-
-/// Header values must be visible ASCII; error texts quote user input.
-fn sanitize_header(message: &str) -> String {
-    message
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .take(512)
-        .collect()
-}
-
-fn count_request(api: Api, status: StatusCode) {
-    metrics::counter!(
-        telemetry::HTTP_REQUESTS,
-        "endpoint" => api.label(),
-        "status" => status.as_str().to_owned()
-    )
-    .increment(1);
+    .into_response()
 }
 
 /// `/query`: `CREATE DATABASE` and `SHOW DATABASES` answered as InfluxDB does (see
@@ -367,7 +275,7 @@ async fn query(
             } else {
                 "invalid"
             };
-            reply::error(reply::Api::V1, status, code, &rejection.body_text())
+            reply::error(Api::V1, status, code, &rejection.body_text())
         }
     }
 }

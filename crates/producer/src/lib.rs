@@ -24,6 +24,7 @@ pub mod ingest;
 mod limits;
 mod params;
 mod query;
+mod refusal;
 mod reply;
 mod server;
 pub mod tcp;
@@ -150,12 +151,12 @@ pub enum Error {
     #[error(transparent)]
     Redis(#[from] redline_core::redis::Error),
     /// The listener could not bind.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {reason}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
@@ -189,7 +190,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<()> {
 async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Bind { addr, source })
+        .map_err(|reason| Error::Bind { addr, reason })
 }
 
 /// Like [`run`], on a listener the caller bound (tests bind port 0), without TCP.

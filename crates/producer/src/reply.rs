@@ -18,6 +18,14 @@ pub(crate) enum Api {
 }
 
 impl Api {
+    /// The write endpoint's path, as the `endpoint` label of the request counter.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Api::V1 => "/write",
+            Api::V2 => "/api/v2/write",
+        }
+    }
+
     /// The API of a request path.
     pub(crate) fn of_path(path: &str) -> Self {
         if path.starts_with("/api/v2/") {

@@ -27,7 +27,13 @@ pub enum Error {
     },
     /// rustls refused the pair (e.g. the key does not match the certificate).
     #[error("unusable TLS certificate and key: {0}")]
-    Config(#[from] rustls::Error),
+    Config(rustls::Error),
+}
+
+impl From<rustls::Error> for Error {
+    fn from(error: rustls::Error) -> Self {
+        Self::Config(error)
+    }
 }
 
 /// A TLS acceptor serving `cert` (a PEM chain, leaf first) with `key` (PEM, PKCS#8, PKCS#1

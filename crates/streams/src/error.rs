@@ -9,16 +9,16 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] redline_core::redis::Error),
     /// No connection could be made.
-    #[error("cannot reach Redis at {url}: {}", one_line(.source))]
+    #[error("cannot reach Redis at {url}: {}", one_line(.reason))]
     Connect {
         /// The URL, password masked.
         url: String,
         /// What redis-rs said.
-        source: redis::RedisError,
+        reason: redis::RedisError,
     },
     /// The connection failed or timed out during a command.
     #[error("cannot reach Redis: {}", one_line(.0))]
-    Redis(#[source] redis::RedisError),
+    Redis(redis::RedisError),
     /// Redis answered a command with an error.
     #[error("Redis refused {command}{}: {}", on_key(.key), refusal(.reply))]
     Command {

@@ -67,8 +67,8 @@ pub use crate::trim::{trim, trim_plan, StreamTrim, TrimReport};
 pub async fn connect(config: &RedisConfig) -> Result<Connection> {
     match config.connect().await {
         Ok(conn) => Ok(conn),
-        Err(redline_core::redis::Error::Connect { url, source }) => {
-            Err(Error::Connect { url, source })
+        Err(redline_core::redis::Error::Connect { url, reason }) => {
+            Err(Error::Connect { url, reason })
         }
         Err(other) => Err(other.into()),
     }

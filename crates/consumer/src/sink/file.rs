@@ -57,9 +57,9 @@ impl FileSink {
         max_size: u64,
         max_files: u32,
     ) -> Result<Self, OpenError> {
-        let fail = |source| OpenError::File {
+        let fail = |reason| OpenError::File {
             path: path.to_path_buf(),
-            source,
+            reason,
         };
         let file = open_append(path).await.map_err(fail)?;
         repair(path, &file).await.map_err(fail)?;

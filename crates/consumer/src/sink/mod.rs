@@ -146,12 +146,12 @@ impl Health {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The file sink's file cannot be opened for appending.
-    #[error("cannot open '{path}' for appending: {source}")]
+    #[error("cannot open '{path}' for appending: {reason}")]
     File {
         /// The path as configured.
         path: PathBuf,
         /// What the OS said.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The InfluxDB URL is neither `http://` nor `https://`.
     #[error("invalid InfluxDB URL '{url}': expected http://host:port or https://host:port")]
@@ -161,10 +161,16 @@ pub enum OpenError {
     },
     /// The HTTP client cannot be built.
     #[error("cannot build the HTTP client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(reqwest::Error),
     /// The InfluxDB token holds characters an HTTP header cannot carry (it is not quoted).
     #[error("invalid InfluxDB token: it must be visible ASCII without line breaks")]
     Token,
+}
+
+impl From<reqwest::Error> for OpenError {
+    fn from(error: reqwest::Error) -> Self {
+        Self::Http(error)
+    }
 }
 
 /// Where batches are written. A write accepts every entry of `batch` or fails: a sink never
