@@ -18,6 +18,9 @@ redline_package_of() {
         influxd) echo influxdb ;;
         influx) echo influxdb-client ;;
         python3) echo python3 ;;
+        # Debian's kubectl (1.20 on Debian 12: its kustomize is too old for
+        # deploy/kubernetes, which says so; newer releases may not have the package).
+        kubectl) echo kubernetes-client ;;
         *) echo "$1" ;;
     esac
 }
@@ -59,18 +62,18 @@ redline_stop_package_services() {
     done
 }
 
-# redline_ensure_tools [--optional PKG]... CMD...
+# redline_ensure_tools [--optional CMD]... CMD...
 #
 # Makes sure every CMD is on PATH. Missing ones are installed with apt-get when running as
-# root; otherwise prints the apt-get command to run and exits 1. An --optional PKG (whose
-# command has the package's name, e.g. docker-compose, which not every release has) is
-# installed best effort when its command is missing, even if every CMD is present; without
-# root it is only noted.
+# root; otherwise prints the apt-get command to run and exits 1. An --optional CMD (one whose
+# package not every release has: docker-compose, kubectl) has its package
+# (redline_package_of) installed best effort when it is missing, even if every CMD is
+# present; without root it is only noted.
 redline_ensure_tools() {
     local optional=() missing=() packages=() cmd pkg
     while [[ $# -gt 0 && "$1" == --optional ]]; do
         if ! command -v "$2" >/dev/null 2>&1; then
-            optional+=("$2")
+            optional+=("$(redline_package_of "$2")")
         fi
         shift 2
     done
@@ -133,17 +136,18 @@ redline_wait_for() {
     done
 }
 
-# redline_ensure_python_module MODULE PACKAGE: makes `import MODULE` work for python3,
-# installing PACKAGE from PyPI with pip when running as root; otherwise prints the command.
+# redline_ensure_python_module MODULE PACKAGE [WHY]: makes `import MODULE` work for python3,
+# installing PACKAGE (a pip requirement, e.g. name==version) from PyPI with pip when running
+# as root; otherwise prints the command, and WHY the package is needed.
 redline_ensure_python_module() {
-    local module=$1 package=$2
+    local module=$1 package=$2 why=${3:-the compatibility tests run the real client}
     if python3 -c "import $module" >/dev/null 2>&1; then
         return 0
     fi
     if [[ $(id -u) -ne 0 ]]; then
-        echo "missing: the Python package $package (the compatibility tests run the real client)" >&2
+        echo "missing: the Python package $package ($why)" >&2
         echo "install it, then run this again:" >&2
-        echo "  python3 -m pip install --user $package" >&2
+        echo "  python3 -m pip install --user '$package'" >&2
         exit 1
     fi
     if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -6,6 +6,7 @@ mod compat;
 mod compose;
 mod faults;
 mod guarantees;
+mod kubernetes;
 mod operability;
 mod ops;
 mod pipeline;
