@@ -51,7 +51,8 @@ pub struct Config {
     pub start_from: StartFrom,
     /// Where batches go.
     pub sink: SinkConfig,
-    /// Most entries per batch (per partition and read).
+    /// Most entries per batch: one read over every partition, each partition getting a
+    /// fair share (see `reader.rs`).
     pub batch_size: usize,
     /// Longest wait, after a batch's first entry, for the batch to fill.
     #[serde(with = "redline_core::units::duration")]

@@ -10,20 +10,23 @@
 //!
 //! Config reference: <https://docs.influxdata.com/influxdb/v1.6/administration/config/>.
 
-use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::free_port;
-use crate::process::{
-    file_len, find_binary, is_alive, kill_and_reap, log_file, send_signal, tail_since, terminate,
-};
+
+mod config;
+mod launch;
+
+use crate::process::{is_alive, kill_and_reap, send_signal, terminate};
+use config::write_config;
+use launch::{launch, logs, LaunchError};
 
 /// How long a starting `influxd` has to answer `/ping` (it usually takes ~0.1 s).
 const READY_DEADLINE: Duration = Duration::from_secs(20);
@@ -83,14 +86,6 @@ pub struct InfluxServer {
     http: reqwest::Client,
     /// The admin the helpers authenticate as, with `auth-enabled`.
     admin: Option<(String, String)>,
-}
-
-/// Why a launch did not produce a ready server.
-enum LaunchError {
-    /// Another process bound one of the ports before `influxd` did.
-    PortTaken,
-    /// Anything else; the message carries the log.
-    Failed(String),
 }
 
 impl InfluxServer {
@@ -404,152 +399,6 @@ impl Drop for InfluxServer {
     }
 }
 
-/// Writes `influxd.conf` into `dir`. Only keys InfluxDB 1.6 knows are used (it ignores
-/// unknown ones silently, so a typo here would go unnoticed).
-fn write_config(dir: &Path, http_port: u16, rpc_port: u16, options: &InfluxOptions) {
-    let path = |name: &str| toml_string(&dir.join(name));
-    let data = |name: &str| match &options.data_root {
-        Some(root) => toml_string(&root.join(name)),
-        None => path(name),
-    };
-    let config = format!(
-        r#"# Upstream 1.x reads reporting-disabled; Debian's build renamed it reporting-enabled
-# (default false). Unknown keys are ignored, so both are set.
-reporting-disabled = true
-reporting-enabled = false
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = {meta}
-
-[data]
-  dir = {data}
-  wal-dir = {wal}
-  wal-fsync-delay = "0s"
-  query-log-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = {auth}
-  log-enabled = {http_log}
-  pprof-enabled = false
-  max-body-size = {max_body}
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[logging]
-  # "info" at least: launch() waits for the "Listening on HTTP" line.
-  level = "info"
-  suppress-logo = true
-"#,
-        meta = path("meta"),
-        data = data("data"),
-        wal = data("wal"),
-        auth = options.admin.is_some(),
-        http_log = options.http_log_enabled,
-        max_body = options.max_body_size,
-    );
-    let file = dir.join(CONFIG);
-    fs::write(&file, config)
-        .unwrap_or_else(|error| panic!("cannot write {}: {error}", file.display()));
-}
-
-/// `path` as a TOML basic string.
-fn toml_string(path: &Path) -> String {
-    let text = path.display().to_string();
-    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// Spawns `influxd -config <dir>/influxd.conf` and waits until `/ping` answers 204 on `port`.
-fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
-    let bin = find_binary("REDLINE_INFLUXD", "influxd", "/usr/bin/influxd", "influxdb");
-    let log_path = dir.join(LOG);
-    // influxd.log is appended to across launches; judge this launch by what it adds.
-    let since = file_len(&log_path);
-    let out = log_file(&log_path);
-    let err = out
-        .try_clone()
-        .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let mut child = Command::new(&bin)
-        .arg("-config")
-        .arg(dir.join(CONFIG))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
-
-    // Nothing below may panic, or the child would outlive its owner.
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let logs = logs(dir, since);
-            if logs.contains("address already in use") {
-                return Err(LaunchError::PortTaken);
-            }
-            return Err(LaunchError::Failed(format!(
-                "influxd on port {port} exited with {status} while starting\n{logs}"
-            )));
-        }
-        // The log line proves that *our* influxd bound the port, not another process that
-        // took it first (ours would exit, but a ping could reach the other one before that).
-        if ping_blocking(port) && bound_http(dir, since, port) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            kill_and_reap(&mut child);
-            return Err(LaunchError::Failed(format!(
-                "influxd on port {port} did not answer /ping within {READY_DEADLINE:?}\n{}",
-                logs(dir, since)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether `influxd.log` says, after byte `since`, that influxd listens on HTTP on `port`:
-/// `lvl=info msg="Listening on HTTP" log_id=… service=httpd addr=127.0.0.1:<port> https=false`.
-fn bound_http(dir: &Path, since: u64, port: u16) -> bool {
-    let addr = format!(" addr=127.0.0.1:{port} ");
-    tail_since(&dir.join(LOG), since, u64::MAX)
-        .lines()
-        .any(|line| line.contains(r#"msg="Listening on HTTP""#) && line.contains(&addr))
-}
-
-/// Whether `GET /ping` on `port` answers 204, over a plain blocking socket: `start` must not
-/// need a Tokio runtime.
-fn ping_blocking(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let attempt = || -> std::io::Result<bool> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-        stream.write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head)?;
-        // "HTTP/1.0 204" or "HTTP/1.1 204"
-        Ok(head.ends_with(b" 204"))
-    };
-    attempt().unwrap_or(false)
-}
-
-/// The last 4 KiB of `influxd.log` in `dir` written after byte `since`.
-fn logs(dir: &Path, since: u64) -> String {
-    let path = dir.join(LOG);
-    format!(
-        "----- {} (tail) -----\n{}",
-        path.display(),
-        tail_since(&path, since, 4096)
-    )
-}
-
 /// `text` as an `application/x-www-form-urlencoded` value.
 fn form_encode(text: &str) -> String {
     text.bytes()
@@ -579,5 +428,4 @@ fn first_error(answer: &Value) -> Option<&str> {
 }
 
 #[cfg(test)]
-#[path = "influx_tests.rs"]
 mod tests;

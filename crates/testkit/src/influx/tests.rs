@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::launch::ping_blocking;
 use super::*;
 
 #[tokio::test]

@@ -1,0 +1,251 @@
+use super::*;
+
+const NOW: i64 = 1_700_000_000_000_000_000;
+
+fn lines(body: &str, precision: Precision) -> Vec<String> {
+    let parsed = parse(body, precision, NOW);
+    assert!(parsed.first_error.is_none(), "{:?}", parsed.first_error);
+    parsed.metrics.into_iter().map(Metric::into_line).collect()
+}
+
+#[test]
+fn sorts_tags_and_stamps_missing_timestamps() {
+    assert_eq!(
+        lines("cpu,z=1,a=2 usage=0.5", Precision::Nanoseconds),
+        [format!("cpu,a=2,z=1 usage=0.5 {NOW}")]
+    );
+}
+
+#[test]
+fn converts_every_precision_to_nanoseconds() {
+    for (p, expected) in [
+        ("ns", 5_i64),
+        ("u", 5_000),
+        ("ms", 5_000_000),
+        ("s", 5_000_000_000),
+        ("m", 300_000_000_000),
+        ("h", 18_000_000_000_000),
+    ] {
+        let precision = Precision::parse(p).unwrap();
+        assert_eq!(lines("m v=1i 5", precision), [format!("m v=1i {expected}")]);
+    }
+    assert_eq!(
+        Precision::parse("minutes").unwrap_err().to_string(),
+        "invalid precision 'minutes': use one of n, ns, u, us, ms, s, m, h"
+    );
+}
+
+#[test]
+fn keeps_types_and_escapes() {
+    let body = r#"my\ meas,tag\,k=v\=1 s="a \"q\" \\ b",i=-3i,u=7u,b=true,f=1.5 10"#;
+    assert_eq!(
+        lines(body, Precision::Nanoseconds),
+        [r#"my\ meas,tag\,k=v\=1 s="a \"q\" \\ b",i=-3i,u=7u,b=true,f=1.5 10"#]
+    );
+}
+
+#[test]
+fn normalised_lines_parse_back_to_themselves() {
+    let body = "weather,city=São\\ Paulo,zone=b\\=c temp=21.5,note=\"ok, fine\" 1\n";
+    let once = lines(body, Precision::Nanoseconds);
+    let twice = lines(&once.join("\n"), Precision::Nanoseconds);
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn series_key_is_measurement_and_sorted_tags() {
+    let parsed = parse("cpu,b=2,a=1 v=1 1", Precision::Nanoseconds, NOW);
+    assert_eq!(parsed.metrics[0].series_key(), "cpu,a=1,b=2");
+}
+
+#[test]
+fn bad_lines_are_counted_and_the_first_is_named() {
+    let body =
+        "ok v=1\n\n# comment\ncpu,host=a\nok v=2\nbad v=NaN 1\nok v=\"x\" 99999999999999999999";
+    let parsed = parse(body, Precision::Nanoseconds, NOW);
+    assert_eq!(parsed.metrics.len(), 2);
+    assert_eq!(parsed.rejected, 3);
+    let first = parsed.first_error.unwrap();
+    assert_eq!(first.line, 4);
+    assert_eq!(first.text, "cpu,host=a");
+    assert!(first
+        .to_string()
+        .starts_with("unable to parse line 4 'cpu,host=a': "));
+}
+
+#[test]
+fn refuses_what_influxdb_refuses() {
+    for (body, reason) in [
+        ("m time=1 1", "invalid field name 'time'"),
+        ("m,time=x v=1 1", "invalid tag key 'time'"),
+        ("m,a=1,a=2 v=1 1", "duplicate tag 'a'"),
+        ("m v=inf 1", ""), // refused by the parser itself
+    ] {
+        let parsed = parse(body, Precision::Nanoseconds, NOW);
+        let err = parsed.first_error.expect(body);
+        assert!(err.reason.contains(reason), "{body}: {}", err.reason);
+    }
+    let parsed = parse("m v=1 9223372036854775", Precision::Seconds, NOW);
+    assert!(parsed.first_error.unwrap().reason.contains("out of range"));
+}
+
+#[test]
+fn names_mean_to_influxdb_what_they_meant_in_the_request() {
+    // InfluxDB 1.x/2.x keep a backslash that escapes nothing, `\\` included.
+    let body = concat!(
+        r"disk,path=\\fs01\share,a=C:\Program\ Files v=1i 1",
+        "\n",
+        r#"m\=x,k\\2=\\x f\\\"=1i 2"#,
+    );
+    assert_eq!(
+        lines(body, Precision::Nanoseconds),
+        [
+            r"disk,a=C:\Program\ Files,path=\\fs01\share v=1i 1",
+            r#"m\=x,k\\2=\\x f\\\"=1i 2"#,
+        ]
+    );
+    // Where parsers disagree on the split, the line is refused, never guessed.
+    let parsed = parse(r"m,t=a\\\,u=b v=1 1", Precision::Nanoseconds, NOW);
+    let reason = parsed.first_error.unwrap().reason;
+    assert!(reason.starts_with("ambiguous escaping"), "{reason}");
+}
+
+#[test]
+fn lines_past_the_limits_are_refused_by_number() {
+    let limits = Limits {
+        max_line_length: 20,
+        max_fields: 2,
+        ..Limits::NONE
+    };
+    let body = format!(
+        "a v=1i 1\n{}\nb x=1,y=2,z=3 1\n# {}\nc x=1,y=2 1",
+        "l".repeat(30),
+        "c".repeat(30)
+    );
+    let parsed = parse_with(&body, Precision::Nanoseconds, NOW, &limits);
+    let kept: Vec<&str> = parsed.metrics.iter().map(Metric::line).collect();
+    assert_eq!(kept, ["a v=1i 1", "c x=1,y=2 1"]);
+    assert_eq!(parsed.rejected, 2);
+    let first = parsed.first_error.unwrap();
+    assert_eq!(first.line, 2);
+    assert_eq!(
+        first.reason,
+        "line is 30 bytes long, more than the limit of 20 bytes"
+    );
+    let fields = parse_with("b x=1,y=2,z=3 1", Precision::Nanoseconds, NOW, &limits);
+    assert_eq!(
+        fields.first_error.unwrap().reason,
+        "3 fields, more than the limit of 2 fields per line"
+    );
+}
+
+#[test]
+fn long_lines_are_quoted_truncated() {
+    let body = format!("m,{} v=", "t=1".repeat(100));
+    let err = parse(&body, Precision::Nanoseconds, NOW)
+        .first_error
+        .unwrap();
+    assert!(err.text.ends_with('…'));
+    assert!(err.text.chars().count() <= QUOTE_LIMIT + 1);
+}
+
+#[test]
+fn precision_reads_as_each_api_does() {
+    // InfluxDB 1.x: n, ns, u, ms, s, m, h; anything else silently means nanoseconds.
+    for (value, unit) in [
+        ("", Precision::Nanoseconds),
+        ("n", Precision::Nanoseconds),
+        ("u", Precision::Microseconds),
+        ("us", Precision::Nanoseconds),
+        ("µs", Precision::Nanoseconds),
+        ("rfc3339", Precision::Nanoseconds),
+        ("ms", Precision::Milliseconds),
+        ("s", Precision::Seconds),
+        ("m", Precision::Minutes),
+        ("h", Precision::Hours),
+    ] {
+        assert_eq!(Precision::v1(value), unit, "{value}");
+    }
+    // InfluxDB 2.x: ns, us, ms, s; anything else is refused.
+    assert_eq!(Precision::v2("us"), Ok(Precision::Microseconds));
+    assert_eq!(Precision::v2(""), Ok(Precision::Nanoseconds));
+    assert_eq!(
+        Precision::v2("h").unwrap_err().to_string(),
+        "invalid precision 'h'; valid precision units are ns, us, ms, and s"
+    );
+}
+
+#[test]
+fn lines_without_a_timestamp_get_the_receive_time_truncated_to_the_precision() {
+    let now = 1_700_000_123_456_789_012;
+    for (precision, stamp) in [
+        (Precision::Nanoseconds, now),
+        (Precision::Milliseconds, 1_700_000_123_456_000_000),
+        (Precision::Seconds, 1_700_000_123_000_000_000),
+        (Precision::Minutes, 1_700_000_100_000_000_000),
+    ] {
+        let parsed = parse("m v=1i\nm,t=\\ x v=2i", precision, now);
+        let stamps: Vec<&str> = parsed
+            .metrics
+            .iter()
+            .map(|m| m.line().rsplit(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            stamps,
+            [stamp.to_string(), stamp.to_string()],
+            "{precision:?}"
+        );
+    }
+}
+
+#[test]
+fn unsigned_fields_are_refused_unless_allowed() {
+    let refused = parse_with("m u=1u 1", Precision::Nanoseconds, NOW, &Limits::default());
+    let error = refused.first_error.unwrap();
+    assert!(
+        error.reason.starts_with("invalid number"),
+        "{}",
+        error.reason
+    );
+    let allowed = Limits {
+        allow_unsigned: true,
+        ..Limits::default()
+    };
+    let taken = parse_with("m u=1u 1", Precision::Nanoseconds, NOW, &allowed);
+    assert_eq!(taken.metrics[0].line(), "m u=1u 1");
+}
+
+#[test]
+fn a_quoted_newline_never_splits_a_line_on_any_source() {
+    let body = b"a v=1i 1\nb s=\"x\ny\" 2\nc v=3i 3\nd s=\"half";
+    let cut: Vec<(usize, &[u8])> = super::lines(body).collect();
+    assert_eq!(
+        cut,
+        [
+            (1, &b"a v=1i 1"[..]),
+            (2, &b"b s=\"x\ny\" 2"[..]),
+            (4, &b"c v=3i 3"[..]),
+            (5, &b"d s=\"half"[..]),
+        ]
+    );
+    // A stream source parses only whole lines: the open quote waits for more bytes.
+    assert_eq!(whole_lines(body), body.len() - b"d s=\"half".len());
+    assert_eq!(whole_lines(b"a v=1i 1\nb s=\"x\n"), 9);
+    assert_eq!(whole_lines(b"no newline"), 0);
+    // And the number of a bad line after it counts physical lines.
+    let parsed = parse("a s=\"x\ny\" 1\nbad", Precision::Nanoseconds, NOW);
+    assert_eq!(parsed.metrics.len(), 1);
+    assert_eq!(parsed.first_error.unwrap().line, 3);
+}
+
+#[test]
+fn floats_are_stored_as_written() {
+    let body = "m a=1e308,b=.5,c=-.5,d=1.,e=1.50 1";
+    assert_eq!(lines_of(body), [body]);
+    let escaped = "m,t=a\\ b a=1e308,b=.5,c=1. 1";
+    assert_eq!(lines_of(escaped), [escaped]);
+}
+
+fn lines_of(body: &str) -> Vec<String> {
+    lines(body, Precision::Nanoseconds)
+}

@@ -1,0 +1,100 @@
+//! Starting `influxd` and knowing that it is ours that answers.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{CONFIG, LOG, READY_DEADLINE};
+use crate::process::{file_len, find_binary, kill_and_reap, log_file, tail_since};
+
+/// Why a launch did not produce a ready server.
+pub(super) enum LaunchError {
+    /// Another process bound one of the ports before `influxd` did.
+    PortTaken,
+    /// Anything else; the message carries the log.
+    Failed(String),
+}
+
+/// Spawns `influxd -config <dir>/influxd.conf` and waits until `/ping` answers 204 on `port`.
+pub(super) fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
+    let bin = find_binary("REDLINE_INFLUXD", "influxd", "/usr/bin/influxd", "influxdb");
+    let log_path = dir.join(LOG);
+    // influxd.log is appended to across launches; judge this launch by what it adds.
+    let since = file_len(&log_path);
+    let out = log_file(&log_path);
+    let err = out
+        .try_clone()
+        .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
+    let mut child = Command::new(&bin)
+        .arg("-config")
+        .arg(dir.join(CONFIG))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
+
+    // Nothing below may panic, or the child would outlive its owner.
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let logs = logs(dir, since);
+            if logs.contains("address already in use") {
+                return Err(LaunchError::PortTaken);
+            }
+            return Err(LaunchError::Failed(format!(
+                "influxd on port {port} exited with {status} while starting\n{logs}"
+            )));
+        }
+        // The log line proves that *our* influxd bound the port, not another process that
+        // took it first (ours would exit, but a ping could reach the other one before that).
+        if ping_blocking(port) && bound_http(dir, since, port) {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            kill_and_reap(&mut child);
+            return Err(LaunchError::Failed(format!(
+                "influxd on port {port} did not answer /ping within {READY_DEADLINE:?}\n{}",
+                logs(dir, since)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `influxd.log` says, after byte `since`, that influxd listens on HTTP on `port`:
+/// `lvl=info msg="Listening on HTTP" log_id=… service=httpd addr=127.0.0.1:<port> https=false`.
+fn bound_http(dir: &Path, since: u64, port: u16) -> bool {
+    let addr = format!(" addr=127.0.0.1:{port} ");
+    tail_since(&dir.join(LOG), since, u64::MAX)
+        .lines()
+        .any(|line| line.contains(r#"msg="Listening on HTTP""#) && line.contains(&addr))
+}
+
+/// Whether `GET /ping` on `port` answers 204, over a plain blocking socket: `start` must not
+/// need a Tokio runtime.
+pub(super) fn ping_blocking(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let attempt = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        stream.write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        // "HTTP/1.0 204" or "HTTP/1.1 204"
+        Ok(head.ends_with(b" 204"))
+    };
+    attempt().unwrap_or(false)
+}
+
+/// The last 4 KiB of `influxd.log` in `dir` written after byte `since`.
+pub(super) fn logs(dir: &Path, since: u64) -> String {
+    let path = dir.join(LOG);
+    format!(
+        "----- {} (tail) -----\n{}",
+        path.display(),
+        tail_since(&path, since, 4096)
+    )
+}
