@@ -1,9 +1,11 @@
 //! End-to-end tests: the `redline` binary against real `redis-server` and `influxd`
 //! processes started by `redline-testkit`, one set of servers per test.
 
+mod backpressure;
 mod cli;
 mod compat;
 mod compose;
+mod docs;
 mod faults;
 mod guarantees;
 mod kubernetes;
@@ -15,3 +17,4 @@ mod security;
 mod snapshot;
 mod sources;
 mod support;
+mod trimming;

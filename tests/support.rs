@@ -64,6 +64,19 @@ pub(crate) fn consumer(
     )
 }
 
+/// A free loopback address for a consumer's `--metrics-listen`, and the base URL of its
+/// `/metrics` and `/ready` there.
+pub(crate) fn metrics_address() -> (String, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}");
+    (listen, url)
+}
+
+/// `POST body` to `url`, panicking only when no answer came.
+pub(crate) async fn post(url: &str, body: String) -> reqwest::Response {
+    client().post(url).body(body).send().await.expect("request")
+}
+
 /// An HTTP client for the tests.
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()

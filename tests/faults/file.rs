@@ -50,7 +50,7 @@ async fn a_full_disk_under_the_file_sink_waits_and_loses_nothing() {
     let redis = RedisServer::start(&[]);
     let producer = Producer::start(&redis.url(), &[]).await;
     let out = disk.path().join("out.lp");
-    let (listen, url) = super::metrics_address();
+    let (listen, url) = support::metrics_address();
     let _consumer = file_consumer(
         &redis.url(),
         GROUP,

@@ -118,7 +118,7 @@ async fn wrong_credentials_are_an_outage_not_dead_letters() {
     let redis = RedisServer::start(&[]);
     let influx = locked_influx().await;
     let producer = Producer::start(&redis.url(), &[]).await;
-    let (listen, url) = super::metrics_address();
+    let (listen, url) = support::metrics_address();
     let args = |password: &str| {
         let mut cmd = support::redline();
         cmd.env("REDLINE_INFLUX_PASSWORD", password)
@@ -180,7 +180,7 @@ async fn a_full_disk_on_influxdb_is_an_outage_and_dead_letters_nothing() {
         ..InfluxOptions::default()
     });
     let producer = Producer::start(&redis.url(), &[]).await;
-    let (listen, url) = super::metrics_address();
+    let (listen, url) = support::metrics_address();
     let _consumer = consumer(
         &redis.url(),
         &influx.url(),
@@ -214,7 +214,7 @@ async fn a_hung_influxdb_is_an_outage_and_everything_arrives_after() {
     let redis = RedisServer::start(&[]);
     let mut influx = InfluxServer::start();
     let producer = Producer::start(&redis.url(), &[]).await;
-    let (listen, url) = super::metrics_address();
+    let (listen, url) = support::metrics_address();
     let _consumer = consumer(
         &redis.url(),
         &influx.url(),

@@ -1,11 +1,11 @@
 //! redline's own processes hung (SIGSTOP) or killed (SIGKILL) at any instant.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redline_testkit::{wait_until, InfluxServer, RedisServer};
 
 use crate::support::{
-    self, consumer, dead_letters, post_until_stored, timestamped_lines, Producer,
+    self, consumer, dead_letters, lines, post, post_until_stored, timestamped_lines, Producer,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -83,4 +83,67 @@ async fn a_hung_or_killed_producer_costs_the_client_a_retry_and_nothing_else() {
     let mut conn = redis.conn().await;
     support::wait_nothing_pending(&conn).await;
     assert!(dead_letters(&mut conn).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_consumer_claims_what_a_killed_one_held() {
+    let redis = RedisServer::start(&[]);
+    let mut influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    influx.stop();
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "3000"]);
+    for start in (0..20_000).step_by(5_000) {
+        post_until_stored(&write, &lines(start, 5_000)).await;
+    }
+    let mut conn = redis.conn().await;
+    wait_until("c1 holds pending entries", Duration::from_secs(15), || {
+        let mut conn = conn.clone();
+        async move { support::pending(&mut conn).await.unwrap_or(0) > 0 }
+    })
+    .await;
+    c1.sigkill();
+    let held = support::pending(&mut conn).await.unwrap();
+
+    influx.start_again();
+    let _c2 = consumer(&redis.url(), &influx.url(), "c2", &["--min-idle", "1s"]);
+    support::wait_for_count(&influx, "db0", 20_000, Duration::from_secs(60)).await;
+    support::wait_nothing_pending(&redis.conn().await).await;
+    assert!(held > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_both_cleanly_and_a_restarted_consumer_finishes() {
+    let redis = RedisServer::start(&["--appendonly", "yes"]);
+    let influx = InfluxServer::start();
+    let mut producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &["--batch-size", "500"]);
+
+    let mut sent = 0;
+    for _ in 0..8 {
+        assert_eq!(post(&write, lines(sent, 5_000)).await.status(), 204);
+        sent += 5_000;
+    }
+    c1.sigterm();
+    producer.guard.sigterm();
+    let started = Instant::now();
+    let consumer_exit = c1.wait_exit(Duration::from_secs(5));
+    let producer_exit = producer.guard.wait_exit(Duration::from_secs(5));
+    assert!(
+        consumer_exit.is_some_and(|s| s.success()),
+        "consumer exit {consumer_exit:?} after {:?}\n{}",
+        started.elapsed(),
+        c1.logs()
+    );
+    assert!(
+        producer_exit.is_some_and(|s| s.success()),
+        "producer exit {producer_exit:?}\n{}",
+        producer.guard.logs()
+    );
+    assert!(c1.stderr().contains("Stopped cleanly"), "{}", c1.logs());
+
+    let _c2 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+    support::wait_for_count(&influx, "db0", sent as u64, Duration::from_secs(60)).await;
+    support::wait_nothing_pending(&redis.conn().await).await;
 }

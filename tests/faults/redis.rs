@@ -1,12 +1,13 @@
-//! Redis faults: full (`maxmemory` with `noeviction`), hung (SIGSTOP).
+//! Redis faults: killed, full (`maxmemory` with `noeviction`), hung (SIGSTOP), a replica
+//! lost under `--wait-replicas`.
 
 use std::time::{Duration, Instant};
 
 use redline_testkit::{wait_until, InfluxServer, RedisServer};
 
 use crate::support::{
-    self, client, consumer, dead_letters, post_until_stored, timestamped_lines, xlen, Producer,
-    GROUP, STREAM,
+    self, client, consumer, dead_letters, lines, post, post_until_stored, timestamped_lines, xlen,
+    Producer, GROUP, STREAM,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,4 +136,130 @@ async fn a_hung_redis_gets_clear_503s_within_redis_timeout_and_loses_nothing() {
     let mut conn = redis.conn().await;
     support::wait_nothing_pending(&conn).await;
     assert!(dead_letters(&mut conn).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_gives_503_never_204_and_recovers_without_restart() {
+    let mut redis = RedisServer::start(&["--appendonly", "yes"]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    assert_eq!(post(&write, lines(0, 10)).await.status(), 204);
+
+    redis.kill();
+    for i in 0..5 {
+        let started = Instant::now();
+        let response = post(&write, lines(10, 10)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "503 took {:?}",
+            started.elapsed()
+        );
+        super::assert_redis_unavailable(response, &format!("attempt {i} while Redis is down"))
+            .await;
+    }
+
+    redis.start_again();
+    let url = write.clone();
+    wait_until("a 204 once Redis is back", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { post(&url, lines(20, 10)).await.status() == 204 }
+    })
+    .await;
+    // The first ten and the recovered ten are there, each once; a 503 stored nothing.
+    let mut conn = redis.conn().await;
+    let stored: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(support::STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let values: Vec<String> = stored
+        .ids
+        .iter()
+        .map(|e| {
+            let lp: String = e.get("lp").unwrap();
+            let v = lp.split(" v=").nth(1).unwrap();
+            v.split(['i', ' ']).next().unwrap().to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (0..10).chain(20..30).map(|i| i.to_string()).collect();
+    assert_eq!(values, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
+    let primary = RedisServer::start(&[]);
+    let port = primary.port().to_string();
+    let mut replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
+    let conn = primary.conn().await;
+    wait_until("the replica is connected", Duration::from_secs(15), || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.contains("connected_slaves:1") && info.contains("state=online")
+        }
+    })
+    .await;
+    let producer = Producer::start(
+        &primary.url(),
+        &["--wait-replicas", "1", "--wait-timeout", "3s"],
+    )
+    .await;
+    let write = format!("{}/write?db=db0", producer.url);
+    assert_eq!(
+        client()
+            .post(&write)
+            .body(lines(0, 1_000))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let mut rconn = replica.conn().await;
+    let on_replica: u64 = redis::cmd("XLEN")
+        .arg(STREAM)
+        .query_async(&mut rconn)
+        .await
+        .unwrap();
+    assert_eq!(on_replica, 1_000, "a 204 means the replica has every entry");
+
+    replica.kill();
+    wait_until(
+        "the primary notices the replica is gone",
+        Duration::from_secs(15),
+        || {
+            let mut conn = conn.clone();
+            async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                info.contains("connected_slaves:0")
+            }
+        },
+    )
+    .await;
+    let response = client()
+        .post(&write)
+        .body(lines(1_000, 1_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("only 0 of 1 replicas confirmed"),
+        "{body}"
+    );
 }

@@ -92,7 +92,7 @@ impl Default for Config {
             group: "redline".to_string(),
             consumer: "redline-consumer".to_string(),
             workers: 1,
-            start_from: StartFrom::Oldest,
+            start_from: StartFrom::default(),
             sink: SinkConfig::default(),
             batch_size: 5000,
             flush_interval: Duration::from_secs(1),

@@ -56,47 +56,6 @@ async fn plain_bodies_arrive_like_gzipped_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_influxdb_outage_leaves_entries_pending_until_it_returns() {
-    let redis = RedisServer::start(&[]);
-    let mut influx = InfluxServer::start();
-    let mut conn = redis.conn().await;
-    let consumer = Consumer::start(config(&redis, "c1", influx_sink(&influx.url(), "telegraf")));
-    add_metrics(&mut conn, STREAM, "cpu", 0..100, None).await;
-    wait_until("100 points", PATIENCE, || async {
-        influx.count_points("telegraf", "cpu").await == 100
-    })
-    .await;
-
-    influx.kill();
-    add_metrics(&mut conn, STREAM, "cpu", 100..600, None).await;
-    // The consumer holds a batch (all 500, or the part that had arrived when it read: it
-    // reads no further while that batch is undelivered).
-    wait_until("a batch read and pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { (1..=500).contains(&pending(&mut conn, STREAM).await) }
-    })
-    .await;
-    // Retries run every 20-300 ms; over a second of outage none may ack anything.
-    for _ in 0..10 {
-        assert_eq!(acked(&mut conn).await, 100, "acked while InfluxDB was down");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    influx.start_again();
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
-    consumer.stop().await;
-    assert_eq!(influx.count_points("telegraf", "cpu").await, 600);
-    assert!(
-        dead_letters(&mut conn).await.is_empty(),
-        "an outage dead-letters nothing"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn type_conflicts_are_dead_lettered_and_the_rest_arrive() {
     let redis = RedisServer::start(&[]);
     let influx = InfluxServer::start();
