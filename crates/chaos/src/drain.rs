@@ -21,19 +21,10 @@ pub(crate) const GROUP: &str = "redline";
 pub(crate) struct GroupState {
     /// Entries delivered and not acknowledged.
     pub(crate) pending: u64,
-    /// Entries read by the group (`entries-read`), re-reads not counted.
-    pub(crate) read: Option<u64>,
     /// Whether the group has been delivered the stream's last entry.
     pub(crate) caught_up: bool,
     /// Entries in the dead-letter stream.
     pub(crate) dead_letters: u64,
-}
-
-impl GroupState {
-    /// Entries the group read and acknowledged (or dead-lettered).
-    pub(crate) fn acked(&self) -> Option<u64> {
-        self.read.map(|r| r.saturating_sub(self.pending))
-    }
 }
 
 /// Reads the group's state; `None` while Redis does not answer (down, hung, loading).
@@ -64,7 +55,6 @@ pub(crate) fn group_state(url: &str) -> Option<GroupState> {
     let dead_letters: u64 = redis::cmd("XLEN").arg(DLQ).query(&mut conn).ok()?;
     Some(GroupState {
         pending: number("pending")?,
-        read: number("entries-read"),
         caught_up: last_generated.is_some() && last_delivered == last_generated,
         dead_letters,
     })

@@ -155,12 +155,15 @@ fn run(options: &Options, runtime: &tokio::runtime::Runtime) -> bool {
     ));
     let shared = Arc::new(nemesis::Shared::default());
     let redis_url = stack.redis.url();
+    let influx_url = stack.influx.url();
     let nemesis = {
         let (shared, ledger, faults) = (shared.clone(), ledger.clone(), faults.clone());
         let handle = runtime.handle().clone();
         std::thread::spawn(move || nemesis::run(stack, faults, t0, shared, ledger, handle))
     };
+    let http = writer::client();
     let progress = |elapsed: Duration| {
+        let in_influx = runtime.block_on(report::points_in_influx(&http, &influx_url));
         eprintln!(
             "{}",
             report::progress(
@@ -168,6 +171,7 @@ fn run(options: &Options, runtime: &tokio::runtime::Runtime) -> bool {
                 shared.started.load(Ordering::Relaxed),
                 faults.len(),
                 ledger.acked_lines.load(Ordering::Relaxed),
+                in_influx,
                 drain::group_state(&redis_url).as_ref(),
                 &ledger.failures_line(),
             )
@@ -282,6 +286,16 @@ fn run(options: &Options, runtime: &tokio::runtime::Runtime) -> bool {
             )
         } else {
             String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "               {} series keys without points (rejected poison, indexed by InfluxDB){}",
+        findings.empty_series.len(),
+        if findings.empty_series.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", findings.empty_series.join(", "))
         }
     );
     let _ = writeln!(

@@ -74,29 +74,56 @@ pub(crate) fn schedule(faults: &[Fault], consumer_names: &[String]) -> String {
     out
 }
 
-/// The progress line.
+/// The progress line: faults so far, metrics answered 204 (acknowledged by the producer),
+/// points in InfluxDB (delivered and acknowledged by the consumers, or about to be), what
+/// the group holds pending, dead letters, and the writer's retries. `?` stands for a
+/// server that does not answer right now.
 pub(crate) fn progress(
     elapsed: Duration,
     faults_started: usize,
     faults: usize,
     acked_lines: u64,
+    in_influx: Option<u64>,
     group: Option<&GroupState>,
     retries: &str,
 ) -> String {
-    let group = match group {
-        Some(g) => format!(
-            "entries acked {} · pending {} · dead letters {}",
-            g.acked().map_or("?".to_string(), thousands),
-            thousands(g.pending),
-            g.dead_letters
-        ),
-        None => "Redis does not answer".to_string(),
-    };
+    let unknown = || "?".to_string();
     format!(
-        "[{:>5.0}s] faults {faults_started}/{faults} · 204 for {} metrics · {group} · retries {retries}",
+        "[{:>5.0}s] faults {faults_started}/{faults} · 204 for {} metrics · in InfluxDB {} · \
+         pending {} · dead letters {} · retries {retries}",
         elapsed.as_secs_f64(),
         thousands(acked_lines),
+        in_influx.map_or_else(unknown, thousands),
+        group.map_or_else(unknown, |g| thousands(g.pending)),
+        group.map_or_else(unknown, |g| g.dead_letters.to_string()),
     )
+}
+
+/// Points in the workload's measurements of every database, or `None` when InfluxDB does
+/// not answer within two seconds (hung, restarting).
+pub(crate) async fn points_in_influx(client: &reqwest::Client, url: &str) -> Option<u64> {
+    let mut total = 0;
+    for db in workload::DATABASES {
+        let answer = client
+            .post(format!("{url}/query"))
+            .form(&[
+                ("db", db),
+                ("q", "SELECT count(\"v\") FROM \"cpu\", \"mem\""),
+            ])
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&answer.bytes().await.ok()?).ok()?;
+        for series in json["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            total += series["values"][0][1].as_u64().unwrap_or(0);
+        }
+    }
+    Some(total)
 }
 
 /// The named differences: missing lines grouped by body, then the first points of each
