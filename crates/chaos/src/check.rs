@@ -22,7 +22,7 @@ use crate::workload::{self, Series, Workload, DATABASES, HOSTS, MEASUREMENTS};
 use crate::writer::PoisonPoint;
 
 /// Rows per InfluxDB query page.
-const PAGE: usize = 10_000;
+const PAGE: usize = 50_000;
 
 /// What the check found.
 #[derive(Debug, Default)]

@@ -39,8 +39,11 @@ use crate::stack::Stack;
 use crate::workload::{Workload, DATABASES};
 use crate::writer::Ledger;
 
-/// How often the progress line is printed.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often the progress line is printed: every 5 s, or 20 times a run past 100 s (each
+/// line counts the points in InfluxDB, which costs more as they grow).
+fn progress_every(duration: Duration) -> Duration {
+    (duration / 20).clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
 
 /// How long the writer may take, after the heal, to get its last 204s.
 const WRITER_GRACE: Duration = Duration::from_secs(120);
@@ -177,12 +180,13 @@ fn run(options: &Options, runtime: &tokio::runtime::Runtime) -> bool {
             )
         );
     };
-    let mut next_progress = PROGRESS_EVERY;
+    let every = progress_every(options.duration);
+    let mut next_progress = every;
     while t0.elapsed() < options.duration {
         std::thread::sleep(Duration::from_millis(100));
         if t0.elapsed() >= next_progress {
             progress(t0.elapsed());
-            next_progress += PROGRESS_EVERY;
+            next_progress += every;
         }
     }
 
