@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::workload::Workload;
 
-/// How long one request may take before the writer gives up on it and retries (Telegraf's
-/// `timeout` is 5 s by default; a 5,000-line body through `appendfsync always` may take
-/// longer on a busy machine).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take before the writer gives up on it and retries: Telegraf's
+/// default `timeout`. A producer hung longer than this costs a retry.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A poison point: its database and its line as sent.
 pub(crate) type PoisonPoint = (String, String);
