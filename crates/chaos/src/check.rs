@@ -8,8 +8,9 @@
 //!   never answered 204 may or may not be there (a 503 after a partial store), and are
 //!   only counted. A series key without any point is not data: InfluxDB 1.6 indexes the
 //!   series of a point it rejects for a field type conflict (until it restarts);
-//! - the dead-letter stream holds every poison point answered 204 and nothing else (the
-//!   same poison twice is allowed: a client retry after a 503 can store it twice).
+//! - the dead-letter stream holds every poison point answered 204, each for its field type
+//!   conflict, and nothing else (the same poison twice is allowed: a client retry after a
+//!   503 can store it twice).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -284,8 +285,16 @@ fn check_dead_letters(
         let db: String = letter.get("db").unwrap_or_default();
         let reason: String = letter.get("reason").unwrap_or_default();
         let key = (db.clone(), lp.clone());
-        if sent.contains(&key) || maybe.contains(&key) {
+        let poison = sent.contains(&key) || maybe.contains(&key);
+        if poison && reason.contains("field type conflict") {
             seen.insert(key);
+        } else if poison {
+            // The right point for the wrong reason: e.g. `--max-deliveries` reached because
+            // an outage was counted as deliveries.
+            findings.unexpected_letters.push(format!(
+                "{} db={db} `{lp}`: dead-lettered for another reason than its type conflict: {reason}",
+                letter.id
+            ));
         } else {
             findings
                 .unexpected_letters
