@@ -8,7 +8,8 @@
 //!   without a replica each) and can kill a master to make its replica take over.
 //! - [`Tmpfs`] mounts a small tmpfs (as root) that tests fill to make a disk full.
 //! - [`ChildGuard`] runs our own binary (`env!("CARGO_BIN_EXE_redline")`) with its output
-//!   captured, and kills it on drop.
+//!   captured (in a temp dir, or in files the caller keeps across restarts), and kills it on
+//!   drop.
 //! - [`wait_until`], [`wait_for`] and [`wait_until_sync`] poll a condition with a deadline;
 //!   tests never sleep to synchronise.
 //!

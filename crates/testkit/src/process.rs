@@ -138,8 +138,39 @@ pub struct ChildGuard {
     name: String,
     /// The process; `Drop` kills and reaps it.
     child: Child,
-    /// Holds `stdout.log` and `stderr.log`; removed after the child is reaped.
-    dir: TempDir,
+    /// `stdout` and `stderr` below live here: a temporary directory removed after the child
+    /// is reaped, or one the caller keeps ([`ChildGuard::spawn_logging_to`]).
+    logs: Logs,
+}
+
+/// Where a [`ChildGuard`]'s output goes.
+#[derive(Debug)]
+enum Logs {
+    /// `stdout.log` and `stderr.log` in a temporary directory, deleted on drop.
+    Temp(TempDir),
+    /// Two files the caller keeps, appended to across restarts under the same name.
+    Kept {
+        /// Standard output.
+        stdout: PathBuf,
+        /// Standard error.
+        stderr: PathBuf,
+    },
+}
+
+impl Logs {
+    fn stdout(&self) -> PathBuf {
+        match self {
+            Self::Temp(dir) => dir.path().join("stdout.log"),
+            Self::Kept { stdout, .. } => stdout.clone(),
+        }
+    }
+
+    fn stderr(&self) -> PathBuf {
+        match self {
+            Self::Temp(dir) => dir.path().join("stderr.log"),
+            Self::Kept { stderr, .. } => stderr.clone(),
+        }
+    }
 }
 
 impl ChildGuard {
@@ -154,10 +185,29 @@ impl ChildGuard {
             .prefix(&format!("redline-{name}-"))
             .tempdir()
             .unwrap_or_else(|error| panic!("cannot create a temp dir for {name}: {error}"));
+        Self::spawn_with(name, cmd, Logs::Temp(dir))
+    }
+
+    /// Spawns `cmd` as [`ChildGuard::spawn`] does, but appends its output to
+    /// `<dir>/<name>.stdout.log` and `<dir>/<name>.stderr.log`, which outlive the guard: a
+    /// harness that kills and restarts a process under the same name gets one log across its
+    /// lives, and keeps it for a post-mortem after the run.
+    ///
+    /// # Panics
+    /// If a log file can't be opened or the program can't be spawned.
+    pub fn spawn_logging_to(name: &str, cmd: &mut Command, dir: &Path) -> Self {
+        let logs = Logs::Kept {
+            stdout: dir.join(format!("{name}.stdout.log")),
+            stderr: dir.join(format!("{name}.stderr.log")),
+        };
+        Self::spawn_with(name, cmd, logs)
+    }
+
+    fn spawn_with(name: &str, cmd: &mut Command, logs: Logs) -> Self {
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(log_file(&dir.path().join("stdout.log")))
-            .stderr(log_file(&dir.path().join("stderr.log")))
+            .stdout(log_file(&logs.stdout()))
+            .stderr(log_file(&logs.stderr()))
             .spawn()
             .unwrap_or_else(|error| {
                 panic!("cannot spawn {name} ({:?}): {error}", cmd.get_program())
@@ -165,7 +215,7 @@ impl ChildGuard {
         Self {
             name: name.to_owned(),
             child,
-            dir,
+            logs,
         }
     }
 
@@ -208,12 +258,12 @@ impl ChildGuard {
 
     /// Everything the process wrote to stdout so far.
     pub fn stdout(&self) -> String {
-        read_lossy(&self.dir.path().join("stdout.log"))
+        read_lossy(&self.logs.stdout())
     }
 
     /// Everything the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        read_lossy(&self.dir.path().join("stderr.log"))
+        read_lossy(&self.logs.stderr())
     }
 
     /// Stdout and stderr so far, under headers naming the process, for a failure message.
@@ -272,11 +322,30 @@ mod tests {
     fn child_guard_kills_and_cleans_up_on_drop() {
         let child = ChildGuard::spawn("sleep", Command::new("sleep").arg("30"));
         let pid = child.pid();
-        let dir = child.dir.path().to_path_buf();
+        let Logs::Temp(dir) = &child.logs else {
+            unreachable!("spawn logs to a temp dir");
+        };
+        let dir = dir.path().to_path_buf();
         drop(child);
         assert!(!dir.exists(), "log dir {} survived the drop", dir.display());
         // Killed and reaped: not even a zombie is left.
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn logs_kept_in_a_dir_span_restarts_and_outlive_the_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        for life in ["first", "second"] {
+            let mut child = ChildGuard::spawn_logging_to(
+                "echo",
+                Command::new("sh").args(["-c", &format!("echo {life}; echo err-{life} >&2")]),
+                dir.path(),
+            );
+            child.wait_exit(Duration::from_secs(5)).expect("sh exits");
+        }
+        let read = |file: &str| fs::read_to_string(dir.path().join(file)).unwrap();
+        assert_eq!(read("echo.stdout.log"), "first\nsecond\n");
+        assert_eq!(read("echo.stderr.log"), "err-first\nerr-second\n");
     }
 
     #[test]
