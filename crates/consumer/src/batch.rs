@@ -216,23 +216,6 @@ pub(crate) fn text(value: &Value) -> Option<String> {
     }
 }
 
-/// `messages` in batches of at most `size`, in order.
-pub(crate) fn split(messages: Vec<Message>, size: usize) -> Vec<Vec<Message>> {
-    let size = size.max(1);
-    let mut batches = Vec::with_capacity(messages.len().div_ceil(size));
-    let mut current = Vec::with_capacity(size.min(messages.len()));
-    for message in messages {
-        current.push(message);
-        if current.len() == size {
-            batches.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        batches.push(current);
-    }
-    batches
-}
-
 /// What [`collect`] gathered: the batch, and the read error that ended it early, if any.
 #[derive(Debug)]
 pub(crate) struct Collected {
@@ -332,23 +315,6 @@ mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn batches_split_at_the_size_in_order() {
-        let message = |i: usize| Message {
-            stream: 0,
-            id: format!("{i}-0"),
-            body: Body::Deleted,
-            deliveries: None,
-        };
-        let batches = split((0..5).map(message).collect(), 2);
-        let ids: Vec<Vec<&str>> = batches
-            .iter()
-            .map(|b| b.iter().map(|m| m.id.as_str()).collect())
-            .collect();
-        assert_eq!(ids, [vec!["0-0", "1-0"], vec!["2-0", "3-0"], vec!["4-0"]]);
-        assert!(split(Vec::new(), 3).is_empty());
     }
 
     #[test]

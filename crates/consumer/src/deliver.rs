@@ -146,16 +146,20 @@ impl<S: Sink> Deliverer<S> {
         let mut work = Work::new(batch);
         let mut backoff = Backoff::new(self.settings.retry_initial, self.settings.retry_max);
         // A first delivery needs no XPENDING: it is ours and was delivered once.
-        let mut verified = work.counts_known();
+        let mut counts = if work.counts_known() {
+            Counts::Known
+        } else {
+            Counts::Unknown
+        };
         loop {
-            if !verified {
-                if let Err(error) = self.verify(&mut work, false).await {
+            if counts == Counts::Unknown {
+                if let Err(error) = self.verify(&mut work, Check::BeforeRetry).await {
                     warn!(%error, "Cannot read the pending entries list; retrying.");
                     self.pause(&mut backoff).await;
                     continue;
                 }
             }
-            verified = false;
+            counts = Counts::Unknown;
             let outage = self.write(&mut work).await;
             if let Err(error) = self.settle(&mut work).await {
                 warn!(%error, acks = work.acks.len(), dead_letters = work.dead.len(),
@@ -168,8 +172,8 @@ impl<S: Sink> Deliverer<S> {
                     self.health.set_outage(&error);
                     // At once, not after the pause: a crash during the pause must find the
                     // entries' counts set back already.
-                    match self.verify(&mut work, true).await {
-                        Ok(()) => verified = true,
+                    match self.verify(&mut work, Check::AfterOutage).await {
+                        Ok(()) => counts = Counts::Known,
                         Err(error) => {
                             warn!(%error, "Cannot refresh the pending entries; retrying.")
                         }
@@ -190,10 +194,10 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// Reads ownership and delivery counts from XPENDING and drops entries no longer ours.
-    /// After an `outage`, marks the entries still to write as just delivered and sets their
-    /// count back (see [`Self::touch`]). Then dead-letters what was delivered more than
-    /// `max_deliveries` times.
-    async fn verify(&self, work: &mut Work, outage: bool) -> conn::Result<()> {
+    /// [`Check::AfterOutage`] also marks the entries still to write as just delivered and
+    /// sets their count back (see [`Self::touch`]). Then dead-letters what was delivered more
+    /// than `max_deliveries` times.
+    async fn verify(&self, work: &mut Work, check: Check) -> conn::Result<()> {
         let mut conn = conn::get(&self.pool).await?;
         let mut owned: HashMap<usize, Option<HashMap<String, u64>>> = HashMap::new();
         for (stream, ids) in work.ids() {
@@ -235,7 +239,7 @@ impl<S: Sink> Deliverer<S> {
                 (acknowledged, or claimed by another consumer); leaving them to it."
             );
         }
-        if outage {
+        if check == Check::AfterOutage {
             self.touch(&mut conn, work).await?;
         }
         let max = self.settings.max_deliveries;
@@ -432,6 +436,25 @@ impl<S: Sink> Deliverer<S> {
         }
         result
     }
+}
+
+/// Whether the delivery counts of the entries in hand are known for the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counts {
+    /// A first delivery (ours, delivered once), or just verified after an outage.
+    Known,
+    /// After a failed attempt that settled nothing certain: read `XPENDING` first.
+    Unknown,
+}
+
+/// Why [`Deliverer::verify`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Before a retry: who holds what, and how often it was delivered.
+    BeforeRetry,
+    /// Right after an attempt met an outage: that too, and set the counts back, so that the
+    /// outage counts nothing even if this process dies during the pause.
+    AfterOutage,
 }
 
 /// Who holds an entry of the batch, by XPENDING.

@@ -15,6 +15,16 @@
 //! consumer of the group under its own name with its own batch in flight, sharing the Redis
 //! pool and the sink (InfluxDB sinks write concurrently; file and stdout take turns).
 //!
+//! Where each invariant is enforced:
+//! - an entry is acked only after the sink accepted it, or after its dead letter is in
+//!   Redis: `deliver.rs` (and `deliver/record.rs`, which settles, acks and touches);
+//! - an outage counts nothing, not even across restarts (an attempt that met one sets the
+//!   entry's delivery count back); only verdicts on points or routes are counted:
+//!   `deliver.rs`, with [`sink::SinkError`] saying which is which;
+//! - a refused route holds back no other route: `deliver.rs` parks it, `reader.rs` re-reads;
+//! - an entry another consumer took is left alone: `pending.rs` checks who holds it;
+//! - trimming and pruning lose nothing (`maintain.rs`, through `redline_streams`).
+//!
 //! Redis or the sink being down never ends the loop: it logs, backs off and carries on.
 //! On shutdown it stops reading, gives the in-flight batch up to `shutdown_timeout`, and
 //! returns; whatever is not acknowledged by then stays pending for a restart or another
@@ -267,13 +277,7 @@ async fn work<S: Sink + Sync>(
         if claimer.is_due() {
             match claimer.next(&pool).await {
                 Ok(claimed) if !claimed.is_empty() => {
-                    deliver(
-                        &mut deliverer,
-                        vec![claimed],
-                        &shutdown,
-                        config.shutdown_timeout,
-                    )
-                    .await;
+                    deliver(&mut deliverer, claimed, &shutdown, config.shutdown_timeout).await;
                     continue;
                 }
                 Ok(_) => {}
@@ -292,9 +296,14 @@ async fn work<S: Sink + Sync>(
         )
         .await;
         if !collected.messages.is_empty() {
-            // A read returns at most `batch_size`; the split is a guard, not a need.
-            let batches = batch::split(collected.messages, config.batch_size);
-            deliver(&mut deliverer, batches, &shutdown, config.shutdown_timeout).await;
+            // At most `batch_size`: no read returns more than it asked for.
+            deliver(
+                &mut deliverer,
+                collected.messages,
+                &shutdown,
+                config.shutdown_timeout,
+            )
+            .await;
         }
         match collected.error {
             None => backoff.reset(),
@@ -328,32 +337,27 @@ fn reread_interval(trim_interval: Duration, min_idle: Duration) -> Duration {
         .max(Duration::from_millis(100))
 }
 
-/// Delivers `batches` in turn; once shutdown is triggered, gives them at most
-/// `shutdown_timeout` more in all.
+/// Delivers `batch`; once shutdown is triggered, gives it at most `shutdown_timeout` more.
 async fn deliver<S: Sink>(
     deliverer: &mut Deliverer<S>,
-    batches: Vec<Vec<Message>>,
+    batch: Vec<Message>,
     shutdown: &Shutdown,
     shutdown_timeout: Duration,
 ) {
-    let entries: usize = batches.iter().map(Vec::len).sum();
+    let entries = batch.len();
     let deadline = async {
         shutdown.wait().await;
         tokio::time::sleep(shutdown_timeout).await;
     };
-    let all = async {
-        for batch in batches {
-            // Every log line of a batch's delivery carries its size and first entry id.
-            let span = tracing::info_span!(
-                "batch",
-                entries = batch.len(),
-                first = batch.first().map(|m| m.id.as_str()).unwrap_or("")
-            );
-            tracing::Instrument::instrument(deliverer.deliver(batch), span).await;
-        }
-    };
+    // Every log line of a batch's delivery carries its size and first entry id.
+    let span = tracing::info_span!(
+        "batch",
+        entries,
+        first = batch.first().map(|m| m.id.as_str()).unwrap_or("")
+    );
+    let delivery = tracing::Instrument::instrument(deliverer.deliver(batch), span);
     tokio::select! {
-        () = all => {}
+        () = delivery => {}
         () = deadline => warn!(entries, ?shutdown_timeout,
             "Shutdown deadline reached; what is not acknowledged stays pending for a restart or another consumer."),
     }

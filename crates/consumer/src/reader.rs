@@ -161,9 +161,14 @@ impl Reader {
                 self.next_block = (index + 1) % self.keys.len();
                 self.block(&[index], count, left.min(BLOCK_SLICE)).await?
             } else {
-                let all: Vec<usize> = (0..self.keys.len()).collect();
-                let share = count.div_ceil(self.keys.len());
-                self.block(&all, share, left).await?
+                // COUNT applies per stream: block on at most `count` partitions (rotating)
+                // with a whole share each, so that a read never returns more than `count`.
+                let n = self.keys.len();
+                let watched = count.min(n);
+                let first = self.next_block;
+                self.next_block = (first + watched) % n;
+                let indexes: Vec<usize> = (0..watched).map(|i| (first + i) % n).collect();
+                self.block(&indexes, count / watched, left).await?
             };
             if !messages.is_empty() || Instant::now() >= deadline {
                 return Ok(Read {
@@ -377,6 +382,53 @@ mod tests {
         let second = reader.read(100, block).await.unwrap();
         assert_eq!(per_partition(&second), [100, 0, 0, 0]);
         assert!(second.messages.iter().all(|m| m.deliveries == Some(1)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_blocked_read_never_returns_more_than_it_asked_for() {
+        let redis = RedisServer::start(&[]);
+        let keys = partitions(&redis, 5).await;
+        let mut reader = reader(&redis, keys.clone());
+        // Drain what is there, so that the next read blocks.
+        while !reader
+            .read(100, Duration::from_millis(10))
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+        {}
+        let read = tokio::spawn(async move { reader.read(3, Duration::from_secs(10)).await });
+        let mut conn = redis.conn().await;
+        redline_testkit::wait_until("the reader blocks", Duration::from_secs(10), || {
+            let mut conn = conn.clone();
+            async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("clients")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                info.contains("blocked_clients:1")
+            }
+        })
+        .await;
+        // Entries arrive in every partition at once (blocked clients are served after EXEC).
+        // Redis 7.0 answers a blocked reader with the first ready stream alone; from 7.2 the
+        // command runs again over every stream, COUNT each, which is what this guards.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in &keys {
+            for n in 0..3 {
+                pipe.xadd(key, "*", &[("lp", format!("m v={n}i {n}"))])
+                    .ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut conn).await.unwrap();
+        let read = read.await.unwrap().unwrap();
+        assert!(
+            (1..=3).contains(&read.messages.len()),
+            "{} entries for a read of 3",
+            read.messages.len()
+        );
     }
 
     #[tokio::test]

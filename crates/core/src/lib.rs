@@ -14,6 +14,16 @@
 //! - [`telemetry`]: metric names and the Prometheus `/metrics` rendering;
 //! - [`units`]: durations (`500ms`, `10s`) and sizes (`512KiB`, `25MB`) as the CLI takes them.
 //!
+//! Its invariants, and the module that enforces each:
+//! - what reaches Redis is one valid line per metric, normalised, with a nanosecond
+//!   timestamp fixed at ingest, so a redelivered point overwrites itself (`line.rs`);
+//! - the same series always lands in the same partition (`series.rs`);
+//! - an entry decodes to the metric that was encoded, or is named undecodable, never
+//!   guessed at (`entry.rs`);
+//! - a password or token never reaches a log, an error, `Debug` or serialised config
+//!   (`secret.rs`, and `redis.rs` for URLs);
+//! - a Redis whose `maxmemory-policy` may evict streams is refused (`eviction.rs`).
+//!
 //! Nothing here listens on a socket or runs a long-lived task.
 
 pub mod backoff;

@@ -11,6 +11,15 @@
 //!   reading while Redis is slow;
 //! - [`ingest`]: request body → metrics, naming the first bad line;
 //! - [`writer`]: pipelined XADD into the right partition.
+//!
+//! Where each invariant is enforced:
+//! - 204 only after Redis answered every XADD (and `WAIT`, with `wait_replicas`):
+//!   [`writer`]; any failure becomes one refusal answered through `refusal.rs`;
+//! - a request the buffer cannot take stores nothing of it (503 or 413): [`buffer`];
+//! - an unauthorised request is refused before its body is read: [`auth`];
+//! - body size, read time and concurrency are bounded: `limits.rs`;
+//! - one bad line never costs the good ones; the first bad line is named: [`ingest`];
+//! - TCP never drops a line it read: it stops reading while Redis cannot take them: [`tcp`].
 
 use std::{net::SocketAddr, time::Duration};
 

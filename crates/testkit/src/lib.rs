@@ -13,6 +13,9 @@
 //! - [`wait_until`], [`wait_for`] and [`wait_until_sync`] poll a condition with a deadline;
 //!   tests never sleep to synchronise.
 //!
+//! Invariant: every process a test starts dies with the test, and every temp dir goes with
+//! it, even when the test panics (`Drop` of each guard, `process.rs`).
+//!
 //! Process management is synchronous (`std::process`), so the harness works from plain
 //! `#[test]`s, `#[tokio::test]`s and bench binaries alike; only the client helpers
 //! ([`RedisServer::conn`], the [`InfluxServer`] queries) are async and need a Tokio runtime.

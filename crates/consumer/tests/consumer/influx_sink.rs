@@ -163,31 +163,13 @@ async fn an_unknown_retention_policy_dead_letters_only_its_entries() {
     }
 }
 
-/// Entries of the stream the group has not read yet (XINFO GROUPS `lag`).
-/// Entries the group acknowledged: entries-read − pending (XINFO GROUPS).
-async fn acked(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(STREAM)
-        .query_async(conn)
-        .await
-        .expect("XINFO GROUPS");
-    let group = info.groups.first().expect("the consumer's group");
-    let read = group.entries_read.expect("entries-read") as u64;
-    read - group.pending as u64
-}
-
+/// Entries of the stream the group has not read yet (`lag`); `u64::MAX` while unknown.
 async fn redis_lag(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(STREAM)
-        .query_async(conn)
+    redline_streams::groups(conn, STREAM)
         .await
-        .unwrap_or_default();
-    match info.groups.first() {
-        Some(group) => group.lag.map_or(u64::MAX, |lag| lag as u64),
-        None => u64::MAX,
-    }
+        .ok()
+        .and_then(|groups| groups.first().and_then(|g| g.lag))
+        .unwrap_or(u64::MAX)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

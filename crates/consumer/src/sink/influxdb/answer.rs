@@ -67,7 +67,7 @@ pub(super) fn all_dropped(error: SinkError, points: usize) -> SinkError {
 }
 
 /// The `N` of InfluxDB's `partial write: … dropped=N`.
-fn dropped(text: &str) -> Option<usize> {
+pub(super) fn dropped(text: &str) -> Option<usize> {
     let (_, tail) = text.rsplit_once("dropped=")?;
     let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()

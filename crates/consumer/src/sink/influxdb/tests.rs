@@ -1,5 +1,6 @@
 //! How the InfluxDB sink reads InfluxDB's answers, and what it needs of its settings.
 
+use super::answer::dropped;
 use super::*;
 
 fn rejected(reason: &str) -> SinkError {

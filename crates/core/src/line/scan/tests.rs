@@ -1,3 +1,8 @@
+use std::cell::Cell;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+
 use super::*;
 
 const NOW: i64 = 1_700_000_000_000_000_000;
@@ -13,36 +18,41 @@ fn fast(raw: &str, precision: Precision) -> Option<String> {
     normalise(raw, precision, NOW, &Limits::NONE).map(Metric::into_line)
 }
 
-#[test]
-fn lines_are_cut_where_influxdb_line_protocol_cuts_them() {
-    let pieces = [
-        "m v=1 1",
-        "\n",
-        "\n",
-        "m s=\"a\nb\" 1",
-        "m,t=a\\\nb v=1",
-        "\\",
-        "\"",
-        " ",
-        "=",
-        ",",
-        "é",
-        "x",
-        "m v=\"\\\"\n\" 2",
-    ];
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    for _ in 0..20_000 {
-        let body: String = (0..rng.below(8)).map(|_| rng.pick(&pieces)).collect();
+/// Pieces of bodies: lines, newlines, and the characters that decide where a line ends.
+const PIECES: &[&str] = &[
+    "m v=1 1",
+    "\n",
+    "\n",
+    "m s=\"a\nb\" 1",
+    "m,t=a\\\nb v=1",
+    "\\",
+    "\"",
+    " ",
+    "=",
+    ",",
+    "é",
+    "x",
+    "m v=\"\\\"\n\" 2",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 20_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lines_are_cut_where_influxdb_line_protocol_cuts_them(
+        pieces in prop::collection::vec(prop::sample::select(PIECES), 0..8)
+    ) {
+        let body: String = pieces.concat();
         let ours: Vec<&str> = lines(body.as_bytes()).map(|l| &body[l.range()]).collect();
         let theirs: Vec<&str> = influxdb_line_protocol::split_lines(&body).collect();
-        assert_eq!(ours, theirs, "{body:?}");
+        prop_assert_eq!(ours, theirs, "{:?}", body);
         // Numbers count physical lines: each line starts after the newlines before it.
         for line in lines(body.as_bytes()) {
             let before = body.as_bytes()[..line.start]
                 .iter()
                 .filter(|&&c| c == b'\n')
                 .count();
-            assert_eq!(line.number, before + 1, "{body:?}");
+            prop_assert_eq!(line.number, before + 1, "{:?}", body);
         }
     }
 }
@@ -105,129 +115,135 @@ fn plain_lines_take_the_fast_path_with_the_same_result() {
     }
 }
 
-/// A tiny deterministic generator, so the test needs no dependency.
-struct Rng(u64);
+/// Names: the first ten plain (so the fast path is exercised), the rest ones it must decline.
+const NAMES: &[&str] = &[
+    "cpu", "a", "b", "z", "host", "é", "cpu", "a", "b", "z", "time", "x y", "x,y", "x=y", "x\\ y",
+    "\"q\"", "#c", "t\tb", "", " ", "m\\",
+];
 
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
+/// Field values: the first nine plain, the rest every edge of each type.
+const VALUES: &[&str] = &[
+    "1",
+    "-0",
+    "0",
+    "1.50",
+    "1.5",
+    "0.0001",
+    "00.5",
+    "1e3",
+    "1.5E-3",
+    "1e400",
+    "+1",
+    "1.",
+    ".5",
+    "1i",
+    "-1i",
+    "-0i",
+    "007i",
+    "9223372036854775807i",
+    "9223372036854775808i",
+    "-9223372036854775808i",
+    "18446744073709551615u",
+    "18446744073709551616u",
+    "-1u",
+    "1u",
+    "t",
+    "TRUE",
+    "tRue",
+    "false",
+    "F",
+    "\"s\"",
+    "\"a b,c=d\"",
+    "\"a\\\"b\"",
+    "\"\"",
+    "\"x",
+    "NaN",
+    "inf",
+    "0.30000000000000004",
+    "123456789012345678",
+    "1234567890.12345",
+    "12345678901234.56",
+    "1e",
+    "1.5e+",
+    "-",
+    "i",
+    "u",
+    "1.5.5",
+];
 
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
+/// Timestamps (with their separator): the first three plain.
+const STAMPS: &[&str] = &[
+    "",
+    " 5",
+    " -5",
+    "  5",
+    " 5 ",
+    " 1.5",
+    " 9223372036854775807",
+    " 9223372036854775808",
+    " x",
+    " ",
+    "\r",
+    " 5\r",
+];
 
-    /// One of the first `plain` items four times in five, else any.
-    fn weighted<'a>(&mut self, items: &[&'a str], plain: usize) -> &'a str {
-        if self.below(5) > 0 {
-            items[self.below(plain)]
-        } else {
-            self.pick(items)
-        }
-    }
+/// One of the first `plain` items four times in five, else any.
+fn weighted(items: &'static [&'static str], plain: usize) -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        4 => prop::sample::select(&items[..plain]),
+        1 => prop::sample::select(items),
+    ]
+}
+
+/// A line of up to four tags and one to four fields built from those pieces, and a
+/// precision.
+fn line() -> impl Strategy<Value = (String, Precision)> {
+    let name = || weighted(NAMES, 10);
+    (
+        name(),
+        prop::collection::vec((name(), name()), 0..4),
+        prop::collection::vec((name(), weighted(VALUES, 9)), 1..4),
+        weighted(STAMPS, 3),
+        prop::sample::select(vec![
+            Precision::Nanoseconds,
+            Precision::Seconds,
+            Precision::Hours,
+        ]),
+    )
+        .prop_map(|(measurement, tags, fields, stamp, precision)| {
+            let mut line = measurement.to_string();
+            for (key, value) in tags {
+                line.push_str(&format!(",{key}={value}"));
+            }
+            let fields: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            line.push(' ');
+            line.push_str(&fields.join(","));
+            line.push_str(stamp);
+            (line, precision)
+        })
 }
 
 #[test]
 fn random_lines_get_the_general_paths_answer_or_none() {
-    // Mostly plain names (so the fast path is exercised), some that it must decline.
-    let names = [
-        "cpu", "a", "b", "z", "host", "é", "cpu", "a", "b", "z", "time", "x y", "x,y", "x=y",
-        "x\\ y", "\"q\"", "#c", "t\tb", "", " ", "m\\",
-    ];
-    let values = [
-        "1",
-        "-0",
-        "0",
-        "1.50",
-        "1.5",
-        "0.0001",
-        "00.5",
-        "1e3",
-        "1.5E-3",
-        "1e400",
-        "+1",
-        "1.",
-        ".5",
-        "1i",
-        "-1i",
-        "-0i",
-        "007i",
-        "9223372036854775807i",
-        "9223372036854775808i",
-        "-9223372036854775808i",
-        "18446744073709551615u",
-        "18446744073709551616u",
-        "-1u",
-        "1u",
-        "t",
-        "TRUE",
-        "tRue",
-        "false",
-        "F",
-        "\"s\"",
-        "\"a b,c=d\"",
-        "\"a\\\"b\"",
-        "\"\"",
-        "\"x",
-        "NaN",
-        "inf",
-        "0.30000000000000004",
-        "123456789012345678",
-        "1234567890.12345",
-        "12345678901234.56",
-        "1e",
-        "1.5e+",
-        "-",
-        "i",
-        "u",
-        "1.5.5",
-    ];
-    let stamps = [
-        "",
-        " 5",
-        " -5",
-        "  5",
-        " 5 ",
-        " 1.5",
-        " 9223372036854775807",
-        " 9223372036854775808",
-        " x",
-        " ",
-        "\r",
-        " 5\r",
-    ];
-    let precisions = [Precision::Nanoseconds, Precision::Seconds, Precision::Hours];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut taken = 0;
-    for _ in 0..20_000 {
-        let mut line = rng.weighted(&names, 10).to_string();
-        for _ in 0..rng.below(4) {
-            line.push_str(&format!(
-                ",{}={}",
-                rng.weighted(&names, 10),
-                rng.weighted(&names, 10)
-            ));
-        }
-        line.push(' ');
-        for i in 0..=rng.below(3) {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push_str(&format!(
-                "{}={}",
-                rng.weighted(&names, 10),
-                rng.weighted(&values, 9)
-            ));
-        }
-        line.push_str(rng.weighted(&stamps, 3));
-        let precision = precisions[rng.below(precisions.len())];
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 20_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let taken = Cell::new(0);
+    let result = runner.run(&line(), |(line, precision)| {
         if let Some(fast) = fast(&line, precision) {
-            taken += 1;
-            assert_eq!(Some(fast), slow(&line, precision), "{line:?}");
+            taken.set(taken.get() + 1);
+            prop_assert_eq!(Some(fast), slow(&line, precision), "{:?}", line);
         }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
-    assert!(taken > 4_000, "only {taken} lines took the fast path");
+    assert!(
+        taken.get() > 4_000,
+        "only {} lines took the fast path",
+        taken.get()
+    );
 }
