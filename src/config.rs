@@ -13,6 +13,10 @@ use serde_json::Value;
 
 use crate::cli::{CommonArgs, ConsumerArgs, ProducerArgs, SinkKind};
 
+/// The smallest `max_inflight_bytes`: a request must have room to be read, parsed (the
+/// estimate of one piece) and stored (one round of pipelines).
+const MIN_INFLIGHT_BYTES: u64 = 4 * 1024 * 1024;
+
 /// A usage error: a value of a flag, variable or config key that redline cannot use. The
 /// process exits 2 for it (1 is for failures at run time); the message names the option.
 #[derive(Debug)]
@@ -160,6 +164,25 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
         max_concurrent_writes: args
             .max_concurrent_writes
             .map_or(d.max_concurrent_writes, |n| n as usize),
+        max_inflight_bytes: match &args.max_inflight_bytes {
+            Some(v) => {
+                let bytes = units::parse_size(v)
+                    .map_err(|e| usage(format!("{}: {e}", describe("max_inflight_bytes"))))?;
+                if bytes < MIN_INFLIGHT_BYTES {
+                    return Err(usage(format!(
+                        "{}: {v} is too small: at least 4MiB, room for one request to be read, parsed and stored",
+                        describe("max_inflight_bytes")
+                    )));
+                }
+                bytes
+            }
+            None => d.max_inflight_bytes,
+        },
+        enqueue_timeout: duration(
+            args.enqueue_timeout.as_deref(),
+            "enqueue_timeout",
+            d.enqueue_timeout,
+        )?,
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
     })

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{anyhow, bail, Context, Result};
 use redline_core::backoff::Backoff;
-use redline_core::line::{Limits, LineError, Precision};
+use redline_core::line::{Limits, LineError, Parsed, Precision};
 use redline_producer::{
     ingest,
     writer::{Target, Writer},
@@ -96,7 +96,7 @@ pub(crate) async fn run(
     while let Some(batch) = received.recv().await {
         let batch = batch.with_context(|| format!("cannot read {name}"))?;
         let now_ns = now_ns();
-        let mut parsed = ingest::parse_with(&batch.bytes, precision, now_ns, &limits);
+        let parsed = ingest::parse_with(&batch.bytes, precision, now_ns, &limits);
         if parsed.rejected > 0 {
             rejected += parsed.rejected;
             if shown.len() < SHOWN {
@@ -110,9 +110,8 @@ pub(crate) async fn run(
                 shown.extend(errors.into_iter().take(SHOWN - shown.len()));
             }
         }
-        let metrics = ingest::take_metrics(&mut parsed);
-        let count = metrics.len();
-        if let Err(error) = store(&writer, metrics, &target).await {
+        let count = parsed.len();
+        if let Err(error) = store(&writer, &parsed, &target).await {
             bar.finish_and_clear();
             report_rejected(&shown, rejected);
             bail!(
@@ -202,14 +201,10 @@ fn read(
 }
 
 /// Stores one batch, retrying Redis errors with backoff.
-async fn store(
-    writer: &Writer,
-    metrics: Vec<redline_core::line::Metric>,
-    target: &Target,
-) -> Result<()> {
+async fn store(writer: &Writer, parsed: &Parsed<'_>, target: &Target) -> Result<()> {
     let mut backoff = Backoff::new(FIRST_PAUSE, FIRST_PAUSE * 16);
     for attempt in 1..=ATTEMPTS {
-        match writer.store(metrics.clone(), target).await {
+        match writer.store(parsed.metrics(), target).await {
             Ok(_) => return Ok(()),
             Err(error) if attempt == ATTEMPTS => {
                 return Err(anyhow!(error).context(format!(

@@ -9,6 +9,7 @@ mod docs;
 mod faults;
 mod guarantees;
 mod kubernetes;
+mod memory;
 mod operability;
 mod ops;
 mod pipeline;

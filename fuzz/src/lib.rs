@@ -37,14 +37,14 @@ pub fn ingest(data: &[u8]) {
     let precision = PRECISIONS[data.len() % PRECISIONS.len()];
     let parsed = ingest::parse(&body, precision, NOW);
     let lines = body.split(|b| *b == b'\n').count();
-    assert!(parsed.metrics.len() + parsed.rejected <= lines);
+    assert!(parsed.len() + parsed.rejected <= lines);
     assert_eq!(parsed.rejected > 0, parsed.first_error.is_some());
-    for metric in &parsed.metrics {
+    for metric in parsed.metrics() {
         let again = line::parse(metric.line(), Precision::Nanoseconds, 0);
         assert_eq!(again.rejected, 0, "{:?}: {:?}", metric.line(), again.first_error);
-        assert_eq!(again.metrics.len(), 1, "{:?}", metric.line());
-        assert_eq!(again.metrics[0].line(), metric.line());
-        assert_eq!(again.metrics[0].series_key(), metric.series_key());
+        assert_eq!(again.len(), 1, "{:?}", metric.line());
+        assert_eq!(again.metric(0).line(), metric.line());
+        assert_eq!(again.metric(0).series_key(), metric.series_key());
         let stored = Entry {
             lp: metric.line().to_owned(),
             db: Some("telegraf".into()),

@@ -125,6 +125,15 @@ pub(crate) struct ProducerArgs {
     #[arg(long, env = "REDLINE_MAX_CONCURRENT_WRITES", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_concurrent_writes: Option<u64>,
+    /// One memory budget for all HTTP requests (bodies, gzip inflated, parsed metrics); a
+    /// request that does not fit waits, then gets 503; one larger than it gets 413.
+    #[arg(long, env = "REDLINE_MAX_INFLIGHT_BYTES", value_name = "SIZE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_inflight_bytes: Option<String>,
+    /// How long a request waits for room in --max-inflight-bytes before its 503.
+    #[arg(long, env = "REDLINE_ENQUEUE_TIMEOUT", value_name = "DURATION")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) enqueue_timeout: Option<String>,
     /// PEM certificate chain: serve HTTPS (with --tls-key).
     #[arg(long, env = "REDLINE_TLS_CERT", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -48,6 +48,8 @@ pub(crate) fn value(key: &str) -> Option<Value> {
         "read_timeout" => time(p.read_timeout),
         "max_concurrent_requests" => count(p.max_concurrent_requests),
         "max_concurrent_writes" => count(p.max_concurrent_writes),
+        "max_inflight_bytes" => size(p.max_inflight_bytes),
+        "enqueue_timeout" => time(p.enqueue_timeout),
         "group" => text(&c.group),
         "workers" => count(c.workers),
         "start_from" => text(&name(c.start_from)),

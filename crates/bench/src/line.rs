@@ -21,9 +21,10 @@ pub(crate) fn run(options: &Options, report: &mut Report) {
 
     let parse_ns = per_line(budget, lines, || {
         let parsed = redline_producer::ingest::parse(black_box(&body), Precision::Nanoseconds, 0);
-        black_box(parsed.metrics.len());
+        black_box(parsed.len());
     });
-    let metrics = redline_producer::ingest::parse(&body, Precision::Nanoseconds, 0).metrics;
+    let parsed = redline_producer::ingest::parse(&body, Precision::Nanoseconds, 0);
+    let metrics: Vec<Metric<'_>> = parsed.metrics().collect();
     let encode_ns = per_line(budget, lines, || {
         black_box(encode(black_box(&metrics)).len());
     });
@@ -65,7 +66,7 @@ pub(crate) fn run(options: &Options, report: &mut Report) {
 
 /// The RESP bytes of one XADD per metric, as `writer.rs` builds them (a command sized up
 /// front per metric, `.ignore()`d, then the pipeline packed).
-fn encode(metrics: &[Metric]) -> Vec<u8> {
+fn encode(metrics: &[Metric<'_>]) -> Vec<u8> {
     let mut pipe = redis::pipe();
     for metric in metrics {
         let (key, line) = ("redline:metrics", metric.line());

@@ -74,11 +74,7 @@ pub(crate) fn canonical(first: u64, count: u64) -> Vec<String> {
         "the workload must parse: {:?}",
         parsed.first_error
     );
-    parsed
-        .metrics
-        .into_iter()
-        .map(line::Metric::into_line)
-        .collect()
+    parsed.metrics().map(|m| m.line().to_owned()).collect()
 }
 
 /// A representative stored line (the ceiling's entry): the one whose length is closest to

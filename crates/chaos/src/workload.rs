@@ -156,15 +156,10 @@ pub(crate) fn poison_line(n: u64) -> String {
 pub(crate) fn canonical(text: &str) -> String {
     let parsed = line::parse(text, Precision::Nanoseconds, 0);
     assert!(
-        parsed.first_error.is_none() && parsed.metrics.len() == 1,
+        parsed.first_error.is_none() && parsed.len() == 1,
         "the harness's line must parse as one metric: {text}"
     );
-    parsed
-        .metrics
-        .into_iter()
-        .map(line::Metric::into_line)
-        .next()
-        .unwrap_or_default()
+    parsed.metric(0).line().to_owned()
 }
 
 #[cfg(test)]

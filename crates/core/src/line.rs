@@ -20,10 +20,15 @@ use std::fmt::Write as _;
 
 use influxdb_line_protocol::{parse_lines, FieldValue, ParsedLine};
 
+mod parsed;
+mod parser;
 #[cfg(test)]
 mod proptests;
 mod raw;
 mod scan;
+
+pub use parsed::{Metric, Metrics, Parsed};
+pub use parser::Parser;
 
 /// The default longest line, in bytes ([`Limits::default`]).
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
@@ -155,30 +160,6 @@ impl Precision {
     }
 }
 
-/// One validated metric, written back as a canonical line with a ns timestamp.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metric {
-    lp: String,
-    series_len: usize,
-}
-
-impl Metric {
-    /// The normalised line: `measurement[,tags sorted] fields timestamp_ns`.
-    pub fn line(&self) -> &str {
-        &self.lp
-    }
-
-    /// The line, owned.
-    pub fn into_line(self) -> String {
-        self.lp
-    }
-
-    /// The series key: measurement plus tags sorted by key, as escaped in the line.
-    pub fn series_key(&self) -> &str {
-        &self.lp[..self.series_len]
-    }
-}
-
 /// Why one line was refused, with its number in the body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
@@ -200,84 +181,48 @@ impl std::fmt::Display for LineError {
     }
 }
 
-/// The outcome of parsing one body.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    /// The valid lines, in body order.
-    pub metrics: Vec<Metric>,
-    /// The first refused line, if any.
-    pub first_error: Option<LineError>,
-    /// How many lines were refused.
-    pub rejected: usize,
-}
-
 /// Parses a body of line protocol without [`Limits`]. Lines without a timestamp get
 /// `now_ns`.
-pub fn parse(body: &str, precision: Precision, now_ns: i64) -> Parsed {
+pub fn parse(body: &str, precision: Precision, now_ns: i64) -> Parsed<'_> {
     parse_with(body, precision, now_ns, &Limits::NONE)
 }
 
 /// Parses a body of line protocol, refusing lines past `limits`. Lines without a timestamp
 /// get `now_ns` truncated to `precision`, as InfluxDB stamps them: two such writes within
 /// the same second under `precision=s` are the same point.
-pub fn parse_with(body: &str, precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
-    let now_ns = now_ns - now_ns.rem_euclid(precision.nanos());
-    let mut out = Parsed::default();
-    for line in scan::lines(body.as_bytes()) {
-        let raw = &body[line.range()];
-        let result = if raw.len() > limits.max_line_length {
-            let content = raw.trim_start_matches([' ', '\t', '\n']);
-            if content.is_empty() || content.starts_with('#') {
-                continue;
-            }
-            Err(format!(
-                "line is {} bytes long, more than the limit of {} bytes",
-                raw.len(),
-                limits.max_line_length
-            ))
-        } else if let Some(metric) = scan::normalise(raw, precision, now_ns, limits) {
-            // Plain lines: the same result as below, in a fraction of the time.
-            Ok(metric)
-        } else {
-            match general(raw, precision, now_ns, limits) {
-                Some(result) => result,
-                None => continue, // blank line or comment
-            }
-        };
-        match result {
-            Ok(metric) => out.metrics.push(metric),
-            Err(reason) => {
-                out.rejected += 1;
-                if out.first_error.is_none() {
-                    out.first_error = Some(LineError {
-                        line: line.number,
-                        reason,
-                        text: quote(raw),
-                    });
-                }
-            }
-        }
-    }
-    out
+pub fn parse_with<'a>(
+    body: &'a str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+) -> Parsed<'a> {
+    let mut parser = Parser::new(body, precision, now_ns, limits);
+    parser.parse_next(body.len());
+    parser.finish()
 }
 
-/// The general path for one line: `influxdb_line_protocol`'s parser, then `normalise`.
-/// Floats InfluxDB 1.x reads but that parser does not (`.5`, `-.5`, `1.`, `1.e5`) are
-/// rewritten first. `None` for a blank line or a comment.
+/// The general path for one line: `influxdb_line_protocol`'s parser, then `normalise`,
+/// appending the canonical line to `out` and returning its series key's length. Floats
+/// InfluxDB 1.x reads but that parser does not (`.5`, `-.5`, `1.`, `1.e5`) are rewritten
+/// first. `None` for a blank line or a comment. On an error `out` may hold part of a line:
+/// the caller truncates.
 fn general(
     raw: &str,
     precision: Precision,
     now_ns: i64,
     limits: &Limits,
-) -> Option<Result<Metric, String>> {
+    out: &mut String,
+) -> Option<Result<usize, String>> {
+    let mark = out.len();
     // Names and float spellings are always taken from `raw`; only the parse may need the
     // loosened text.
-    let judge = |text: &str| {
+    let mut judge = |text: &str| {
+        out.truncate(mark);
         parse_lines(text).next().map(|result| {
             result
                 .map_err(|e| describe(&e))
                 .and_then(|parsed| check_fields(&parsed, limits).map(|()| parsed))
-                .and_then(|parsed| normalise(raw, &parsed, precision, now_ns, limits))
+                .and_then(|parsed| normalise(raw, &parsed, precision, now_ns, limits, out))
         })
     };
     match judge(raw) {
@@ -339,16 +284,17 @@ fn check_fields(line: &ParsedLine<'_>, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-/// Validates one parsed line and writes its canonical form. `text` is the line `line` was
-/// parsed from: names are taken from it by InfluxDB 1.x's rules (`raw`), values from
-/// `line`.
+/// Validates one parsed line and appends its canonical form to `lp`, returning the length
+/// of its series key. `text` is the line `line` was parsed from: names are taken from it by
+/// InfluxDB 1.x's rules (`raw`), values from `line`.
 fn normalise(
     text: &str,
     line: &ParsedLine<'_>,
     precision: Precision,
     now_ns: i64,
     limits: &Limits,
-) -> Result<Metric, String> {
+    lp: &mut String,
+) -> Result<usize, String> {
     let names = raw::split(text)?;
     let tag_count = line.series.tag_set.as_ref().map_or(0, |t| t.len());
     if names.tags.len() != tag_count || names.field_keys.len() != line.field_set.len() {
@@ -381,15 +327,16 @@ fn normalise(
         return Err("invalid tag key 'time'".into());
     }
 
-    let mut lp = String::with_capacity(text.len() + 24);
-    raw::escape(&mut lp, &measurement, raw::MEASUREMENT);
+    let mark = lp.len();
+    lp.reserve(text.len() + 24);
+    raw::escape(lp, &measurement, raw::MEASUREMENT);
     for (k, v) in &tags {
         lp.push(',');
-        raw::escape(&mut lp, k, raw::TAG);
+        raw::escape(lp, k, raw::TAG);
         lp.push('=');
-        raw::escape(&mut lp, v, raw::TAG);
+        raw::escape(lp, v, raw::TAG);
     }
-    let series_len = lp.len();
+    let series_len = lp.len() - mark;
     lp.push(' ');
     let fields = names.field_keys.iter().zip(&names.field_values);
     for (i, ((raw_key, written), (_, value))) in fields.zip(&line.field_set).enumerate() {
@@ -400,13 +347,13 @@ fn normalise(
         if i > 0 {
             lp.push(',');
         }
-        raw::escape(&mut lp, &key, raw::FIELD_KEY);
+        raw::escape(lp, &key, raw::FIELD_KEY);
         lp.push('=');
-        write_value(&mut lp, &key, value, written, limits)?;
+        write_value(lp, &key, value, written, limits)?;
     }
     // Writing to a String cannot fail.
     let _ = write!(lp, " {timestamp}");
-    Ok(Metric { lp, series_len })
+    Ok(series_len)
 }
 
 /// Writes a field value in canonical form; a float as the client `written` it (validated:

@@ -58,7 +58,7 @@ mod tests {
         assert_eq!(key_of_line("ends\\"), "ends\\");
         let line = "weather,city=S\\ Paulo,zone=b\\=c temp=21.5 1";
         let parsed = crate::line::parse(line, crate::line::Precision::Nanoseconds, 0);
-        assert_eq!(key_of_line(line), parsed.metrics[0].series_key());
+        assert_eq!(key_of_line(line), parsed.metric(0).series_key());
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub const HTTP_REQUESTS: &str = "redline_http_requests_total";
 pub const LINES_ACCEPTED: &str = "redline_lines_accepted_total";
 /// Counter: lines refused, by `reason` (`parse`).
 pub const LINES_REJECTED: &str = "redline_lines_rejected_total";
-/// Counter: 503 answers by `cause` (`redis`, `buffer_full`).
+/// Counter: 503 answers by `cause` (`redis`, `buffer_full`, `replicas`, `busy`, `memory`).
 pub const UNAVAILABLE: &str = "redline_unavailable_responses_total";
 /// Counter: acknowledged entries removed by safe trimming.
 pub const TRIMMED: &str = "redline_metrics_trimmed_total";
@@ -30,6 +30,14 @@ pub const DROPPED: &str = "redline_metrics_dropped_total";
 /// Gauge: write requests whose body is read, waiting for one of the producer's
 /// `max_concurrent_writes` slots to be parsed and stored.
 pub const WRITES_WAITING: &str = "redline_producer_writes_waiting";
+/// Gauge: bytes the producer holds for HTTP requests (bodies, inflated gzip, parsed
+/// metrics, pipelines), charged against `max_inflight_bytes`.
+pub const INFLIGHT_BYTES: &str = "redline_producer_inflight_bytes";
+/// Gauge: the producer's memory budget for requests (`max_inflight_bytes`).
+pub const INFLIGHT_BUDGET: &str = "redline_producer_inflight_budget_bytes";
+/// Counter: write requests answered with an error, by `reason` (`memory`, `too_large`,
+/// `busy`, `buffer_full`, `redis`, `replicas`, `read_timeout`, `invalid`, `internal`).
+pub const REFUSED: &str = "redline_requests_refused_total";
 /// Histogram: seconds for one request's pipelined XADDs.
 pub const XADD_SECONDS: &str = "redline_xadd_duration_seconds";
 /// Counter: batches the sink accepted.
@@ -95,9 +103,18 @@ fn describe() {
         "Write requests read and waiting for a slot to be parsed and stored."
     );
     describe_counter!(LINES_REJECTED, "Lines refused, by reason.");
+    describe_gauge!(
+        INFLIGHT_BYTES,
+        "Bytes held for HTTP requests, charged against the memory budget."
+    );
+    describe_gauge!(
+        INFLIGHT_BUDGET,
+        "The memory budget for HTTP requests (--max-inflight-bytes)."
+    );
+    describe_counter!(REFUSED, "Write requests answered with an error, by reason.");
     describe_counter!(
         UNAVAILABLE,
-        "503 answers by cause (redis, buffer_full, replicas)."
+        "503 answers by cause (redis, buffer_full, replicas, busy, memory)."
     );
     describe_histogram!(
         XADD_SECONDS,

@@ -25,22 +25,36 @@ use axum::{
     Json, Router,
 };
 use redline_core::{
-    line::{Limits, Precision},
+    line::{Limits, Parsed, Parser, Precision},
     telemetry,
 };
 
 use crate::{
-    auth, ingest, limits,
+    auth,
+    budget::{Budget, Charge},
+    ingest, limits,
     params::Params,
     query,
     refusal::{self, Refusal, WriteError},
     reply::{self, Api},
-    writer::{Target, Writer},
+    writer::{self, Target, Writer},
 };
 
 /// `X-Influxdb-Version` on every answer: the InfluxDB version whose API this is, in the form
 /// clients parse, then redline's own.
 const VERSION: &str = concat!("1.8.10-redline.", env!("CARGO_PKG_VERSION"));
+
+/// What one request costs besides what it reads and parses: its task, the connection's
+/// buffers, its headers.
+const REQUEST_MEMORY: u64 = 16 * 1024;
+/// Bytes inflated per step of a gzip body, each charged before it is taken.
+const INFLATE_STEP: usize = 256 * 1024;
+/// Bytes of a body parsed per step.
+const PARSE_PIECE: usize = 256 * 1024;
+/// What parsing a piece may take, per byte of it, charged before the piece is parsed: a
+/// rewritten line can grow (`t` becomes `true`, a timestamp is added), and each metric adds
+/// its place (24 bytes). Settled to the real figure after each piece.
+const PARSE_ESTIMATE: u64 = 4;
 
 /// Shared by every request.
 #[derive(Debug, Clone)]
@@ -62,6 +76,8 @@ struct Inner {
     concurrency: limits::Concurrency,
     /// Turns to parse and store a read body.
     writes: limits::Turns,
+    /// The memory budget of every request.
+    budget: Budget,
     /// Bound on receiving one body.
     read_timeout: Duration,
     /// Bounds on one line.
@@ -73,8 +89,8 @@ struct Inner {
 }
 
 impl State {
-    /// State for a router over `writer` with `config`'s limits.
-    pub fn new(writer: Writer, config: &crate::Config) -> Self {
+    /// State for a router over `writer` with `config`'s limits, sharing `budget`.
+    pub(crate) fn new(writer: Writer, budget: Budget, config: &crate::Config) -> Self {
         Self {
             inner: Arc::new(Inner {
                 writer,
@@ -88,6 +104,7 @@ impl State {
                     config.retry_after,
                 ),
                 writes: limits::Turns::new(config.max_concurrent_writes),
+                budget,
                 read_timeout: config.read_timeout,
                 line_limits: Limits {
                     max_line_length: config.max_line_length,
@@ -210,23 +227,39 @@ async fn write(
     body: Body,
 ) -> Response {
     let now_ns = now_ns();
+    let inner = &state.inner;
+    // Everything this request holds is charged here first, and given back when it ends.
+    let mut charge = inner.budget.charge();
     let result = async {
+        charge
+            .add(REQUEST_MEMORY)
+            .await
+            .map_err(ingest::Error::from)?;
         let encoding = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        let inner = &state.inner;
-        let body =
-            limits::read_body(headers, body, inner.max_body_size, inner.read_timeout).await?;
-        // Parsing and storing take several times the body's memory: a few at a time.
+        let body = limits::read_body(
+            headers,
+            body,
+            inner.max_body_size,
+            inner.read_timeout,
+            &mut charge,
+        )
+        .await?;
+        // Parsing and storing are CPU work: a few at a time.
         let _turn = inner.writes.wait().await;
-        let decoded = ingest::decode(&body, encoding, inner.max_body_size)?;
+        let text = decode(&body, encoding, inner.max_body_size, &mut charge).await?;
         drop(body);
-        let mut parsed = ingest::parse_with(&decoded, precision, now_ns, &line_limits);
-        // The metrics own their lines: the body's copies need not live through the XADDs
-        // (each in-flight request's memory is the producer's RSS).
-        drop(decoded);
-        let metrics = ingest::take_metrics(&mut parsed);
-        let stored = state.inner.writer.store(metrics, &target).await?;
+        charge
+            .set(REQUEST_MEMORY + text.len() as u64)
+            .await
+            .map_err(ingest::Error::from)?;
+        let parsed = parse(&text, precision, now_ns, &line_limits, &mut charge).await?;
+        charge
+            .add(writer::STORE_MEMORY as u64)
+            .await
+            .map_err(ingest::Error::from)?;
+        let stored = inner.writer.store(parsed.metrics(), &target).await?;
         metrics::counter!(telemetry::LINES_ACCEPTED).increment(stored as u64);
         if parsed.rejected > 0 {
             metrics::counter!(telemetry::LINES_REJECTED, "reason" => "parse")
@@ -238,6 +271,7 @@ async fn write(
         }
     }
     .await;
+    drop(charge);
     match result {
         Ok(()) => {
             refusal::count(api, StatusCode::NO_CONTENT);
@@ -245,6 +279,58 @@ async fn write(
         }
         Err(error) => refuse(state, api, error),
     }
+}
+
+/// Decodes `body` by its `Content-Encoding`, charging each inflated step before it is
+/// taken; an identity body is shared, not copied.
+async fn decode(
+    body: &Bytes,
+    encoding: Option<&str>,
+    limit: u64,
+    charge: &mut Charge,
+) -> Result<Bytes, ingest::Error> {
+    let mut decoder = ingest::Decoder::new(body, encoding, limit)?;
+    if let ingest::Decoder::Identity(_) = decoder {
+        return Ok(body.clone());
+    }
+    loop {
+        charge.add(INFLATE_STEP as u64).await?;
+        if !decoder.step(INFLATE_STEP)? {
+            break;
+        }
+    }
+    Ok(Bytes::from(decoder.finish().into_owned()))
+}
+
+/// Parses `text` in pieces, charging an estimate of each piece's memory before parsing it
+/// and settling to what the metrics really hold after. A body that is not all UTF-8 (a
+/// client's bug; its bad lines are refused by number) is copied once and charged so.
+async fn parse<'a>(
+    text: &'a [u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+    charge: &mut Charge,
+) -> Result<Parsed<'a>, ingest::Error> {
+    let base = charge.bytes();
+    let Ok(text) = std::str::from_utf8(text) else {
+        charge.add(PARSE_ESTIMATE * text.len() as u64).await?;
+        let parsed = ingest::parse_lossy(text, precision, now_ns, limits);
+        charge
+            .set(base + text.len() as u64 + parsed.heap_bytes() as u64)
+            .await?;
+        return Ok(parsed);
+    };
+    let mut parser = Parser::new(text, precision, now_ns, limits);
+    while parser.remaining() > 0 {
+        let piece = PARSE_PIECE.min(parser.remaining());
+        charge.add(PARSE_ESTIMATE * piece as u64).await?;
+        parser.parse_next(piece);
+        charge
+            .set(base + parser.parsed().heap_bytes() as u64)
+            .await?;
+    }
+    Ok(parser.finish())
 }
 
 /// The answer to a refused write.

@@ -4,9 +4,11 @@
 //! Invalid UTF-8 spoils only the lines that hold it: they are refused by number like any
 //! other bad line, and the rest of the body is still stored.
 
+use std::borrow::Cow;
 use std::io::Read;
 
-use redline_core::line::{self, Limits, LineError, Metric, Parsed, Precision, PrecisionError};
+use flate2::read::MultiGzDecoder;
+use redline_core::line::{self, Limits, LineError, Parsed, Precision, PrecisionError};
 
 /// A request the producer refuses as a whole, or in part.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,9 @@ pub enum Error {
     /// A v2 bucket that is not `db` or `db/rp`.
     #[error(transparent)]
     Bucket(#[from] redline_core::entry::BucketError),
+    /// The producer's memory budget cannot hold the request (now, or ever).
+    #[error(transparent)]
+    Memory(#[from] crate::budget::Exceeded),
     /// Some lines were refused; the valid ones were stored.
     #[error("partial write: {first} ({rejected} of {total} lines rejected; the other {stored} were stored)")]
     PartialWrite {
@@ -61,49 +66,134 @@ pub enum Error {
     },
 }
 
-/// Decodes a body by its `Content-Encoding`, refusing more than `limit` decoded bytes.
+/// Decodes a body by its `Content-Encoding`, refusing more than `limit` decoded bytes. An
+/// identity body is borrowed, not copied.
 ///
 /// # Errors
 /// [`Error::UnsupportedEncoding`], [`Error::BadGzip`], [`Error::TooLarge`].
-pub fn decode(body: &[u8], encoding: Option<&str>, limit: u64) -> Result<Vec<u8>, Error> {
-    match encoding.map(str::trim) {
-        None | Some("") | Some("identity") => {
-            if body.len() as u64 > limit {
-                return Err(Error::TooLarge { limit });
+pub fn decode<'b>(
+    body: &'b [u8],
+    encoding: Option<&str>,
+    limit: u64,
+) -> Result<Cow<'b, [u8]>, Error> {
+    let mut decoder = Decoder::new(body, encoding, limit)?;
+    while decoder.step(usize::MAX)? {}
+    Ok(decoder.finish())
+}
+
+/// A body being decoded step by step, so that the caller can account for the memory of
+/// each step before it is taken (a gzip bomb then stops at the caller's budget, not after).
+pub enum Decoder<'b> {
+    /// Nothing to decode.
+    Identity(&'b [u8]),
+    /// Inflating.
+    Gzip {
+        /// The inflater over the compressed body.
+        inflater: Box<MultiGzDecoder<&'b [u8]>>,
+        /// What was inflated so far.
+        out: Vec<u8>,
+        /// Most decoded bytes.
+        limit: u64,
+        /// Whether the stream ended.
+        done: bool,
+    },
+}
+
+impl<'b> Decoder<'b> {
+    /// A decoder of `body` by its `Content-Encoding`.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedEncoding`], or [`Error::TooLarge`] for an identity body over
+    /// `limit`.
+    pub fn new(body: &'b [u8], encoding: Option<&str>, limit: u64) -> Result<Self, Error> {
+        match encoding.map(str::trim) {
+            None | Some("") | Some("identity") => {
+                if body.len() as u64 > limit {
+                    return Err(Error::TooLarge { limit });
+                }
+                Ok(Self::Identity(body))
             }
-            Ok(body.to_vec())
-        }
-        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
-            let mut out = Vec::with_capacity(body.len().saturating_mul(4));
-            flate2::read::MultiGzDecoder::new(body)
-                .take(limit + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| Error::BadGzip(e.to_string()))?;
-            if out.len() as u64 > limit {
-                return Err(Error::TooLarge { limit });
+            Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
+                Ok(Self::Gzip {
+                    inflater: Box::new(MultiGzDecoder::new(body)),
+                    out: Vec::new(),
+                    limit,
+                    done: false,
+                })
             }
-            Ok(out)
+            Some(other) => Err(Error::UnsupportedEncoding(other.to_string())),
         }
-        Some(other) => Err(Error::UnsupportedEncoding(other.to_string())),
+    }
+
+    /// Decodes at most `most` more bytes; `true` while there may be more.
+    ///
+    /// # Errors
+    /// [`Error::BadGzip`], [`Error::TooLarge`] once more than `limit` bytes came out.
+    pub fn step(&mut self, most: usize) -> Result<bool, Error> {
+        let Self::Gzip {
+            inflater,
+            out,
+            limit,
+            done,
+        } = self
+        else {
+            return Ok(false);
+        };
+        if *done {
+            return Ok(false);
+        }
+        // One byte past the limit tells a body of exactly `limit` from a larger one.
+        let room = (*limit + 1).saturating_sub(out.len() as u64);
+        let want = (most as u64).min(room);
+        let read = inflater
+            .by_ref()
+            .take(want)
+            .read_to_end(out)
+            .map_err(|e| Error::BadGzip(e.to_string()))?;
+        if out.len() as u64 > *limit {
+            return Err(Error::TooLarge { limit: *limit });
+        }
+        *done = (read as u64) < want;
+        Ok(!*done)
+    }
+
+    /// The decoded body.
+    pub fn finish(self) -> Cow<'b, [u8]> {
+        match self {
+            Self::Identity(body) => Cow::Borrowed(body),
+            Self::Gzip { out, .. } => Cow::Owned(out),
+        }
     }
 }
 
 /// Parses a decoded body with the default [`Limits`] (64 KiB per line, 1000 fields). Lines
 /// that are not UTF-8 are refused by number.
-pub fn parse(body: &[u8], precision: Precision, now_ns: i64) -> Parsed {
+pub fn parse(body: &[u8], precision: Precision, now_ns: i64) -> Parsed<'_> {
     parse_with(body, precision, now_ns, &Limits::default())
 }
 
 /// Parses a decoded body, refusing lines past `limits`. Lines that are not UTF-8 are
 /// refused by number.
-pub fn parse_with(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
+pub fn parse_with<'a>(
+    body: &'a [u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+) -> Parsed<'a> {
     match std::str::from_utf8(body) {
         Ok(text) => line::parse_with(text, precision, now_ns, limits),
         Err(_) => parse_lossy(body, precision, now_ns, limits),
     }
 }
 
-fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) -> Parsed {
+/// The lines of a body that is not all UTF-8 (rare: a client's bug), each refused by number,
+/// the others parsed; the metrics own their lines.
+pub fn parse_lossy(
+    body: &[u8],
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+) -> Parsed<'static> {
     // Keep the line numbering: an invalid line becomes as many empty lines as it spans,
     // refused separately.
     let mut text = String::with_capacity(body.len());
@@ -127,7 +217,7 @@ fn parse_lossy(body: &[u8], precision: Precision, now_ns: i64, limits: &Limits) 
             }
         }
     }
-    let mut parsed = line::parse_with(&text, precision, now_ns, limits);
+    let mut parsed = line::parse_with(&text, precision, now_ns, limits).into_owned();
     parsed.rejected += bad_count;
     parsed.first_error = match (parsed.first_error.take(), bad) {
         (Some(a), Some(b)) => Some(if a.line < b.line { a } else { b }),
@@ -166,11 +256,6 @@ pub fn partial_write(first: Option<LineError>, rejected: usize, stored: usize) -
     })
 }
 
-/// Splits off the metrics of a parse, leaving what the error report needs.
-pub fn take_metrics(parsed: &mut Parsed) -> Vec<Metric> {
-    std::mem::take(&mut parsed.metrics)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,7 +270,16 @@ mod tests {
     #[test]
     fn gzip_bodies_are_decoded_and_bounded() {
         let body = b"cpu v=1 1\n".repeat(100);
-        assert_eq!(decode(&gzip(&body), Some("gzip"), 10_000).unwrap(), body);
+        assert_eq!(*decode(&gzip(&body), Some("gzip"), 10_000).unwrap(), body);
+        assert_eq!(
+            *decode(&gzip(&body), Some("gzip"), 1_000).unwrap(),
+            body,
+            "exactly the limit"
+        );
+        assert!(matches!(
+            decode(&body, None, 10_000).unwrap(),
+            Cow::Borrowed(_)
+        ));
         assert!(matches!(
             decode(&gzip(&body), Some("gzip"), 999),
             Err(Error::TooLarge { limit: 999 })
@@ -203,7 +297,7 @@ mod tests {
     fn every_rejected_line_is_numbered_from_the_first() {
         let body = b"a v=1 1\nbad\n\nc v=1 1\nd v=\xff 1\nalso bad\n";
         let parsed = parse(body, Precision::Nanoseconds, 0);
-        assert_eq!(parsed.metrics.len(), 2);
+        assert_eq!(parsed.len(), 2);
         assert_eq!(parsed.rejected, 3);
         let errors = rejected_lines(body, Precision::Nanoseconds, 0, &Limits::default(), 101);
         let numbers: Vec<usize> = errors.iter().map(|e| e.line).collect();
@@ -220,7 +314,7 @@ mod tests {
     fn invalid_utf8_spoils_only_its_line() {
         let body = b"a v=1 1\nb,t=\xff v=1 1\nc v=1 1\n";
         let parsed = parse(body, Precision::Nanoseconds, 0);
-        assert_eq!(parsed.metrics.len(), 2);
+        assert_eq!(parsed.len(), 2);
         assert_eq!(parsed.rejected, 1);
         let first = parsed.first_error.unwrap();
         assert_eq!(first.line, 2);

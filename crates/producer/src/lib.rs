@@ -27,6 +27,7 @@ use redline_core::{keys::StreamKeys, redis::RedisConfig, Shutdown};
 use serde::{Deserialize, Serialize};
 
 pub mod auth;
+pub mod budget;
 pub mod buffer;
 pub mod http;
 pub mod ingest;
@@ -93,10 +94,17 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Most write requests served at once; one more is answered 503.
     pub max_concurrent_requests: usize,
-    /// Most write requests parsed and stored at once (each holds its metrics and XADD
-    /// pipeline, several times its body); the others wait their turn holding only their
-    /// body. Bounds the producer's memory under a burst of requests.
+    /// Most write requests parsed and stored at once (CPU work); the others wait their turn
+    /// holding only their body.
     pub max_concurrent_writes: usize,
+    /// One memory budget for everything held for HTTP requests: bodies, inflated gzip,
+    /// parsed metrics, pipelines. A request that does not fit waits up to
+    /// `enqueue_timeout`, then gets 503; one that alone exceeds it gets 413.
+    #[serde(with = "redline_core::units::size")]
+    pub max_inflight_bytes: u64,
+    /// How long a request may wait for room in the memory budget.
+    #[serde(with = "redline_core::units::duration")]
+    pub enqueue_timeout: Duration,
     /// PEM certificate chain for HTTPS; plain HTTP when unset (set with `tls_key`).
     pub tls_cert: Option<std::path::PathBuf>,
     /// PEM private key for HTTPS.
@@ -109,10 +117,16 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8186";
 pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 256;
 /// The default bound on receiving one request body.
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The default bound on write requests served at once.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+/// The default bound on write requests served at once: a connection's fixed cost; their
+/// memory is bounded by the budget.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
 /// The default bound on write requests parsed and stored at once.
 pub const DEFAULT_MAX_CONCURRENT_WRITES: usize = 16;
+/// The default memory budget for HTTP requests: sized for a small pod.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 64 * 1024 * 1024;
+/// The default wait for room in the memory budget: shorter than clients' own timeouts
+/// (Telegraf's is 5 s), so they get a 503 to retry rather than a timeout.
+pub const DEFAULT_ENQUEUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Default for Config {
     fn default() -> Self {
@@ -140,6 +154,8 @@ impl Default for Config {
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             max_concurrent_writes: DEFAULT_MAX_CONCURRENT_WRITES,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            enqueue_timeout: DEFAULT_ENQUEUE_TIMEOUT,
             tls_cert: None,
             tls_key: None,
         }
@@ -221,6 +237,8 @@ async fn serve_all(
     shutdown: Shutdown,
 ) -> Result<()> {
     let writer = writer::Writer::new(&config)?;
+    // One memory budget for HTTP requests and TCP reads.
+    let budget = budget::Budget::new(config.max_inflight_bytes, config.enqueue_timeout);
     // The TCP source; it stops on `shutdown` and is awaited before returning.
     let tcp = tcp.map(|listener| {
         if let Ok(addr) = listener.local_addr() {
@@ -247,11 +265,12 @@ async fn serve_all(
         tokio::spawn(tcp::run(
             listener,
             writer.clone(),
+            budget.clone(),
             settings,
             shutdown.clone(),
         ))
     });
-    let result = serve_http(listener, writer, &config, shutdown.clone()).await;
+    let result = serve_http(listener, writer, budget, &config, shutdown.clone()).await;
     if let Some(tcp) = tcp {
         // Also when HTTP failed: the TCP source must stop with the process.
         shutdown.trigger();
@@ -265,6 +284,7 @@ async fn serve_all(
 async fn serve_http(
     listener: tokio::net::TcpListener,
     writer: writer::Writer,
+    budget: budget::Budget,
     config: &Config,
     shutdown: Shutdown,
 ) -> Result<()> {
@@ -284,7 +304,7 @@ async fn serve_http(
         "Producer listening."
     );
     auth::warn_if_open(addr, &config.auth_tokens);
-    let app = http::router(http::State::new(writer, config));
+    let app = http::router(http::State::new(writer, budget, config));
     let deadline = config.shutdown_timeout;
     let server = server::serve(listener, app, tls, shutdown.clone());
     let server = tokio::spawn(server);

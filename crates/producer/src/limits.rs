@@ -23,7 +23,7 @@ use http_body_util::BodyExt as _;
 use redline_core::telemetry;
 use tokio::sync::Semaphore;
 
-use crate::{ingest, reply};
+use crate::{budget::Charge, ingest, reply};
 
 /// The bound on concurrent requests, shared by the routes it guards.
 #[derive(Debug, Clone)]
@@ -108,6 +108,7 @@ pub(crate) async fn concurrency(
         // A route's own path: these layers run only on matched routes.
         let path = request.uri().path().to_owned();
         metrics::counter!(telemetry::UNAVAILABLE, "cause" => "busy").increment(1);
+        metrics::counter!(telemetry::REFUSED, "reason" => "busy").increment(1);
         metrics::counter!(telemetry::HTTP_REQUESTS, "endpoint" => path.clone(), "status" => "503")
             .increment(1);
         tracing::debug!(
@@ -133,16 +134,18 @@ pub(crate) async fn concurrency(
     next.run(request).await
 }
 
-/// Reads a request body: at most `limit` bytes, within `timeout`.
+/// Reads a request body: at most `limit` bytes, within `timeout`, each frame charged to
+/// `charge` before it is kept.
 ///
 /// # Errors
 /// [`ingest::Error::TooLarge`], [`ingest::Error::ReadTimeout`], [`ingest::Error::BodyRead`]
-/// when the client broke off.
+/// when the client broke off, [`ingest::Error::Memory`] when the budget cannot hold it.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: u64,
     timeout: Duration,
+    charge: &mut Charge,
 ) -> Result<Bytes, ingest::Error> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -151,20 +154,29 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(ingest::Error::TooLarge { limit });
     }
-    match tokio::time::timeout(timeout, collect(body, limit)).await {
+    match tokio::time::timeout(timeout, collect(body, limit, declared, charge)).await {
         Ok(result) => result,
         Err(_) => Err(ingest::Error::ReadTimeout { timeout }),
     }
 }
 
-async fn collect(mut body: Body, limit: u64) -> Result<Bytes, ingest::Error> {
-    let mut out: Vec<u8> = Vec::new();
+async fn collect(
+    mut body: Body,
+    limit: u64,
+    declared: Option<u64>,
+    charge: &mut Charge,
+) -> Result<Bytes, ingest::Error> {
+    // Room for a small body at once; a large one grows (large blocks are remapped, not
+    // copied). Never the declared length up front: a client may declare much and send
+    // little, and only what it sent is charged.
+    let mut out: Vec<u8> = Vec::with_capacity(declared.map_or(0, |len| len.min(1 << 20) as usize));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ingest::Error::BodyRead(e.to_string()))?;
         if let Ok(data) = frame.into_data() {
             if (out.len() + data.len()) as u64 > limit {
                 return Err(ingest::Error::TooLarge { limit });
             }
+            charge.add(data.len() as u64).await?;
             out.extend_from_slice(&data);
         }
     }

@@ -8,6 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use redline_core::telemetry;
 
+use crate::budget::Exceeded;
 use crate::reply::{self, Api};
 use crate::{ingest, writer};
 
@@ -28,8 +29,12 @@ impl WriteError {
         use ingest::Error as In;
         use writer::Error as St;
         match self {
-            Self::Ingest(In::TooLarge { .. }) | Self::Store(St::TooLarge { .. }) => {
+            Self::Ingest(In::TooLarge { .. } | In::Memory(Exceeded::TooLarge { .. }))
+            | Self::Store(St::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "request too large")
+            }
+            Self::Ingest(In::Memory(Exceeded::Busy { .. })) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Self::Ingest(In::UnsupportedEncoding(_)) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid")
@@ -42,6 +47,24 @@ impl WriteError {
                 St::Unavailable(_) | St::Full(_) | St::BufferFull(_) | St::Replicas { .. },
             ) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Store(St::Refused(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        }
+    }
+
+    /// The `reason` label of [`telemetry::REFUSED`].
+    fn reason(&self) -> &'static str {
+        use ingest::Error as In;
+        use writer::Error as St;
+        match self {
+            Self::Ingest(In::Memory(Exceeded::Busy { .. })) => "memory",
+            Self::Ingest(In::TooLarge { .. } | In::Memory(Exceeded::TooLarge { .. }))
+            | Self::Store(St::TooLarge { .. }) => "too_large",
+            Self::Ingest(In::ReadTimeout { .. }) => "read_timeout",
+            Self::Ingest(In::BodyRead(_)) => "body_read",
+            Self::Ingest(_) => "invalid",
+            Self::Store(St::BufferFull(_)) => "buffer_full",
+            Self::Store(St::Replicas { .. }) => "replicas",
+            Self::Store(St::Unavailable(_) | St::Full(_)) => "redis",
+            Self::Store(St::Refused(_)) => "internal",
         }
     }
 }
@@ -60,17 +83,21 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let (status, code) = self.error.status();
         let message = self.error.to_string();
+        let reason = self.error.reason();
         count(self.api, status);
+        metrics::counter!(telemetry::REFUSED, "reason" => reason).increment(1);
         match &self.error {
             WriteError::Store(writer::Error::BufferFull(_)) => {
                 tracing::debug!(error = %message, "Write refused: buffer full.");
             }
+            WriteError::Ingest(ingest::Error::Memory(_)) => {
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    metrics::counter!(telemetry::UNAVAILABLE, "cause" => reason).increment(1);
+                }
+                tracing::warn!(error = %message, "Write refused: the memory budget cannot hold it.");
+            }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
-                let cause = match &self.error {
-                    WriteError::Store(writer::Error::Replicas { .. }) => "replicas",
-                    _ => "redis",
-                };
-                metrics::counter!(telemetry::UNAVAILABLE, "cause" => cause).increment(1);
+                metrics::counter!(telemetry::UNAVAILABLE, "cause" => reason).increment(1);
                 tracing::warn!(error = %message, "Write refused: Redis unavailable.");
             }
             _ if status.is_server_error() => tracing::error!(error = %message, "Write failed."),

@@ -11,7 +11,14 @@
 //!   socket unread is the only signal we can give). Only a shutdown whose deadline passes
 //!   gives up, and logs at error how many lines that lost;
 //! - a bad line is counted (`redline_lines_rejected_total`) and logged at debug with its
-//!   number on the connection; it never closes the connection;
+//!   number on the connection; it never closes the connection. A line longer than
+//!   `max_line_length` is not held: the rest of it is skipped up to its newline, counted
+//!   (`reason="line_too_long"`) and logged at warn. Closing the connection instead would
+//!   make a client that retries its batch (Telegraf) send the same line again for ever;
+//! - memory comes from the producer's one budget ([`Budget`]), charged before each read
+//!   for the read, the line held from the last one, parsing and storing: an idle
+//!   connection holds nothing, and while the budget is taken, connections wait unread
+//!   (TCP backpressure again);
 //! - connections are bounded by a semaphore (`tcp_max_connections`): when all are taken,
 //!   new clients wait in the listen backlog, as in mini-redis;
 //! - on shutdown: stop accepting, stop reading, store what was read (an incomplete last
@@ -28,13 +35,13 @@ use redline_core::{
     telemetry, Shutdown,
 };
 use tokio::{
-    io::AsyncReadExt,
     net::{TcpListener, TcpStream},
     sync::Semaphore,
     task::JoinSet,
 };
 
 use crate::{
+    budget::{Budget, Charge},
     ingest,
     writer::{self, Target, Writer},
 };
@@ -60,9 +67,18 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
 }
 
+/// What one read may hold, per byte read, while it is parsed (see `http::PARSE_ESTIMATE`).
+const PARSE_ESTIMATE: usize = 4;
+
 /// Accepts connections on `listener` until `shutdown`, then lets every connection store
 /// what it read (bounded by `shutdown_timeout`) and returns.
-pub async fn run(listener: TcpListener, writer: Writer, settings: Settings, shutdown: Shutdown) {
+pub(crate) async fn run(
+    listener: TcpListener,
+    writer: Writer,
+    budget: Budget,
+    settings: Settings,
+    shutdown: Shutdown,
+) {
     // Each connection task holds a permit; the loop waits for one before accepting.
     let permits = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     // The connection tasks; reaped as they end, awaited (then aborted) on shutdown.
@@ -91,6 +107,7 @@ pub async fn run(listener: TcpListener, writer: Writer, settings: Settings, shut
                     socket,
                     peer,
                     writer: writer.clone(),
+                    budget: budget.clone(),
                     target: target.clone(),
                     limits: settings.limits,
                     shutdown: shutdown.clone(),
@@ -134,6 +151,7 @@ struct Connection {
     socket: TcpStream,
     peer: SocketAddr,
     writer: Writer,
+    budget: Budget,
     target: Target,
     limits: Limits,
     shutdown: Shutdown,
@@ -149,12 +167,27 @@ struct Connection {
 impl Connection {
     async fn serve(mut self) {
         tracing::debug!(peer = %self.peer, "TCP connection opened.");
-        let mut chunk = vec![0_u8; READ_SIZE];
         loop {
-            let read = tokio::select! {
+            let readable = tokio::select! {
                 biased; // once shut down, read nothing more even if bytes are waiting
                 () = self.shutdown.wait() => break,
-                read = self.socket.read(&mut chunk) => read,
+                readable = self.socket.readable() => readable,
+            };
+            if let Err(error) = readable {
+                tracing::debug!(%error, peer = %self.peer, "TCP connection failed.");
+                break;
+            }
+            // Memory for this read, what is held from the last one, and parsing and storing
+            // them; until it is there the socket stays unread.
+            let cost = READ_SIZE + self.buffer.len();
+            let cost = cost + PARSE_ESTIMATE * cost + writer::STORE_MEMORY;
+            let Some(_charge) = self.charge(cost as u64).await else {
+                break;
+            };
+            let mut chunk = Vec::with_capacity(READ_SIZE);
+            let read = match self.socket.try_read_buf(&mut chunk) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                read => read,
             };
             match read {
                 Ok(0) => {
@@ -167,7 +200,7 @@ impl Connection {
                     self.buffer.clear();
                     break;
                 }
-                Ok(n) => self.take(&chunk[..n]).await,
+                Ok(_) => self.take(&chunk).await,
                 Err(error) => {
                     tracing::debug!(%error, peer = %self.peer, "TCP connection failed.");
                     break;
@@ -195,9 +228,10 @@ impl Connection {
         match line::whole_lines(&self.buffer) {
             0 if self.buffer.len() > self.limits.max_line_length => {
                 self.lines += 1;
-                metrics::counter!(telemetry::LINES_REJECTED, "reason" => "parse").increment(1);
-                tracing::debug!(peer = %self.peer, line = self.lines, limit = self.limits.max_line_length,
-                    "Refused a TCP line longer than the limit; skipping to its end.");
+                metrics::counter!(telemetry::LINES_REJECTED, "reason" => "line_too_long")
+                    .increment(1);
+                tracing::warn!(peer = %self.peer, line = self.lines, limit = self.limits.max_line_length,
+                    "Refused a TCP line longer than --max-line-length; skipping to its end.");
                 self.buffer.clear();
                 self.skipping = true;
             }
@@ -217,7 +251,7 @@ impl Connection {
         self.lines += complete.iter().filter(|b| **b == b'\n').count();
         let now_ns = crate::http::now_ns();
         let precision = Precision::Nanoseconds;
-        let mut parsed = ingest::parse_with(complete, precision, now_ns, &self.limits);
+        let parsed = ingest::parse_with(complete, precision, now_ns, &self.limits);
         if parsed.rejected > 0 {
             metrics::counter!(telemetry::LINES_REJECTED, "reason" => "parse")
                 .increment(parsed.rejected as u64);
@@ -228,25 +262,54 @@ impl Connection {
                     text = %bad.text, "Refused a TCP line.");
             }
         }
-        let mut metrics = ingest::take_metrics(&mut parsed);
         // A read can hold more lines than the buffer limit lets one request store: store
         // them in requests that can fit, or they would wait for ever.
         let most = self.writer.largest_request().unwrap_or(usize::MAX).max(1);
-        while !metrics.is_empty() {
-            let rest = metrics.split_off(metrics.len().min(most));
-            match self.store(std::mem::replace(&mut metrics, rest)).await {
+        let mut done = 0;
+        while done < parsed.len() {
+            let metrics = parsed.metrics().skip(done).take(most);
+            let count = metrics.len();
+            match self.store(metrics).await {
                 Some(stored) => {
                     metrics::counter!(telemetry::LINES_ACCEPTED).increment(stored as u64);
                 }
                 None => return,
+            }
+            done += count;
+        }
+    }
+
+    /// Charges `bytes` to the budget, waiting (the socket unread) for as long as it takes;
+    /// at most the whole budget. `None` when shutdown came first.
+    async fn charge(&self, bytes: u64) -> Option<Charge> {
+        let mut pause = Backoff::new(RETRY_INITIAL, RETRY_MAX);
+        loop {
+            let mut charge = self.budget.charge();
+            let result = tokio::select! {
+                biased;
+                () = self.shutdown.wait() => return None,
+                result = charge.add(bytes.min(self.budget.bytes())) => result,
+            };
+            match result {
+                Ok(()) => return Some(charge),
+                Err(_) => {
+                    tracing::debug!(peer = %self.peer, "Memory budget taken; TCP reads wait.");
+                    tokio::select! {
+                        () = self.shutdown.wait() => return None,
+                        () = tokio::time::sleep(pause.next_delay()) => {}
+                    }
+                }
             }
         }
     }
 
     /// Stores `metrics`, retrying with backoff until Redis took them all. `None` only when
     /// the shutdown deadline passed first.
-    async fn store(&self, metrics: Vec<Metric>) -> Option<usize> {
-        if metrics.is_empty() {
+    async fn store<'m, I>(&self, metrics: I) -> Option<usize>
+    where
+        I: ExactSizeIterator<Item = Metric<'m>> + Clone,
+    {
+        if metrics.len() == 0 {
             return Some(0);
         }
         let deadline = async {

@@ -1,9 +1,13 @@
 //! Pipelined XADD: one entry per metric, each into its series' partition, answered only
 //! after Redis replied to every command of the batch.
 //!
-//! On a standalone Redis a batch is one pipeline; on Redis Cluster it is one pipeline per
+//! A request is stored in rounds of at most [`PIPELINE_BYTES`] of lines, one after the
+//! other on one connection, so the memory of storing it (commands, and the bytes redis-rs
+//! packs them into) is bounded by that, not by the request: [`STORE_MEMORY`]. On a
+//! standalone Redis a round is one pipeline; on Redis Cluster it is one pipeline per
 //! partition (a pipeline may not cross slots), sent concurrently, each to its partition's
-//! master and each followed by its own `WAIT` when replicas must confirm.
+//! master. With `wait_replicas`, the last round ends with a `WAIT` on every master the
+//! request wrote to: it covers every earlier round of the connection.
 
 use std::{
     sync::Arc,
@@ -17,6 +21,13 @@ use redline_core::{
     redis::{Pipelines, Pool},
     series, telemetry,
 };
+
+/// Most bytes of lines one round of XADDs carries.
+pub const PIPELINE_BYTES: usize = 256 * 1024;
+
+/// What storing one request holds at most besides its metrics: one round's commands
+/// (arguments plus their bookkeeping, about 2.5 times the lines) and the packed bytes sent.
+pub const STORE_MEMORY: usize = 4 * PIPELINE_BYTES;
 
 /// Why a batch was not (fully) stored. Some entries may have been stored anyway; the
 /// client retries, and stamped metrics written twice are the same InfluxDB point.
@@ -118,18 +129,25 @@ impl Writer {
             .is_ok()
     }
 
-    /// XADDs every metric (one pipeline), returning how many Redis confirmed.
+    /// XADDs every metric, in rounds of [`PIPELINE_BYTES`], returning how many Redis
+    /// confirmed. `metrics` is walked twice when there are several partitions: once to
+    /// count what each receives (for the buffer limit), once to store.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when Redis is down or slow, [`Error::Full`] when Redis is at
     /// `maxmemory`, [`Error::BufferFull`] when the buffer limit refuses the batch,
     /// [`Error::Replicas`] when too few replicas confirmed, [`Error::Refused`] otherwise.
-    pub async fn store(&self, metrics: Vec<Metric>, target: &Target) -> Result<usize, Error> {
-        if metrics.is_empty() {
+    /// Rounds before the failing one are stored: the client retries, and a stamped metric
+    /// stored twice is one InfluxDB point.
+    pub async fn store<'m, I>(&self, metrics: I, target: &Target) -> Result<usize, Error>
+    where
+        I: ExactSizeIterator<Item = Metric<'m>> + Clone,
+    {
+        let count = metrics.len();
+        if count == 0 {
             return Ok(0);
         }
         let started = Instant::now();
-        let count = metrics.len();
         if let Some(limit) = self.buffer.largest_request() {
             if count as u64 > limit {
                 return Err(Error::TooLarge {
@@ -140,20 +158,12 @@ impl Writer {
         }
         let partitions = self.keys.count();
         let mut incoming = vec![0_u64; partitions];
-        let mut pipes = Pipelines::new(self.pool.is_cluster());
-        for metric in metrics {
-            let partition = series::partition(metric.series_key(), partitions);
-            incoming[partition] += 1;
-            pipes
-                .partition(partition)
-                .add_command(xadd(self.keys.partition(partition), metric.line(), target))
-                .ignore();
-        }
-        if let Some((replicas, timeout)) = self.wait {
-            let millis = u64::try_from(timeout.as_millis())
-                .unwrap_or(u64::MAX)
-                .max(1);
-            pipes.each(redis::cmd("WAIT").arg(replicas).arg(millis));
+        if partitions == 1 {
+            incoming[0] = count as u64;
+        } else {
+            for metric in metrics.clone() {
+                incoming[series::partition(metric.series_key(), partitions)] += 1;
+            }
         }
         let mut conn = self
             .pool
@@ -164,25 +174,64 @@ impl Writer {
             .admit(&mut conn, &incoming)
             .await
             .map_err(from_streams)??;
-        let result = pipes.query::<Vec<u64>>(&mut conn).await;
-        metrics::histogram!(telemetry::XADD_SECONDS).record(started.elapsed().as_secs_f64());
-        let replies = result.map_err(classify)?;
-        if let Some((wanted, timeout)) = self.wait {
-            // Each pipeline's one reply is its WAIT; the least-replicated master decides.
-            let confirmed = replies
-                .iter()
-                .map(|reply| reply.first().copied().unwrap_or(0))
-                .min()
-                .unwrap_or(0);
-            if confirmed < u64::from(wanted) {
-                return Err(Error::Replicas {
-                    confirmed,
-                    wanted,
-                    timeout,
-                });
+        let mut metrics = metrics;
+        loop {
+            let mut pipes = Pipelines::new(self.pool.is_cluster());
+            let mut bytes = 0;
+            while bytes < PIPELINE_BYTES {
+                let Some(metric) = metrics.next() else { break };
+                let partition = if partitions == 1 {
+                    0
+                } else {
+                    series::partition(metric.series_key(), partitions)
+                };
+                bytes += metric.line().len();
+                pipes
+                    .partition(partition)
+                    .add_command(xadd(self.keys.partition(partition), metric.line(), target))
+                    .ignore();
             }
+            let last = metrics.len() == 0;
+            if last {
+                if let Some((replicas, timeout)) = self.wait {
+                    // Every master written to in any round waits here, for all of them.
+                    for (partition, n) in incoming.iter().enumerate() {
+                        if *n > 0 {
+                            pipes.partition(partition);
+                        }
+                    }
+                    let millis = u64::try_from(timeout.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1);
+                    pipes.each(redis::cmd("WAIT").arg(replicas).arg(millis));
+                }
+            }
+            let result = pipes.query::<Vec<u64>>(&mut conn).await;
+            if last || result.is_err() {
+                metrics::histogram!(telemetry::XADD_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+            }
+            let replies = result.map_err(classify)?;
+            if !last {
+                continue;
+            }
+            if let Some((wanted, timeout)) = self.wait {
+                // Each pipeline's one reply is its WAIT; the least-replicated master decides.
+                let confirmed = replies
+                    .iter()
+                    .map(|reply| reply.first().copied().unwrap_or(0))
+                    .min()
+                    .unwrap_or(0);
+                if confirmed < u64::from(wanted) {
+                    return Err(Error::Replicas {
+                        confirmed,
+                        wanted,
+                        timeout,
+                    });
+                }
+            }
+            return Ok(count);
         }
-        Ok(count)
     }
 }
 

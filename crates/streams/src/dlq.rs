@@ -286,9 +286,10 @@ fn partition_of(lp: &str, partitions: usize) -> usize {
         return 0;
     }
     let parsed = line::parse(lp, Precision::Nanoseconds, 0);
-    match parsed.metrics.as_slice() {
-        [metric] => series::partition(metric.series_key(), partitions),
-        _ => series::partition(series::key_of_line(lp), partitions),
+    if parsed.len() == 1 {
+        series::partition(parsed.metric(0).series_key(), partitions)
+    } else {
+        series::partition(series::key_of_line(lp), partitions)
     }
 }
 

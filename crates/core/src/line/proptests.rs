@@ -183,8 +183,8 @@ proptest! {
         let line = write(&p, !stamped);
         let parsed = parse(&line, Precision::Nanoseconds, p.timestamp);
         prop_assert_eq!(parsed.rejected, 0, "{:?} refused: {:?}", line, parsed.first_error);
-        prop_assert_eq!(parsed.metrics.len(), 1);
-        let stored = parsed.metrics[0].line().to_owned();
+        prop_assert_eq!(parsed.len(), 1);
+        let stored = parsed.metric(0).line().to_owned();
 
         // Through a stream entry and back.
         let entry = Entry { lp: stored.clone(), db: Some(db).filter(|d| !d.is_empty()), rp: None };
@@ -202,17 +202,17 @@ proptest! {
 
         // Canonical: normalising again changes nothing.
         let again = parse(&stored, Precision::Nanoseconds, 0);
-        prop_assert_eq!(again.metrics.len(), 1, "{:?}: {:?}", stored, again.first_error);
-        prop_assert_eq!(again.metrics[0].line(), stored.as_str());
+        prop_assert_eq!(again.len(), 1, "{:?}: {:?}", stored, again.first_error);
+        prop_assert_eq!(again.metric(0).line(), stored.as_str());
     }
 
     #[test]
     fn arbitrary_text_never_panics_and_accepted_lines_are_canonical(body in "\\PC{0,80}") {
         let parsed = parse(&body, Precision::Seconds, NOW);
-        for metric in &parsed.metrics {
+        for metric in parsed.metrics() {
             let again = parse(metric.line(), Precision::Nanoseconds, 0);
-            prop_assert_eq!(again.metrics.len(), 1, "{:?}: {:?}", metric.line(), again.first_error);
-            prop_assert_eq!(again.metrics[0].line(), metric.line());
+            prop_assert_eq!(again.len(), 1, "{:?}: {:?}", metric.line(), again.first_error);
+            prop_assert_eq!(again.metric(0).line(), metric.line());
         }
     }
 }

@@ -10,21 +10,25 @@
 //! at most [`MAX_TAGS`] tags. The general path costs several µs per line (its parser
 //! allocates an error for every alternative it tries); this one costs a few hundred ns.
 
-use super::{Limits, Metric, Precision, MAX_NANOS, MIN_NANOS};
+use super::{Limits, Precision, MAX_NANOS, MIN_NANOS};
 
 /// More tags than this go to the general path.
 const MAX_TAGS: usize = 32;
 
-/// Normalises `raw` if it is a plain line within `limits`; `None` sends it to the general
-/// path. The caller has checked `limits.max_line_length`.
+/// Normalises `raw` if it is a plain line within `limits`, appending the canonical line to
+/// `out` and returning the length of its series key; `None` sends it to the general path
+/// (and may leave a partial line in `out`: the caller truncates). The caller has checked
+/// `limits.max_line_length`.
 pub(super) fn normalise(
     raw: &str,
     precision: Precision,
     now_ns: i64,
     limits: &Limits,
-) -> Option<Metric> {
+    out: &mut String,
+) -> Option<usize> {
     let b = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len() + 20);
+    let mark = out.len();
+    out.reserve(raw.len() + 20);
 
     // Measurement: up to ',' (tags follow) or ' ' (fields follow).
     let end = name_end(b, 0);
@@ -63,7 +67,7 @@ pub(super) fn normalise(
         out.push('=');
         out.push_str(value);
     }
-    let series_len = out.len();
+    let series_len = out.len() - mark;
 
     // Fields: ' ' then key=value pairs separated by ','.
     if b.get(at) != Some(&b' ') {
@@ -82,7 +86,7 @@ pub(super) fn normalise(
             return None;
         }
         out.push_str(&raw[at..=key_end]);
-        let (value_end, ok) = field_value(raw, key_end + 1, limits.allow_unsigned, &mut out);
+        let (value_end, ok) = field_value(raw, key_end + 1, limits.allow_unsigned, out);
         if !ok {
             return None;
         }
@@ -111,11 +115,8 @@ pub(super) fn normalise(
         Some(_) => return None,
     };
     out.push(' ');
-    push_int(&mut out, timestamp < 0, timestamp.unsigned_abs());
-    Some(Metric {
-        lp: out,
-        series_len,
-    })
+    push_int(out, timestamp < 0, timestamp.unsigned_abs());
+    Some(series_len)
 }
 
 /// The lines of `body` exactly as `influxdb_line_protocol::split_lines` cuts them (a port
@@ -147,6 +148,7 @@ impl Line {
 }
 
 /// The iterator of [`lines`].
+#[derive(Debug)]
 pub(super) struct Lines<'a> {
     body: &'a [u8],
     at: usize,

@@ -5,7 +5,7 @@ const NOW: i64 = 1_700_000_000_000_000_000;
 fn lines(body: &str, precision: Precision) -> Vec<String> {
     let parsed = parse(body, precision, NOW);
     assert!(parsed.first_error.is_none(), "{:?}", parsed.first_error);
-    parsed.metrics.into_iter().map(Metric::into_line).collect()
+    parsed.metrics().map(|m| m.line().to_owned()).collect()
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn normalised_lines_parse_back_to_themselves() {
 #[test]
 fn series_key_is_measurement_and_sorted_tags() {
     let parsed = parse("cpu,b=2,a=1 v=1 1", Precision::Nanoseconds, NOW);
-    assert_eq!(parsed.metrics[0].series_key(), "cpu,a=1,b=2");
+    assert_eq!(parsed.metric(0).series_key(), "cpu,a=1,b=2");
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn bad_lines_are_counted_and_the_first_is_named() {
     let body =
         "ok v=1\n\n# comment\ncpu,host=a\nok v=2\nbad v=NaN 1\nok v=\"x\" 99999999999999999999";
     let parsed = parse(body, Precision::Nanoseconds, NOW);
-    assert_eq!(parsed.metrics.len(), 2);
+    assert_eq!(parsed.len(), 2);
     assert_eq!(parsed.rejected, 3);
     let first = parsed.first_error.unwrap();
     assert_eq!(first.line, 4);
@@ -123,7 +123,7 @@ fn lines_past_the_limits_are_refused_by_number() {
         "c".repeat(30)
     );
     let parsed = parse_with(&body, Precision::Nanoseconds, NOW, &limits);
-    let kept: Vec<&str> = parsed.metrics.iter().map(Metric::line).collect();
+    let kept: Vec<&str> = parsed.metrics().map(|m| m.line()).collect();
     assert_eq!(kept, ["a v=1i 1", "c x=1,y=2 1"]);
     assert_eq!(parsed.rejected, 2);
     let first = parsed.first_error.unwrap();
@@ -186,8 +186,7 @@ fn lines_without_a_timestamp_get_the_receive_time_truncated_to_the_precision() {
     ] {
         let parsed = parse("m v=1i\nm,t=\\ x v=2i", precision, now);
         let stamps: Vec<&str> = parsed
-            .metrics
-            .iter()
+            .metrics()
             .map(|m| m.line().rsplit(' ').next().unwrap())
             .collect();
         assert_eq!(
@@ -212,7 +211,7 @@ fn unsigned_fields_are_refused_unless_allowed() {
         ..Limits::default()
     };
     let taken = parse_with("m u=1u 1", Precision::Nanoseconds, NOW, &allowed);
-    assert_eq!(taken.metrics[0].line(), "m u=1u 1");
+    assert_eq!(taken.metric(0).line(), "m u=1u 1");
 }
 
 #[test]
@@ -234,7 +233,7 @@ fn a_quoted_newline_never_splits_a_line_on_any_source() {
     assert_eq!(whole_lines(b"no newline"), 0);
     // And the number of a bad line after it counts physical lines.
     let parsed = parse("a s=\"x\ny\" 1\nbad", Precision::Nanoseconds, NOW);
-    assert_eq!(parsed.metrics.len(), 1);
+    assert_eq!(parsed.len(), 1);
     assert_eq!(parsed.first_error.unwrap().line, 3);
 }
 
@@ -248,4 +247,83 @@ fn floats_are_stored_as_written() {
 
 fn lines_of(body: &str) -> Vec<String> {
     lines(body, Precision::Nanoseconds)
+}
+
+#[test]
+fn canonical_lines_are_kept_in_place_and_the_others_rewritten_in_order() {
+    let body = "cpu,a=1,b=2 v=1i 5\ncpu,b=2,a=1 v=2i 6\nm v=1.5 7\nbad\nm v=2 8";
+    let parsed = parse(body, Precision::Nanoseconds, 0);
+    let lines: Vec<String> = parsed.metrics().map(|m| m.line().to_owned()).collect();
+    assert_eq!(
+        lines,
+        [
+            "cpu,a=1,b=2 v=1i 5",
+            "cpu,a=1,b=2 v=2i 6",
+            "m v=1.5 7",
+            "m v=2 8"
+        ]
+    );
+    assert_eq!(parsed.rejected, 1);
+    // Only the line whose tags were sorted is written anew; the others point into the body.
+    let in_body = |line: &str| body.as_bytes().as_ptr_range().contains(&line.as_ptr());
+    let kept: Vec<bool> = parsed.metrics().map(|m| in_body(m.line())).collect();
+    assert_eq!(kept, [true, false, true, true]);
+    assert_eq!(parsed.metric(1).series_key(), "cpu,a=1,b=2");
+
+    // Owned, the same metrics without the body.
+    let owned = parsed.into_owned();
+    let again: Vec<String> = owned.metrics().map(|m| m.line().to_owned()).collect();
+    assert_eq!(again, lines);
+    assert!(owned.metrics().all(|m| !in_body(m.line())));
+    assert_eq!(owned.metric(1).series_key(), "cpu,a=1,b=2");
+    assert_eq!(owned.rejected, 1);
+}
+
+#[test]
+fn a_body_of_canonical_lines_costs_only_its_index() {
+    let body: String = (0..1_000)
+        .map(|i| {
+            format!(
+                "cpu,host=h{i} usage=0.5,n={i}i {}\n",
+                1_700_000_000_000_000_000_i64 + i
+            )
+        })
+        .collect();
+    let parsed = parse(&body, Precision::Nanoseconds, 0);
+    assert_eq!(parsed.len(), 1_000);
+    assert!(
+        parsed.heap_bytes() <= 1_000 * 32,
+        "{} bytes held for a {}-byte body",
+        parsed.heap_bytes(),
+        body.len()
+    );
+}
+
+#[test]
+fn parsing_piece_by_piece_gives_what_parsing_at_once_gives() {
+    let body =
+        "cpu,b=2,a=1 v=1i 5\n\nm s=\"a\nb\" 6\n# comment\nbad line\nm v=1.5 7\nm,t=x v=t\nm v=2";
+    let whole = parse(body, Precision::Seconds, 1_700_000_000_123_456_789);
+    let lines =
+        |p: &Parsed<'_>| -> Vec<String> { p.metrics().map(|m| m.line().to_owned()).collect() };
+    for piece in 1..=body.len() {
+        let mut parser = Parser::new(
+            body,
+            Precision::Seconds,
+            1_700_000_000_123_456_789,
+            &Limits::NONE,
+        );
+        let mut steps = 0;
+        while parser.remaining() > 0 {
+            let before = parser.remaining();
+            parser.parse_next(piece);
+            assert!(parser.remaining() < before, "piece {piece}: no progress");
+            steps += 1;
+        }
+        let parsed = parser.finish();
+        assert_eq!(lines(&parsed), lines(&whole), "piece {piece}");
+        assert_eq!(parsed.rejected, whole.rejected, "piece {piece}");
+        assert_eq!(parsed.first_error, whole.first_error, "piece {piece}");
+        assert!(piece > 10 || steps > 1, "piece {piece} took {steps} step");
+    }
 }

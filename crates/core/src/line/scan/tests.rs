@@ -9,13 +9,15 @@ const NOW: i64 = 1_700_000_000_000_000_000;
 
 /// What the general path makes of one line: `Some(line)` or `None` when refused.
 fn slow(raw: &str, precision: Precision) -> Option<String> {
-    super::super::general(raw, precision, NOW, &Limits::NONE)?
-        .ok()
-        .map(Metric::into_line)
+    let mut out = String::new();
+    super::super::general(raw, precision, NOW, &Limits::NONE, &mut out)?.ok()?;
+    Some(out)
 }
 
 fn fast(raw: &str, precision: Precision) -> Option<String> {
-    normalise(raw, precision, NOW, &Limits::NONE).map(Metric::into_line)
+    let mut out = String::new();
+    normalise(raw, precision, NOW, &Limits::NONE, &mut out)?;
+    Some(out)
 }
 
 /// Pieces of bodies: lines, newlines, and the characters that decide where a line ends.
@@ -94,8 +96,22 @@ fn lines_past_the_field_limit_are_left_to_the_general_path() {
         ..Limits::default()
     };
     let line = "m a=1,b=2,c=3 1";
-    assert!(normalise(line, Precision::Nanoseconds, NOW, &limits).is_none());
-    assert!(normalise("m a=1,b=2 1", Precision::Nanoseconds, NOW, &limits).is_some());
+    assert!(normalise(
+        line,
+        Precision::Nanoseconds,
+        NOW,
+        &limits,
+        &mut String::new()
+    )
+    .is_none());
+    assert!(normalise(
+        "m a=1,b=2 1",
+        Precision::Nanoseconds,
+        NOW,
+        &limits,
+        &mut String::new()
+    )
+    .is_some());
 }
 
 #[test]
