@@ -15,7 +15,7 @@ use crate::cli::{CommonArgs, ConsumerArgs, ProducerArgs, SinkKind};
 
 /// The smallest `max_inflight_bytes`: a request must have room to be read, parsed (the
 /// estimate of one piece) and stored (one round of pipelines).
-const MIN_INFLIGHT_BYTES: u64 = 4 * 1024 * 1024;
+const MIN_INFLIGHT_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A usage error: a value of a flag, variable or config key that redline cannot use. The
 /// process exits 2 for it (1 is for failures at run time); the message names the option.
@@ -170,7 +170,7 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
                     .map_err(|e| usage(format!("{}: {e}", describe("max_inflight_bytes"))))?;
                 if bytes < MIN_INFLIGHT_BYTES {
                     return Err(usage(format!(
-                        "{}: {v} is too small: at least 4MiB, room for one request to be read, parsed and stored",
+                        "{}: {v} is too small: at least 8MiB, so that one request (which may hold half) has room to be read, parsed and stored",
                         describe("max_inflight_bytes")
                     )));
                 }

@@ -273,7 +273,12 @@ async fn gauge(url: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn past_max_concurrent_writes_requests_wait_their_turn_and_all_are_stored() {
     let redis = RedisServer::start(&[]);
-    let producer = producer(&redis.url(), &["--max-concurrent-writes", "1"], &[]).await;
+    let producer = producer(
+        &redis.url(),
+        &["--max-concurrent-writes", "1", "--enqueue-timeout", "10s"],
+        &[],
+    )
+    .await;
     let mut conn = redis.conn().await;
     // Redis holds writes for 3 s: the first request keeps its turn meanwhile.
     let _: () = redis::cmd("CLIENT")

@@ -6,6 +6,7 @@
 //! has no body). Each run reports the CPU the bench process used, so the report can show
 //! that the load generator was not the bottleneck.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,6 +32,8 @@ pub(crate) struct Answer {
     pub(crate) status: u16,
     /// The body (empty for 204).
     pub(crate) body: Vec<u8>,
+    /// Whether it carried `Retry-After`.
+    pub(crate) retry_after: bool,
 }
 
 impl Conn {
@@ -51,8 +54,24 @@ impl Conn {
         path: &str,
         body: &[u8],
     ) -> io::Result<Answer> {
+        self.send(method, path, "", body).await
+    }
+
+    /// POSTs the gzipped `body` to `path` and reads the answer.
+    pub(crate) async fn request_gzip(&mut self, path: &str, body: &[u8]) -> io::Result<Answer> {
+        self.send("POST", path, "Content-Encoding: gzip\r\n", body)
+            .await
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &[u8],
+    ) -> io::Result<Answer> {
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain; charset=utf-8\r\n{headers}Content-Length: {}\r\n\r\n",
             body.len()
         );
         self.stream.write_all(head.as_bytes()).await?;
@@ -100,7 +119,12 @@ impl Conn {
                 "answer {status} has neither a length nor chunks"
             )));
         };
-        Ok(Answer { status, body })
+        let retry_after = header("retry-after").is_some();
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     async fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
@@ -192,6 +216,10 @@ pub(crate) struct Outcome {
     pub(crate) errors: u64,
     /// The first failure, for the report.
     pub(crate) first_error: Option<String>,
+    /// Non-2xx answers by status.
+    pub(crate) refusals: BTreeMap<u16, u64>,
+    /// Non-2xx answers without `Retry-After`.
+    pub(crate) without_retry_after: u64,
     /// CPU seconds the bench process used meanwhile (the load generator's cost).
     pub(crate) cpu_seconds: f64,
 }
@@ -229,6 +257,7 @@ pub(crate) async fn closed_loop(
     let requests = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let refusals: Arc<Mutex<(BTreeMap<u16, u64>, u64)>> = Arc::default();
     let cpu_before = procs::self_cpu_seconds();
     let started = Instant::now();
     let deadline = match plan {
@@ -247,6 +276,7 @@ pub(crate) async fn closed_loop(
             bodies.clone(),
             path.to_string(),
         );
+        let refusals = refusals.clone();
         tasks.spawn(async move {
             let mut conn: Option<Conn> = None;
             loop {
@@ -275,11 +305,16 @@ pub(crate) async fn closed_loop(
                         requests.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    Ok(answer) => format!(
-                        "{} {}",
-                        answer.status,
-                        String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
-                    ),
+                    Ok(answer) => {
+                        let mut seen = refusals.lock().unwrap_or_else(|p| p.into_inner());
+                        *seen.0.entry(answer.status).or_default() += 1;
+                        seen.1 += u64::from(!answer.retry_after);
+                        format!(
+                            "{} {}",
+                            answer.status,
+                            String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
+                        )
+                    }
                     Err(error) => {
                         conn = None;
                         error.to_string()
@@ -303,7 +338,11 @@ pub(crate) async fn closed_loop(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let (refusals, without_retry_after) =
+        refusals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Outcome {
+        refusals,
+        without_retry_after,
         requests: requests.load(Ordering::Relaxed),
         lines: lines.load(Ordering::Relaxed),
         elapsed,

@@ -12,6 +12,7 @@
 //! and every process is killed when the run ends. Nothing here is a test: figures vary from
 //! run to run, so only ratios within one run mean much.
 
+mod burst;
 mod ceiling;
 mod drain;
 mod e2e;
@@ -107,6 +108,12 @@ async fn run(options: &Options) -> Report {
     }
     if section("scale") {
         scale::run(options, &redis(), &mut report);
+    }
+    if section("burst") {
+        burst::run(options, &redis(), &mut report).await;
+    }
+    if section("abuse") {
+        burst::abuse(options, &redis(), &mut report).await;
     }
     peaks.report(&mut report);
     eprintln!("==> done in {:.0} s", started.elapsed().as_secs_f64());

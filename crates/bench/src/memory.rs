@@ -20,6 +20,9 @@ const RSS_LIMIT: f64 = 64.0 * 1024.0 * 1024.0;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// The group the 10-worker consumer reads the backlog in.
+const WIDE_GROUP: &str = "bench-wide";
+
 /// Peak RSS per role and phase.
 #[derive(Debug, Default)]
 pub(crate) struct Peaks {
@@ -93,6 +96,15 @@ pub(crate) fn backlog(
     let redis_per_metric =
         (redisx::used_memory(&mut conn) - before) / options.backlog_entries as f64;
 
+    // A second group, read afterwards by one process with 10 workers: created now, so that
+    // the first group's trims leave it every entry.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg(WIDE_GROUP)
+        .arg("0")
+        .query(&mut conn)
+        .expect("XGROUP CREATE");
     let started = Instant::now();
     let mut consumer = stack::consumer(
         options,
@@ -121,7 +133,49 @@ pub(crate) fn backlog(
         options.backlog_entries
     );
     consumer.stop();
+
+    // The same backlog through 10 workers: 10 batches in memory at once, still bounded.
+    let mut wide = stack::consumer(
+        options,
+        &redis.url(),
+        STREAM,
+        WIDE_GROUP,
+        &Sink::Discard,
+        10,
+    );
+    redisx::wait_progress(
+        &mut conn,
+        STREAM,
+        WIDE_GROUP,
+        Duration::from_millis(20),
+        timeout,
+        || wide.assert_running(),
+        |p| p.done() && p.read >= options.backlog_entries,
+    );
+    let wide_peak = wide.peak_rss();
+    peaks.consumer("backlog-10-workers", &wide);
+    let wide_command = wide.command().to_string();
+    wide.stop();
     redisx::unlink(&mut conn, STREAM);
+    // What 9 more batches of these lines hold in the consumer: each entry as read (the
+    // reply's values, its id, its fields) and written, about 6 times its line today.
+    let batches_mib = 9.0 * options.batch_size as f64 * 6.0 * lines[0].len() as f64 / MIB;
+    report.add(
+        Figure::new(
+            "memory.consumer_10_workers_peak_rss_mib",
+            "memory: consumer peak RSS, same backlog, --workers 10",
+            wide_peak as f64 / MIB,
+            "MiB",
+        )
+        .target(
+            format!("< 64 MiB, ≤ one worker's + {batches_mib:.0} MiB (9 batches × 6 × line)"),
+            (wide_peak as f64) < RSS_LIMIT && wide_peak as f64 <= peak as f64 + batches_mib * MIB,
+        )
+        .command(format!(
+            "{wide_command}  ← a second group on the same backlog"
+        ))
+        .detail("one_worker_peak_mib", round_mib(peak)),
+    );
 
     let mut figure = Figure::new(
         "memory.consumer_backlog_peak_rss_mib",

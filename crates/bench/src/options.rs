@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use crate::procs;
 
 /// The sections, in the order they run.
-pub(crate) const SECTIONS: [&str; 8] = [
-    "line", "ceiling", "ingest", "drain", "e2e", "backlog", "latency", "scale",
+pub(crate) const SECTIONS: [&str; 10] = [
+    "line", "ceiling", "ingest", "drain", "e2e", "backlog", "latency", "scale", "burst", "abuse",
 ];
 
 /// What to run and how big.
@@ -58,6 +58,14 @@ pub(crate) struct Options {
     pub(crate) e2e_workers: usize,
     /// Seconds the line micro-benchmark runs.
     pub(crate) line_seconds: f64,
+    /// Seconds each burst (and the abuse run) lasts.
+    pub(crate) burst_seconds: f64,
+    /// Writers of the large burst.
+    pub(crate) burst_connections: usize,
+    /// An older `redline` build whose producer also takes the large burst.
+    pub(crate) baseline_redline: Option<PathBuf>,
+    /// Stalled bodies in the abuse run.
+    pub(crate) abuse_slow_clients: usize,
 }
 
 const HELP: &str = "\
@@ -65,7 +73,7 @@ redline-bench: redline's figures next to Redis's own ceilings, measured in one r
 
 usage: redline-bench [--quick] [--only SECTION,...] [--NAME VALUE]...
 
-sections: line ceiling ingest drain e2e backlog latency scale (default: all)
+sections: line ceiling ingest drain e2e backlog latency scale burst abuse (default: all)
 
   --quick                      small sizes (whole run under a minute)
   --only LIST                  comma-separated sections
@@ -88,6 +96,10 @@ sections: line ceiling ingest drain e2e backlog latency scale (default: all)
   --flush-interval-ms N        consumer --flush-interval             [1000]
   --e2e-workers N              end-to-end consumer --workers         [--connections]
   --line-seconds S             parse/normalise/encode micro-benchmark [2 | 0.5]
+  --burst-seconds S            each burst, and the abuse run          [20 | 5]
+  --burst-connections N        writers of the large burst             [256]
+  --baseline-redline PATH      an older build that takes the large burst too (its peak RSS)
+  --abuse-slow-clients N       stalled bodies in the abuse run        [1000]
 
 Every option is also an environment variable REDLINE_BENCH_<NAME> (e.g.
 REDLINE_BENCH_DRAIN_ENTRIES=500000); flags win.";
@@ -150,6 +162,10 @@ impl Options {
             "flush-interval-ms",
             "e2e-workers",
             "line-seconds",
+            "burst-seconds",
+            "burst-connections",
+            "baseline-redline",
+            "abuse-slow-clients",
         ];
         if let Some((unknown, _)) = flags.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             return Err(format!("unknown option --{unknown}\n\n{HELP}"));
@@ -206,6 +222,10 @@ impl Options {
             flush_interval_ms: number("flush-interval-ms", 1000.0)? as u64,
             e2e_workers: (number("e2e-workers", connections as f64)? as usize).max(1),
             line_seconds: number("line-seconds", pick(2.0, 0.5))?,
+            burst_seconds: number("burst-seconds", pick(20.0, 5.0))?,
+            burst_connections: number("burst-connections", 256.0)? as usize,
+            baseline_redline: lookup("baseline-redline").map(PathBuf::from),
+            abuse_slow_clients: number("abuse-slow-clients", 1000.0)? as usize,
         })
     }
 
@@ -237,6 +257,10 @@ impl Options {
             "flush_interval_ms": self.flush_interval_ms,
             "e2e_workers": self.e2e_workers,
             "line_seconds": self.line_seconds,
+            "burst_seconds": self.burst_seconds,
+            "burst_connections": self.burst_connections,
+            "baseline_redline": self.baseline_redline.as_ref().map(|p| p.display().to_string()),
+            "abuse_slow_clients": self.abuse_slow_clients,
         })
     }
 

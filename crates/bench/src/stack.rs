@@ -27,6 +27,16 @@ pub(crate) async fn producer(
     redis_url: &str,
     stream: &str,
 ) -> (Proc, SocketAddr) {
+    producer_with(&options.redline, redis_url, stream, &[]).await
+}
+
+/// `redline producer` of binary `redline` with `extra` flags, on a free port, ready.
+pub(crate) async fn producer_with(
+    redline: &Path,
+    redis_url: &str,
+    stream: &str,
+    extra: &[&str],
+) -> (Proc, SocketAddr) {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let args: Vec<String> = [
         "producer",
@@ -40,9 +50,10 @@ pub(crate) async fn producer(
         "warn",
     ]
     .iter()
+    .chain(extra)
     .map(ToString::to_string)
     .collect();
-    let mut proc = Proc::spawn("producer", &options.redline, &args, Stdout::Log);
+    let mut proc = Proc::spawn("producer", redline, &args, Stdout::Log);
     http::wait_ready(addr, Duration::from_secs(10)).await;
     proc.assert_running();
     (proc, addr)

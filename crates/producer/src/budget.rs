@@ -9,8 +9,9 @@
 //!   budget, however many requests arrive and however large they claim to be;
 //! - a request waits for room at most `enqueue_timeout` in all, counted from its first
 //!   charge, then is refused ([`Exceeded::Busy`]: 503 + `Retry-After`); one that alone
-//!   needs more than the whole budget is refused at once ([`Exceeded::TooLarge`]: 413),
-//!   since waiting could never help it;
+//!   needs more than half the budget is refused at once ([`Exceeded::TooLarge`]: 413): so no
+//!   request holds what all the others need, and a gzip bomb stops at half the budget
+//!   without waiting for room it should not have;
 //! - what a request holds is given back when its [`Charge`] drops, however the request
 //!   ends (answered, refused, or the client gone).
 //!
@@ -43,8 +44,8 @@ pub(crate) struct Budget {
 /// Why a request cannot have the memory it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Exceeded {
-    /// The request alone needs more than the whole budget.
-    #[error("request needs more than the producer's memory budget of {} (--max-inflight-bytes); send smaller requests", redline_core::units::format_size(*budget))]
+    /// The request alone needs more than half the budget.
+    #[error("request needs more memory than one request may hold, half the producer's memory budget of {} (--max-inflight-bytes); send smaller requests", redline_core::units::format_size(*budget))]
     TooLarge {
         /// The budget in bytes.
         budget: u64,
@@ -114,11 +115,11 @@ impl Charge {
     /// Charges `bytes` more, waiting for room until the request's deadline.
     ///
     /// # Errors
-    /// [`Exceeded::TooLarge`] when the request would hold more than the whole budget,
+    /// [`Exceeded::TooLarge`] when the request would hold more than half the budget,
     /// [`Exceeded::Busy`] when the deadline passed first. What it held stays held.
     pub(crate) async fn add(&mut self, bytes: u64) -> Result<(), Exceeded> {
         let total = self.bytes.saturating_add(bytes);
-        if total > self.budget.bytes {
+        if total > self.budget.bytes / 2 {
             return Err(Exceeded::TooLarge {
                 budget: self.budget.bytes,
             });

@@ -103,7 +103,7 @@ impl State {
                     config.max_concurrent_requests,
                     config.retry_after,
                 ),
-                writes: limits::Turns::new(config.max_concurrent_writes),
+                writes: limits::Turns::new(config.max_concurrent_writes, config.enqueue_timeout),
                 budget,
                 read_timeout: config.read_timeout,
                 line_limits: Limits {
@@ -238,16 +238,16 @@ async fn write(
         let encoding = headers
             .get(header::CONTENT_ENCODING)
             .and_then(|v| v.to_str().ok());
-        let body = limits::read_body(
+        // In turns: the body is received, parsed and stored by a few requests at a time.
+        let (body, _turn) = limits::read_body(
             headers,
             body,
             inner.max_body_size,
             inner.read_timeout,
             &mut charge,
+            &inner.writes,
         )
         .await?;
-        // Parsing and storing are CPU work: a few at a time.
-        let _turn = inner.writes.wait().await;
         let text = decode(&body, encoding, inner.max_body_size, &mut charge).await?;
         drop(body);
         charge

@@ -49,6 +49,12 @@ pub enum Error {
     /// A v2 bucket that is not `db` or `db/rp`.
     #[error(transparent)]
     Bucket(#[from] redline_core::entry::BucketError),
+    /// No turn to receive and store the request came within the wait.
+    #[error("the producer is busy: every write turn (--max-concurrent-writes) stayed taken for {waited:?} (--enqueue-timeout); retry later")]
+    Busy {
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
     /// The producer's memory budget cannot hold the request (now, or ever).
     #[error(transparent)]
     Memory(#[from] crate::budget::Exceeded),

@@ -99,7 +99,7 @@ pub struct Config {
     pub max_concurrent_writes: usize,
     /// One memory budget for everything held for HTTP requests: bodies, inflated gzip,
     /// parsed metrics, pipelines. A request that does not fit waits up to
-    /// `enqueue_timeout`, then gets 503; one that alone exceeds it gets 413.
+    /// `enqueue_timeout`, then gets 503; one that alone needs more than half of it gets 413.
     #[serde(with = "redline_core::units::size")]
     pub max_inflight_bytes: u64,
     /// How long a request may wait for room in the memory budget.

@@ -48,34 +48,53 @@ impl Concurrency {
     }
 }
 
-/// Turns to parse and store a request whose body is read: at most `max_concurrent_writes`
-/// at once, the others wait in arrival order. Taken after the body is read, so a client
-/// that stalls mid-body never holds one.
+/// Turns to receive, parse and store a request: at most `max_concurrent_writes` at once,
+/// the others wait in arrival order, holding at most the first frame of their body (the
+/// rest stays in the kernel's socket buffer). A turn is taken when body bytes arrive and
+/// given up while the client sends nothing ([`STALL`]), so a client that stalls mid-body
+/// never holds one; it waits for a turn again when its bytes come.
+///
+/// So the requests growing in memory at once are few, and they finish: many requests each
+/// holding part of its body while waiting for memory the others hold would all wait out
+/// `enqueue_timeout` instead.
 #[derive(Debug, Clone)]
 pub(crate) struct Turns {
     permits: Arc<Semaphore>,
+    /// How long a request may wait for a turn.
+    timeout: Duration,
 }
 
+/// A turn (see [`Turns`]).
+pub(crate) type Turn = tokio::sync::OwnedSemaphorePermit;
+
+/// How long a turn is kept while the client sends nothing.
+pub(crate) const STALL: Duration = Duration::from_millis(50);
+
 impl Turns {
-    /// At most `limit` at once (at least 1).
-    pub(crate) fn new(limit: usize) -> Self {
+    /// At most `limit` at once (at least 1), each waited for at most `timeout`.
+    pub(crate) fn new(limit: usize, timeout: Duration) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limit.clamp(1, Semaphore::MAX_PERMITS))),
+            timeout,
         }
     }
 
     /// Waits for a turn, counted in [`telemetry::WRITES_WAITING`] meanwhile; the turn ends
-    /// when the permit is dropped.
-    pub(crate) async fn wait(&self) -> tokio::sync::OwnedSemaphorePermit {
+    /// when it is dropped.
+    ///
+    /// # Errors
+    /// [`ingest::Error::Busy`] when none came within the timeout.
+    pub(crate) async fn wait(&self) -> Result<Turn, ingest::Error> {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return permit;
+            return Ok(permit);
         }
         let _waiting = Waiting::new();
-        self.permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
+        match tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => Err(ingest::Error::Busy {
+                waited: self.timeout,
+            }),
+        }
     }
 }
 
@@ -135,18 +154,23 @@ pub(crate) async fn concurrency(
 }
 
 /// Reads a request body: at most `limit` bytes, within `timeout`, each frame charged to
-/// `charge` before it is kept.
+/// `charge` before it is kept, in turns (see [`Turns`]). Returns the body with the turn
+/// held for parsing and storing it. When the request is refused before its body is all
+/// read, the rest is read and dropped (within the time left), so that the client, still
+/// sending, reads the answer rather than a reset connection.
 ///
 /// # Errors
 /// [`ingest::Error::TooLarge`], [`ingest::Error::ReadTimeout`], [`ingest::Error::BodyRead`]
-/// when the client broke off, [`ingest::Error::Memory`] when the budget cannot hold it.
+/// when the client broke off, [`ingest::Error::Memory`] when the budget cannot hold it,
+/// [`ingest::Error::Busy`] when no turn came.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
-    body: Body,
+    mut body: Body,
     limit: u64,
     timeout: Duration,
     charge: &mut Charge,
-) -> Result<Bytes, ingest::Error> {
+    turns: &Turns,
+) -> Result<(Bytes, Turn), ingest::Error> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -154,24 +178,53 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|len| len > limit) {
         return Err(ingest::Error::TooLarge { limit });
     }
-    match tokio::time::timeout(timeout, collect(body, limit, declared, charge)).await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let read = collect(&mut body, limit, declared, charge, turns);
+    let result = match tokio::time::timeout_at(deadline, read).await {
         Ok(result) => result,
         Err(_) => Err(ingest::Error::ReadTimeout { timeout }),
+    };
+    if let Err(ingest::Error::Memory(_) | ingest::Error::Busy { .. }) = &result {
+        let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+        let _ = tokio::time::timeout_at(deadline, drain).await;
     }
+    result
 }
 
 async fn collect(
-    mut body: Body,
+    body: &mut Body,
     limit: u64,
     declared: Option<u64>,
     charge: &mut Charge,
-) -> Result<Bytes, ingest::Error> {
-    // Room for a small body at once; a large one grows (large blocks are remapped, not
-    // copied). Never the declared length up front: a client may declare much and send
-    // little, and only what it sent is charged.
-    let mut out: Vec<u8> = Vec::with_capacity(declared.map_or(0, |len| len.min(1 << 20) as usize));
-    while let Some(frame) = body.frame().await {
+    turns: &Turns,
+) -> Result<(Bytes, Turn), ingest::Error> {
+    // Allocated with the first turn, not while waiting for it (a freed block reused is
+    // resident memory). Room for a small body at once; a large one grows (large blocks are
+    // remapped, not copied). Never the declared length up front: a client may declare much
+    // and send little, and only what it sent is charged.
+    let mut out: Vec<u8> = Vec::new();
+    let capacity = declared.map_or(0, |len| len.min(1 << 20) as usize);
+    let mut turn: Option<Turn> = None;
+    loop {
+        let frame = match &turn {
+            // A client that sends nothing for a while gives its turn to the next.
+            Some(_) => match tokio::time::timeout(STALL, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => {
+                    turn = None;
+                    continue;
+                }
+            },
+            None => body.frame().await,
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| ingest::Error::BodyRead(e.to_string()))?;
+        if turn.is_none() {
+            turn = Some(turns.wait().await?);
+            if out.capacity() == 0 {
+                out.reserve_exact(capacity);
+            }
+        }
         if let Ok(data) = frame.into_data() {
             if (out.len() + data.len()) as u64 > limit {
                 return Err(ingest::Error::TooLarge { limit });
@@ -180,5 +233,9 @@ async fn collect(
             out.extend_from_slice(&data);
         }
     }
-    Ok(Bytes::from(out))
+    let turn = match turn {
+        Some(turn) => turn,
+        None => turns.wait().await?,
+    };
+    Ok((Bytes::from(out), turn))
 }

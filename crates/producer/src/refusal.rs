@@ -33,7 +33,7 @@ impl WriteError {
             | Self::Store(St::TooLarge { .. }) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "request too large")
             }
-            Self::Ingest(In::Memory(Exceeded::Busy { .. })) => {
+            Self::Ingest(In::Memory(Exceeded::Busy { .. }) | In::Busy { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             Self::Ingest(In::UnsupportedEncoding(_)) => {
@@ -56,6 +56,7 @@ impl WriteError {
         use writer::Error as St;
         match self {
             Self::Ingest(In::Memory(Exceeded::Busy { .. })) => "memory",
+            Self::Ingest(In::Busy { .. }) => "busy",
             Self::Ingest(In::TooLarge { .. } | In::Memory(Exceeded::TooLarge { .. }))
             | Self::Store(St::TooLarge { .. }) => "too_large",
             Self::Ingest(In::ReadTimeout { .. }) => "read_timeout",
@@ -90,11 +91,11 @@ impl IntoResponse for Refusal {
             WriteError::Store(writer::Error::BufferFull(_)) => {
                 tracing::debug!(error = %message, "Write refused: buffer full.");
             }
-            WriteError::Ingest(ingest::Error::Memory(_)) => {
+            WriteError::Ingest(ingest::Error::Memory(_) | ingest::Error::Busy { .. }) => {
                 if status == StatusCode::SERVICE_UNAVAILABLE {
                     metrics::counter!(telemetry::UNAVAILABLE, "cause" => reason).increment(1);
                 }
-                tracing::warn!(error = %message, "Write refused: the memory budget cannot hold it.");
+                tracing::warn!(error = %message, "Write refused: the producer is at its memory or write-turn limit.");
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 metrics::counter!(telemetry::UNAVAILABLE, "cause" => reason).increment(1);

@@ -93,6 +93,9 @@ async fn handshake(
     }
 }
 
+/// The most a connection buffers before the handler reads it; headers must fit.
+const READ_BUFFER: usize = 16 * 1024;
+
 /// Serves one connection until the client closes it, an error, or `closing` (then the
 /// in-flight request is finished first).
 async fn connection<I>(io: I, app: Router, mut closing: watch::Receiver<bool>)
@@ -103,7 +106,11 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // What a connection reads ahead of the handler stays small: a request waiting for
+        // its turn holds this much of its body, not what hyper's buffer would grow to
+        // (400 KiB each by default; a thousand waiting connections make that 400 MiB).
+        .max_buf_size(READ_BUFFER);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut asked_to_close = false;
