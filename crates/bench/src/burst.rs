@@ -74,8 +74,58 @@ async fn burst(options: &Options, redline: &Path, redis: &RedisServer, conns: us
     }
 }
 
+/// One request of `lines` lines to a fresh producer of `redline`: the body's size and how
+/// much the producer's peak RSS grew for it.
+async fn one_request(redline: &Path, redis: &RedisServer, lines: u64) -> (usize, u64, String) {
+    let mut conn = redis.sync_conn();
+    let (producer, addr) = stack::producer_with(redline, &redis.url(), STREAM, &[]).await;
+    let body = workload::body(0, lines).bytes;
+    let idle = producer.peak_rss();
+    let mut c = http::Conn::connect(addr).await.expect("connect");
+    let answer = c
+        .request("POST", &write_path(), &body)
+        .await
+        .expect("an answer");
+    assert_eq!(
+        answer.status,
+        204,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let growth = producer.peak_rss().saturating_sub(idle);
+    redisx::unlink(&mut conn, STREAM);
+    let command = format!("{}  ← one POST of {lines} lines", producer.command());
+    producer.stop();
+    (body.len(), growth, command)
+}
+
 /// The `burst` section.
 pub(crate) async fn run(options: &Options, redis: &RedisServer, report: &mut Report) {
+    // The memory one large request takes, against its size.
+    let lines = options.amplification_lines;
+    let (size, growth, command) = one_request(&options.redline, redis, lines).await;
+    let ratio = growth as f64 / size as f64;
+    let mut figure = Figure::new(
+        "burst.request_amplification",
+        &format!(
+            "burst: producer peak RSS growth ÷ body, one {:.0} MB request",
+            size as f64 / 1e6
+        ),
+        ratio,
+        "×",
+    )
+    .target("≤ 2 × the body", ratio <= 2.0)
+    .command(command)
+    .detail("body_bytes", size)
+    .detail("peak_rss_growth_mib", growth as f64 / MIB);
+    if let Some(baseline) = &options.baseline_redline {
+        let (_, before, command) = one_request(baseline, redis, lines).await;
+        figure = figure
+            .detail("baseline_ratio", before as f64 / size as f64)
+            .detail("baseline_command", command);
+    }
+    report.add(figure);
+
     let few = burst(options, &options.redline, redis, 16).await;
     let many = burst(options, &options.redline, redis, options.burst_connections).await;
     let few_figure = report.add(

@@ -66,6 +66,8 @@ pub(crate) struct Options {
     pub(crate) baseline_redline: Option<PathBuf>,
     /// Stalled bodies in the abuse run.
     pub(crate) abuse_slow_clients: usize,
+    /// Lines of the one large request whose memory is compared with its size.
+    pub(crate) amplification_lines: u64,
 }
 
 const HELP: &str = "\
@@ -100,6 +102,7 @@ sections: line ceiling ingest drain e2e backlog latency scale burst abuse (defau
   --burst-connections N        writers of the large burst             [256]
   --baseline-redline PATH      an older build that takes the large burst too (its peak RSS)
   --abuse-slow-clients N       stalled bodies in the abuse run        [1000]
+  --amplification-lines N      lines of the one large request         [130000]
 
 Every option is also an environment variable REDLINE_BENCH_<NAME> (e.g.
 REDLINE_BENCH_DRAIN_ENTRIES=500000); flags win.";
@@ -166,6 +169,7 @@ impl Options {
             "burst-connections",
             "baseline-redline",
             "abuse-slow-clients",
+            "amplification-lines",
         ];
         if let Some((unknown, _)) = flags.iter().find(|(n, _)| !known.contains(&n.as_str())) {
             return Err(format!("unknown option --{unknown}\n\n{HELP}"));
@@ -226,6 +230,7 @@ impl Options {
             burst_connections: number("burst-connections", 256.0)? as usize,
             baseline_redline: lookup("baseline-redline").map(PathBuf::from),
             abuse_slow_clients: number("abuse-slow-clients", 1000.0)? as usize,
+            amplification_lines: number("amplification-lines", 130_000.0)? as u64,
         })
     }
 
@@ -261,6 +266,7 @@ impl Options {
             "burst_connections": self.burst_connections,
             "baseline_redline": self.baseline_redline.as_ref().map(|p| p.display().to_string()),
             "abuse_slow_clients": self.abuse_slow_clients,
+            "amplification_lines": self.amplification_lines,
         })
     }
 
