@@ -254,14 +254,20 @@ async fn a_tcp_line_longer_than_the_limit_is_skipped_counted_and_not_held() {
     let pid = producer.guard.pid();
     let before = peak_rss(pid);
     let mut stream = TcpStream::connect(&tcp).await.unwrap();
-    stream.write_all(b"before v=1i 1\n").await.unwrap();
-    // 64 MiB without a newline: held, it would cost its size.
-    let chunk = vec![b'x'; MIB as usize];
-    for _ in 0..64 {
-        stream.write_all(&chunk).await.unwrap();
-    }
-    stream.write_all(b"\nafter v=2i 2\n").await.unwrap();
-    stream.shutdown().await.unwrap();
+    let send = async {
+        stream.write_all(b"before v=1i 1\n").await.unwrap();
+        // 64 MiB without a newline: held, it would cost its size (and every read would
+        // scan it again).
+        let chunk = vec![b'x'; MIB as usize];
+        for _ in 0..64 {
+            stream.write_all(&chunk).await.unwrap();
+        }
+        stream.write_all(b"\nafter v=2i 2\n").await.unwrap();
+        stream.shutdown().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(30), send)
+        .await
+        .expect("the producer took 64 MiB of one line within 30 s");
     wait_until(
         "the two good lines stored",
         Duration::from_secs(20),
