@@ -14,6 +14,7 @@ mod ops;
 mod pipeline;
 mod scale;
 mod security;
+mod sentinel;
 mod snapshot;
 mod sources;
 mod support;

@@ -460,4 +460,30 @@ mod tests {
         let error = config.check().unwrap_err().to_string();
         assert!(error.contains("'nonsense'"), "{error}");
     }
+
+    #[test]
+    fn a_sentinel_url_is_no_cluster_and_refuses_the_cluster_flag() {
+        let mut config = RedisConfig {
+            url: "redis+sentinel://u:pw@a:26379,b:26379/mymaster?sentinel_password=spw".into(),
+            ..RedisConfig::default()
+        };
+        assert!(config.is_sentinel());
+        assert!(!config.is_cluster());
+        assert!(config.check().is_ok());
+        assert_eq!(
+            redact_url(&config.url),
+            "redis+sentinel://u:***@a:26379,b:26379/mymaster?sentinel_password=***"
+        );
+        config.cluster = true;
+        let error = config.check().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid Redis Sentinel URL 'redis+sentinel://u:***@a:26379,b:26379/mymaster?sentinel_password=***': \
+             it cannot be used with --redis-cluster: Sentinel watches one master, Redis Cluster fails over by itself"
+        );
+        config.cluster = false;
+        config.url = "redis+sentinel://a:26379".into();
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.ends_with("it names no master: add /MASTER_NAME after the sentinels (the name in `sentinel monitor`)"), "{error}");
+    }
 }
