@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - a connection is made only through the sentinels, and handed out only after `ROLE`
-//!   answered master on it ([`super::Resolver::connect`]);
+//!   answered master on it (`Resolver::connect` in [`super`]);
 //! - every connection belongs to a generation. When one meets a sign that the master moved
 //!   (`READONLY`: it was demoted; the connection dropped, refused or broken: the master died
 //!   or the sentinels had it closed), the generation ends: no connection of it is reused,
