@@ -417,6 +417,23 @@ async fn sentinels_with_a_password_and_an_acl_user_on_the_master_carry_every_met
             assert!(!error.contains(secret), "{bad}: {error}");
         }
     }
+    // A producer given the wrong sentinel password answers 503, and /ready says why.
+    let refused = Producer::start(
+        &format!("redis+sentinel://relay:relay-pw@{sentinels}/mymaster?sentinel_password=Wr0ngSentinelPw"),
+        &[],
+    )
+    .await;
+    let response = support::post(&format!("{}/write?db=db0", refused.url), body(1)).await;
+    assert_eq!(response.status(), 503);
+    let (code, ready) = support::ready(&refused.url).await;
+    assert_eq!(code, 503, "{ready}");
+    let why = ready["checks"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("the sentinels refuse the credentials"),
+        "{ready}"
+    );
+    assert!(!why.contains("Wr0ng"), "{ready}");
+
     let error = ops(
         &format!("redis+sentinel://relay:Wr0ngMasterPw@{sentinels}/mymaster?sentinel_password=sentinel-pw"),
         &["status"],
