@@ -28,7 +28,7 @@ pub mod pool;
 mod url;
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::SentinelNodeConnectionInfo;
@@ -89,7 +89,14 @@ pub(crate) struct Resolver {
     connect_timeout: Duration,
     /// The master last connected to, to log a change once.
     last: Mutex<Option<String>>,
+    /// The last explanation of a failed lookup and when it was made, reused for
+    /// [`EXPLANATION_TTL`]: a pool whose connections all fail at once (a failover) asks
+    /// every sentinel once, not once per connection.
+    explained: Mutex<Option<(Instant, String)>>,
 }
+
+/// How long the explanation of a failed lookup is reused.
+const EXPLANATION_TTL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Resolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +156,7 @@ impl Resolver {
             node,
             connect_timeout,
             last: Mutex::new(None),
+            explained: Mutex::new(None),
         })
     }
 
@@ -236,11 +244,26 @@ impl Resolver {
     /// The error for a lookup that failed with `error` (`None`: it timed out), explained by
     /// asking each sentinel what it knows.
     async fn lookup_error(&self, error: Option<&RedisError>) -> Error {
-        let census = self.census().await;
+        let recent = {
+            let explained = self.explained.lock().unwrap_or_else(|p| p.into_inner());
+            explained
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < EXPLANATION_TTL)
+                .map(|(_, reason)| reason.clone())
+        };
+        let reason = match recent {
+            Some(reason) => reason,
+            None => {
+                let reason = census::explain(&self.census().await, error);
+                *self.explained.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), reason.clone()));
+                reason
+            }
+        };
         Error::Lookup {
             master: self.url.master_name.clone(),
             sentinels: self.url.sentinel_list(),
-            reason: census::explain(&census, error),
+            reason,
         }
     }
 
