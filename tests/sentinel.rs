@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redline_testkit::{wait_until, RedisSentinel, SentinelOptions};
+use redline_testkit::{wait_until, ChildGuard, RedisSentinel, SentinelOptions};
 use serde_json::Value;
 
 use crate::ops::ops;
@@ -28,6 +28,8 @@ struct Seen {
     refused: std::collections::BTreeMap<u16, usize>,
     /// The longest time from a first refusal to the 204 of the same body.
     longest_outage: Duration,
+    /// When each request that got an HTTP answer (any status) was sent.
+    answered: Vec<Instant>,
 }
 
 /// The lines of body `n`: distinct, each with its own timestamp, so a retried body is the
@@ -51,10 +53,14 @@ fn write(
             let mut first_refusal = None;
             let deadline = Instant::now() + Duration::from_secs(90);
             loop {
+                let sent = Instant::now();
                 let status = match http.post(&url).body(text.clone()).send().await {
                     Ok(response) => response.status().as_u16(),
                     Err(_) => 0,
                 };
+                if status != 0 {
+                    seen.lock().unwrap().answered.push(sent);
+                }
                 if status == 204 {
                     let mut seen = seen.lock().unwrap();
                     seen.stored.insert(n);
@@ -105,21 +111,26 @@ async fn wait_settled(url: &str, path: &std::path::Path, stored: &BTreeSet<usize
         .iter()
         .flat_map(|n| body(*n).lines().map(str::to_string).collect::<Vec<_>>())
         .collect();
-    wait_until(
-        "the file holds every stored line",
-        Duration::from_secs(60),
-        || {
-            let (lines, _) = file_lines(path);
-            assert!(
-                lines.is_subset(&expected),
-                "the file holds lines no 204 answered: {:?}",
-                lines.difference(&expected).take(3).collect::<Vec<_>>()
-            );
-            let complete = lines.len() == expected.len();
-            async move { complete }
-        },
-    )
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (lines, _) = file_lines(path);
+        assert!(
+            lines.is_subset(&expected),
+            "the file holds lines no 204 answered: {:?}",
+            lines.difference(&expected).take(3).collect::<Vec<_>>()
+        );
+        if lines.len() == expected.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 60 s, {} of the {} lines answered 204 are not in the file, e.g. {:?}",
+            expected.len() - lines.len(),
+            expected.len(),
+            expected.difference(&lines).take(2).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(redline_testkit::POLL_INTERVAL).await;
+    }
     wait_until("nothing pending", Duration::from_secs(30), || async {
         pending(url).is_some_and(|p| p == 0)
     })
@@ -131,10 +142,12 @@ async fn wait_settled(url: &str, path: &std::path::Path, stored: &BTreeSet<usize
     total - lines.len()
 }
 
-/// One failover under load: bodies `range` are written while the current master is killed;
-/// returns the new master once the old one is back as its replica and the load is stored.
+/// One failover under load: bodies `range` are written while the current master is killed
+/// at the worst moment, when its replica and the consumer lag behind it; returns the new
+/// master once the old one is back as its replica and the load is stored.
 async fn fail_over_under_load(
     mut set: RedisSentinel,
+    consumer: &mut ChildGuard,
     write_url: &str,
     range: std::ops::Range<usize>,
     seen: &Arc<Mutex<Seen>>,
@@ -153,8 +166,32 @@ async fn fail_over_under_load(
     )
     .await;
     let old = set.master();
+    let replica = set.other(old);
+    // The replica lags: paused, and its link cut, so it never gets what the master takes
+    // from now on; so does the consumer (paused), which has not read it either. Only WAIT
+    // keeps such a write from being answered 204: without it, this test loses them.
+    consumer.pause();
+    set.node(replica).pause();
+    let mut master = set.node(old).conn().await;
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "replica"])
+        .query_async(&mut master)
+        .await
+        .unwrap();
+    let cut = Instant::now();
+    wait_until(
+        "an answer to a write sent after the replica fell behind",
+        Duration::from_secs(10),
+        || {
+            let answered = seen.lock().unwrap().answered.iter().any(|sent| *sent > cut);
+            async move { answered }
+        },
+    )
+    .await;
     let killed = Instant::now();
     set.kill(old); // mid-load: the writer has a request in flight or about to be
+    set.node(replica).resume();
+    consumer.resume();
     let (set, new, promoted) = tokio::task::spawn_blocking(move || {
         let new = set.wait_failover(old);
         let promoted = killed.elapsed();
@@ -185,8 +222,9 @@ async fn a_killed_master_fails_over_and_back_and_the_sink_has_exactly_what_got_2
         &[
             "--wait-replicas",
             "1",
+            // Short: while the replica lags, each write waits this long for its 503.
             "--wait-timeout",
-            "1s",
+            "500ms",
             "--redis-timeout",
             "2s",
         ],
@@ -195,11 +233,11 @@ async fn a_killed_master_fails_over_and_back_and_the_sink_has_exactly_what_got_2
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out.lp");
     let (listen, metrics) = support::metrics_address();
-    let _consumer = file_consumer(&url, GROUP, &path, &["--metrics-listen", &listen]);
+    let mut consumer = file_consumer(&url, GROUP, &path, &["--metrics-listen", &listen]);
     let write_url = format!("{}/write?db=db0", producer.url);
     let seen = Arc::new(Mutex::new(Seen::default()));
 
-    let (set, second) = fail_over_under_load(set, &write_url, 0..12, &seen).await;
+    let (set, second) = fail_over_under_load(set, &mut consumer, &write_url, 0..12, &seen).await;
     assert_ne!(second, first);
     let stored = seen.lock().unwrap().stored.clone();
     let twice = wait_settled(&url, &path, &stored).await;
@@ -213,7 +251,7 @@ async fn a_killed_master_fails_over_and_back_and_the_sink_has_exactly_what_got_2
     assert_eq!(ready["checks"][0]["master"], master, "{ready}");
 
     // And back: the first node, now a replica, is promoted in turn.
-    let (set, third) = fail_over_under_load(set, &write_url, 12..24, &seen).await;
+    let (set, third) = fail_over_under_load(set, &mut consumer, &write_url, 12..24, &seen).await;
     if third != first {
         eprintln!("note: the sentinels failed over once more on their own between the rounds");
     }
