@@ -3,7 +3,7 @@
 #
 # redline's tests and demo run their own redis-server and influxd on their own ports, so all
 # we need from the system is the binaries: Debian/Ubuntu packages redis-server, redis-tools,
-# influxdb (InfluxDB 1.6 on Debian 12) and influxdb-client.
+# redis-sentinel, influxdb (InfluxDB 1.6 on Debian 12) and influxdb-client.
 
 # Prints a section header.
 redline_section() {
@@ -14,6 +14,7 @@ redline_section() {
 redline_package_of() {
     case "$1" in
         redis-server) echo redis-server ;;
+        redis-sentinel) echo redis-sentinel ;;
         redis-cli | redis-benchmark) echo redis-tools ;;
         influxd) echo influxdb ;;
         influx) echo influxdb-client ;;
@@ -27,7 +28,7 @@ redline_package_of() {
 
 # redline_stop_package_services PKG...: stops the services that installing PKG... may have
 # started (only those: a redis or influxd that ran before is left alone). They would hold the
-# default ports 6379 and 8086, and nothing of ours uses them. Every step may fail harmlessly
+# default ports 6379, 26379 and 8086, and nothing of ours uses them. Every step may fail harmlessly
 # (no init system in a container, service not installed, already stopped).
 redline_stop_package_services() {
     local pkg service pidfiles pidfile pid
@@ -36,6 +37,10 @@ redline_stop_package_services() {
             redis-server)
                 service=redis-server
                 pidfiles=(/run/redis/redis-server.pid /var/run/redis/redis-server.pid)
+                ;;
+            redis-sentinel)
+                service=redis-sentinel
+                pidfiles=(/run/sentinel/redis-sentinel.pid /var/run/sentinel/redis-sentinel.pid)
                 ;;
             influxdb)
                 service=influxdb

@@ -1,6 +1,6 @@
 //! The ops commands (`status`, `pending`, `claim`, `consumers`, `dlq`, `trim`): connect,
 //! call `redline-streams`, print a table ([`render`]) or JSON. Runtime errors come back as
-//! one line.
+//! one line. Under Sentinel, `status` and `pending` also say which master they read.
 
 mod render;
 
@@ -63,9 +63,10 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
         Command::Status { json, watch, .. } => {
             let interval = flag_duration("--watch", watch.as_deref())?;
             loop {
-                let report = redline_streams::status(&mut conn, &keys)
+                let mut report = redline_streams::status(&mut conn, &keys)
                     .await
                     .map_err(ops_usage)?;
+                report.sentinel = redline_streams::sentinel_status(&common.redis, &conn).await?;
                 match interval {
                     None if json => return print_json(&report),
                     None => {
@@ -120,6 +121,9 @@ pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
                 }
                 print_json(&report.entries)
             } else {
+                if let Some(master) = conn.master() {
+                    print!("{}", render::master_line(&common.redis, master));
+                }
                 print!("{}", report.render_human());
                 Ok(())
             }

@@ -4,7 +4,9 @@
 //! only metrics redline exports, in the form `/metrics` renders them.
 //!
 //! `docker-compose config` (Debian's `docker-compose` package, v1) validates the file without
-//! a Docker daemon; the test fails, saying so, when it is not installed.
+//! a Docker daemon; the test fails, saying so, when it is not installed. The `sentinel`
+//! profile is checked the same way with redline pointed at its sentinels, and its
+//! `deploy/sentinel/sentinel.conf` is run by a real `redis-sentinel` that redline queries.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -36,6 +38,8 @@ struct Service {
     #[serde(default)]
     ports: Vec<Value>,
     deploy: Option<Value>,
+    #[serde(default)]
+    profiles: Vec<String>,
 }
 
 impl Service {
@@ -84,10 +88,32 @@ fn scalar(value: &Value, service: &str) -> String {
     }
 }
 
+/// The variable `docker-compose.yml` takes redline's `--redis-url` from.
+const REDIS_URL_VARIABLE: &str = "REDLINE_COMPOSE_REDIS_URL";
+
+/// What the `sentinel` profile's README line exports.
+const SENTINEL_URL: &str =
+    "redis+sentinel://sentinel-1:26379,sentinel-2:26379,sentinel-3:26379/mymaster";
+
 /// `docker-compose config`: the compose file as Compose resolves and validates it.
 fn resolved_compose() -> Compose {
-    let output = Command::new("docker-compose")
-        .args(["--file", "docker-compose.yml", "config"])
+    resolved_compose_with(None, None)
+}
+
+/// As [`resolved_compose`], with `--profile profile` and [`REDIS_URL_VARIABLE`] set to
+/// `redis_url` (unset when `None`).
+fn resolved_compose_with(profile: Option<&str>, redis_url: Option<&str>) -> Compose {
+    let mut cmd = Command::new("docker-compose");
+    cmd.args(["--file", "docker-compose.yml"]);
+    if let Some(profile) = profile {
+        cmd.args(["--profile", profile]);
+    }
+    match redis_url {
+        Some(url) => cmd.env(REDIS_URL_VARIABLE, url),
+        None => cmd.env_remove(REDIS_URL_VARIABLE),
+    };
+    let output = cmd
+        .arg("config")
         .current_dir(ROOT)
         .output()
         .unwrap_or_else(|error| {
@@ -204,6 +230,22 @@ fn compose_file_passes_docker_compose_config() {
 #[test]
 fn compose_commands_use_only_options_redline_accepts() {
     let compose = resolved_compose();
+    assert_eq!(
+        redline_commands(&compose),
+        ["consumer", "producer"],
+        "redline services"
+    );
+    assert_eq!(
+        compose.services["producer"]
+            .flag("producer", "--redis-url")
+            .as_deref(),
+        Some("redis://redis:6379/")
+    );
+}
+
+/// Checks every redline service's command against the real CLI; returns the commands,
+/// sorted.
+fn redline_commands(compose: &Compose) -> Vec<String> {
     let empty = tempfile::NamedTempFile::new().unwrap();
     let mut checked = Vec::new();
     for (name, service) in compose.services.iter().filter(|(_, s)| s.is_redline()) {
@@ -236,7 +278,84 @@ fn compose_commands_use_only_options_redline_accepts() {
         checked.push(args[0].clone());
     }
     checked.sort();
-    assert_eq!(checked, ["consumer", "producer"], "redline services");
+    checked
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sentinel_profile_adds_a_replica_and_three_sentinels_redline_finds_the_master_through()
+{
+    let compose = resolved_compose_with(Some("sentinel"), Some(SENTINEL_URL));
+    let services = &compose.services;
+    let mut profiled: Vec<&str> = services
+        .iter()
+        .filter(|(_, s)| s.profiles.iter().any(|p| p == "sentinel"))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    profiled.sort_unstable();
+    assert_eq!(
+        profiled,
+        ["redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]
+    );
+    let replica = services["redis-replica"].args("redis-replica").join(" ");
+    for setting in [
+        "--replicaof redis 6379",
+        "--appendonly yes",
+        "--maxmemory-policy noeviction",
+    ] {
+        assert!(replica.contains(setting), "redis-replica: {replica}");
+    }
+    assert_eq!(redline_commands(&compose), ["consumer", "producer"]);
+    for name in ["producer", "consumer"] {
+        assert_eq!(
+            services[name].flag(name, "--redis-url").as_deref(),
+            Some(SENTINEL_URL),
+            "{name}"
+        );
+    }
+
+    // The sentinels' config, as a real redis-sentinel runs it (the Compose hostname and
+    // port of `redis` replaced by a local server's): redline finds the master through it.
+    let path = format!("{ROOT}/deploy/sentinel/sentinel.conf");
+    let conf = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(
+        conf.contains("sentinel monitor mymaster redis 6379 2"),
+        "{path}"
+    );
+    assert!(conf.contains("port 26379\n"), "{path}");
+    let redis = RedisServer::start(&[]);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("sentinel.conf");
+    let conf = conf
+        .replace(
+            "port 26379\n",
+            &format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n",
+                dir.path().display()
+            ),
+        )
+        .replace(
+            "mymaster redis 6379",
+            &format!("mymaster 127.0.0.1 {}", redis.port()),
+        );
+    std::fs::write(&local, conf).unwrap();
+    let sentinel = ChildGuard::spawn("sentinel", Command::new("redis-sentinel").arg(&local));
+    let url = format!("redis+sentinel://127.0.0.1:{port}/mymaster");
+    wait_until("the sentinel answers", Duration::from_secs(10), || {
+        let out = redline().args(["status", "--redis-url", &url]).output();
+        async move { out.is_ok_and(|o| o.status.success()) }
+    })
+    .await;
+    let out = redline()
+        .args(["status", "--redis-url", &url])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.starts_with(&format!("Redis master 127.0.0.1:{} (", redis.port())),
+        "{table}\n{}",
+        sentinel.logs()
+    );
 }
 
 /// Every `redline_…` metric name in the dashboard's queries.

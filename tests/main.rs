@@ -15,6 +15,7 @@ mod ops;
 mod pipeline;
 mod scale;
 mod security;
+mod sentinel;
 mod snapshot;
 mod sources;
 mod support;

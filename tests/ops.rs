@@ -43,7 +43,7 @@ impl Run {
     }
 
     /// Asserts exit 1, nothing on stdout, and exactly one line on stderr; returns that line.
-    fn failed(self, what: &str) -> String {
+    pub(crate) fn failed(self, what: &str) -> String {
         self.one_line(1, what)
     }
 

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommonArgs {
     /// Redis URL (`redis://[user:pass@]host:port/db`, `rediss://…`); for Redis Cluster,
-    /// node URLs separated by commas, or one seed URL with --redis-cluster.
+    /// node URLs separated by commas, or one seed URL with --redis-cluster; for Sentinel,
+    /// `redis+sentinel://[user:pass@]host:port[,host:port…]/master_name[?sentinel_password=…]`
+    /// (`rediss+sentinel://` for TLS).
     #[arg(long, env = "REDLINE_REDIS_URL", value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) redis_url: Option<String>,

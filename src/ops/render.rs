@@ -3,12 +3,16 @@
 //! depends only on the report, so it can be compared in snapshot tests; absent values print
 //! as `-`.
 
+mod sentinel;
+
 use std::fmt::Display;
 
 use redline_streams::{
     ClaimReport, ConsumerInfo, ConsumersReport, DeadLetter, DlqList, PendingReport, PurgeReport,
     ReplayReport, StatusReport, TrimReport,
 };
+
+pub(crate) use self::sentinel::master_line;
 
 /// A report that prints as a table.
 pub(crate) trait Render {
@@ -143,9 +147,14 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 }
 
 impl Render for StatusReport {
-    /// A table of streams, a table of groups, and the dead-letter count.
+    /// Under Sentinel the master and the sentinels' views, then a table of streams, a
+    /// table of groups, and the dead-letter count.
     fn render_human(&self) -> String {
-        let mut out = String::new();
+        let mut out = self
+            .sentinel
+            .as_ref()
+            .map(sentinel::render)
+            .unwrap_or_default();
         let mut streams = Table::new(&[
             ("STREAM", Left),
             ("LENGTH", Right),

@@ -43,15 +43,16 @@ impl Probes {
         }
     }
 
-    async fn redis(&self) -> Result<(), String> {
+    /// PING on a connection of its own; under Sentinel, the master's address.
+    async fn redis(&self) -> Result<Option<String>, String> {
         let mut conn = redline_streams::connect(&self.redis)
             .await
             .map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
-            .map(drop)
-            .map_err(|e| format!("Redis does not answer PING: {e}"))
+            .map_err(|e| format!("Redis does not answer PING: {e}"))?;
+        Ok(conn.master().map(str::to_string))
     }
 
     async fn sink(&self) -> Result<(), String> {
@@ -115,7 +116,7 @@ async fn metrics(State(probes): State<Arc<Probes>>) -> Response {
 
 async fn ready(State(probes): State<Arc<Probes>>) -> Response {
     let (redis, sink) = tokio::join!(
-        Check::run("redis", probes.redis()),
+        Check::run_redis(probes.redis()),
         Check::run("sink", probes.sink()),
     );
     let (ready, body) = health::ready_body("redline-consumer", &[redis, sink]);

@@ -2,7 +2,8 @@
 //!
 //! `/health` says the process is up; `/ready` says it can do its work right now: Redis
 //! answers, and for a consumer the sink answers. Each check is bounded in time so a probe
-//! never hangs on a dead dependency.
+//! never hangs on a dead dependency. Under Sentinel the `redis` check also names the master
+//! in use (`"master": "host:port"`), a key added only then.
 
 use std::{future::Future, time::Duration};
 
@@ -18,6 +19,8 @@ pub struct Check {
     pub name: &'static str,
     /// `None` when it passed, else what is wrong.
     pub error: Option<String>,
+    /// Under Sentinel, the master the check reached (`host:port`).
+    pub master: Option<String>,
 }
 
 impl Check {
@@ -31,7 +34,27 @@ impl Check {
             Ok(Err(error)) => Some(error),
             Err(_) => Some(format!("no answer within {CHECK_TIMEOUT:?}")),
         };
-        Self { name, error }
+        Self {
+            name,
+            error,
+            master: None,
+        }
+    }
+
+    /// The `redis` check: runs `probe` as [`Check::run`] does; a probe that passes may name
+    /// the master it reached (under Sentinel).
+    pub async fn run_redis<F>(probe: F) -> Self
+    where
+        F: Future<Output = Result<Option<String>, String>>,
+    {
+        let mut master = None;
+        let mut check = Self::run("redis", async {
+            master = probe.await?;
+            Ok(())
+        })
+        .await;
+        check.master = master;
+        check
     }
 }
 
@@ -42,9 +65,15 @@ pub fn ready_body(component: &str, checks: &[Check]) -> (bool, Value) {
         "name": component,
         "status": if ready { "ready" } else { "not ready" },
         "version": env!("CARGO_PKG_VERSION"),
-        "checks": checks.iter().map(|c| match &c.error {
-            None => json!({"name": c.name, "status": "pass"}),
-            Some(e) => json!({"name": c.name, "status": "fail", "error": e}),
+        "checks": checks.iter().map(|c| {
+            let mut check = match &c.error {
+                None => json!({"name": c.name, "status": "pass"}),
+                Some(e) => json!({"name": c.name, "status": "fail", "error": e}),
+            };
+            if let Some(master) = &c.master {
+                check["master"] = json!(master);
+            }
+            check
         }).collect::<Vec<_>>(),
     });
     (ready, body)

@@ -7,7 +7,8 @@
 //! - [`series`]: the series key of a metric and the stable partition hash built on it;
 //! - [`entry`]: a metric ⇄ the fields of one Redis stream entry, and v2 buckets (`db/rp`);
 //! - [`keys`]: every Redis key name redline uses;
-//! - [`redis`]: connection pools from a [`redis::RedisConfig`] and Redis error classification;
+//! - [`redis`]: connection pools from a [`redis::RedisConfig`] (standalone, Redis Cluster, or
+//!   the master under Sentinel) and Redis error classification;
 //! - [`eviction`]: refusing a Redis that may evict streams;
 //! - [`health`]: the bodies of `/health` and `/ready`;
 //! - [`shutdown`]: a cloneable shutdown handle fed by SIGTERM/SIGINT;
@@ -21,7 +22,10 @@
 //! - an entry decodes to the metric that was encoded, or is named undecodable, never
 //!   guessed at (`entry.rs`);
 //! - a password or token never reaches a log, an error, `Debug` or serialised config
-//!   (`secret.rs`, and `redis.rs` for URLs);
+//!   (`secret.rs`, and `redis.rs` and `redis/sentinel/url.rs` for URLs);
+//! - under Sentinel, a connection is used only once `ROLE` on it said master, and no pooled
+//!   connection is reused after one of its generation met `READONLY` or lost its
+//!   connection (`redis/sentinel.rs`, `redis/sentinel/pool.rs`);
 //! - a Redis whose `maxmemory-policy` may evict streams is refused (`eviction.rs`).
 //!
 //! Nothing here listens on a socket or runs a long-lived task.

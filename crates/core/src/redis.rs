@@ -1,13 +1,16 @@
 //! Connections to Redis: a pool for request/response traffic, dedicated connections for
 //! blocking reads and for the ops commands, and the classification of Redis errors.
 //!
-//! Redis is either one server (standalone, with or without replicas) or a Redis Cluster:
-//! [`RedisConfig::url`] with several comma-separated node URLs, or one seed URL with
-//! [`RedisConfig::cluster`], selects the cluster client (redis-rs `cluster-async`). Callers
-//! see one [`Pool`], [`PooledConnection`] and [`Connection`] either way, each implementing
-//! `redis::aio::ConnectionLike`; the cluster client follows `MOVED`/`ASK` redirections and
-//! failovers by itself. What callers must still do on a cluster is never send a command or
-//! a pipeline whose keys hash to different slots ([`Pipelines`] groups pipelines per slot).
+//! Redis is one server (standalone, with or without replicas), a Redis Cluster, or a master
+//! watched by Sentinel: [`RedisConfig::url`] with several comma-separated node URLs, or one
+//! seed URL with [`RedisConfig::cluster`], selects the cluster client (redis-rs
+//! `cluster-async`); a `redis+sentinel://` or `rediss+sentinel://` URL selects the
+//! [`sentinel`] client, which finds the master through the sentinels and follows it after a
+//! failover. Callers see one [`Pool`], [`PooledConnection`] and [`Connection`] in every
+//! case, each implementing `redis::aio::ConnectionLike`; the cluster client follows
+//! `MOVED`/`ASK` redirections and failovers by itself. What callers must still do on a
+//! cluster is never send a command or a pipeline whose keys hash to different slots
+//! ([`Pipelines`] groups pipelines per slot).
 //!
 //! Pooled connections are multiplexed (redis-rs `MultiplexedConnection`, and a cluster
 //! connection multiplexes one connection per node): a dropped future does not cancel a
@@ -16,6 +19,7 @@
 //! is the same InfluxDB point).
 
 mod pool;
+pub mod sentinel;
 
 use std::time::Duration;
 
@@ -25,6 +29,7 @@ use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
 
 pub use self::pool::{Connection, Link, Pipelines, Pool, PoolError, PooledConnection};
+pub use self::sentinel::{Census, SentinelUrl, SentinelView};
 
 /// The default Redis URL.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
@@ -34,8 +39,10 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db` or `rediss://…`; for Redis Cluster, several
-    /// node URLs separated by commas (any reachable one is enough to find the others).
-    /// Serialised with its password masked.
+    /// node URLs separated by commas (any reachable one is enough to find the others); for
+    /// Sentinel, `redis+sentinel://[user:password@]host:port[,host:port…]/master_name`
+    /// (`rediss+sentinel://` with TLS, see [`SentinelUrl`]). Serialised with its passwords
+    /// masked.
     #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// Use the Redis Cluster client even with one URL (a seed node of the cluster).
@@ -74,6 +81,17 @@ pub enum Error {
         /// What redis-rs said.
         reason: redis::RedisError,
     },
+    /// The Sentinel URL does not parse.
+    #[error("invalid Redis Sentinel URL '{url}': {reason}")]
+    SentinelUrl {
+        /// The URL, passwords masked.
+        url: String,
+        /// What is wrong.
+        reason: sentinel::UrlError,
+    },
+    /// No master could be found or reached through the sentinels.
+    #[error(transparent)]
+    Sentinel(#[from] sentinel::Error),
     /// The pool could not be built.
     #[error("cannot build the Redis connection pool: {0}")]
     Pool(String),
@@ -91,8 +109,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Masks the password of a Redis URL so it can be logged: `redis://u:***@host:6379/`.
-/// A comma-separated list of node URLs is masked URL by URL.
+/// A comma-separated list of node URLs is masked URL by URL; a Sentinel URL also has every
+/// query value masked (`?sentinel_password=***`).
 pub fn redact_url(url: &str) -> String {
+    if sentinel::is_sentinel(url) {
+        return sentinel::redact(url);
+    }
     if url.contains(',') {
         return url.split(',').map(redact_one).collect::<Vec<_>>().join(",");
     }
@@ -144,16 +166,62 @@ impl RedisConfig {
             .collect()
     }
 
-    /// True when this is a Redis Cluster: several node URLs, or [`RedisConfig::cluster`].
+    /// True when this is a Redis Cluster: several node URLs, or [`RedisConfig::cluster`]
+    /// (and not a Sentinel URL, whose commas separate sentinels).
     pub fn is_cluster(&self) -> bool {
-        self.cluster || self.nodes().len() > 1
+        !self.is_sentinel() && (self.cluster || self.nodes().len() > 1)
+    }
+
+    /// True for a `redis+sentinel://` or `rediss+sentinel://` URL.
+    pub fn is_sentinel(&self) -> bool {
+        sentinel::is_sentinel(&self.url)
+    }
+
+    /// The parsed Sentinel URL.
+    ///
+    /// # Errors
+    /// [`Error::SentinelUrl`] naming what is wrong, also when [`RedisConfig::cluster`] is set.
+    pub fn sentinel_url(&self) -> Result<SentinelUrl> {
+        let invalid = |reason| Error::SentinelUrl {
+            url: redact_url(&self.url),
+            reason,
+        };
+        if self.cluster {
+            return Err(invalid(sentinel::UrlError::WithCluster));
+        }
+        SentinelUrl::parse(&self.url).map_err(invalid)
+    }
+
+    /// A resolver of the master for a Sentinel URL.
+    fn resolver(&self) -> Result<sentinel::Resolver> {
+        sentinel::Resolver::new(self.sentinel_url()?, self.connect_timeout).map_err(|reason| {
+            Error::Url {
+                url: redact_url(&self.url),
+                reason,
+            }
+        })
+    }
+
+    /// What each sentinel says about the master (`None` unless this is a Sentinel URL).
+    ///
+    /// # Errors
+    /// [`Error::SentinelUrl`] for a bad URL; sentinels that do not answer are in the census.
+    pub async fn census(&self) -> Result<Option<Census>> {
+        if !self.is_sentinel() {
+            return Ok(None);
+        }
+        Ok(Some(self.resolver()?.census().await))
     }
 
     /// Checks the URL(s) without connecting.
     ///
     /// # Errors
-    /// [`Error::Url`] naming the first URL that does not parse.
+    /// [`Error::Url`] naming the first URL that does not parse, [`Error::SentinelUrl`] for a
+    /// Sentinel URL.
     pub fn check(&self) -> Result<()> {
+        if self.is_sentinel() {
+            return self.resolver().map(drop);
+        }
         if self.is_cluster() {
             self.cluster_client(Some(self.response_timeout)).map(drop)
         } else {
@@ -162,7 +230,8 @@ impl RedisConfig {
     }
 
     /// A client for a standalone Redis (checks the URL, does not connect). With a list of
-    /// cluster nodes, it is a client of the first one.
+    /// cluster nodes, it is a client of the first one. A Sentinel URL names no one node:
+    /// use [`RedisConfig::connect`].
     ///
     /// # Errors
     /// [`Error::Url`] when the URL does not parse.
@@ -211,6 +280,22 @@ impl RedisConfig {
     /// # Errors
     /// [`Error::Url`] or [`Error::Pool`] for a bad configuration.
     pub fn pool(&self) -> Result<Pool> {
+        if self.is_sentinel() {
+            let manager = sentinel::pool::Manager::new(
+                self.resolver()?,
+                self.connection_config(Some(self.response_timeout)),
+            );
+            return sentinel::pool::Pool::builder(manager)
+                .max_size(self.pool_size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(self.response_timeout))
+                // A lookup through the sentinels, then a connection and ROLE on the master.
+                .create_timeout(Some(self.connect_timeout * 5))
+                .recycle_timeout(Some(self.connect_timeout))
+                .build()
+                .map(Pool::Sentinel)
+                .map_err(|e| Error::Pool(e.to_string()));
+        }
         if self.is_cluster() {
             let client = self.cluster_client(Some(self.response_timeout))?;
             return Ok(Pool::cluster(client, self.connect_timeout * 2));
@@ -256,6 +341,15 @@ impl RedisConfig {
             url: redact_url(&self.url),
             reason,
         };
+        if self.is_sentinel() {
+            let resolver = self.resolver()?;
+            let master = sentinel::pool::Master::connect(
+                &resolver,
+                &self.connection_config(response_timeout),
+            )
+            .await?;
+            return Ok(Connection::Sentinel(master));
+        }
         if self.is_cluster() {
             let client = self.cluster_client(response_timeout)?;
             // Connecting asks every seed for the slot map; bound it as a pool would.
@@ -365,5 +459,31 @@ mod tests {
         config.url = "redis://127.0.0.1:7000,nonsense".into();
         let error = config.check().unwrap_err().to_string();
         assert!(error.contains("'nonsense'"), "{error}");
+    }
+
+    #[test]
+    fn a_sentinel_url_is_no_cluster_and_refuses_the_cluster_flag() {
+        let mut config = RedisConfig {
+            url: "redis+sentinel://u:pw@a:26379,b:26379/mymaster?sentinel_password=spw".into(),
+            ..RedisConfig::default()
+        };
+        assert!(config.is_sentinel());
+        assert!(!config.is_cluster());
+        assert!(config.check().is_ok());
+        assert_eq!(
+            redact_url(&config.url),
+            "redis+sentinel://u:***@a:26379,b:26379/mymaster?sentinel_password=***"
+        );
+        config.cluster = true;
+        let error = config.check().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "invalid Redis Sentinel URL 'redis+sentinel://u:***@a:26379,b:26379/mymaster?sentinel_password=***': \
+             it cannot be used with --redis-cluster: Sentinel watches one master, Redis Cluster fails over by itself"
+        );
+        config.cluster = false;
+        config.url = "redis+sentinel://a:26379".into();
+        let error = config.check().unwrap_err().to_string();
+        assert!(error.ends_with("it names no master: add /MASTER_NAME after the sentinels (the name in `sentinel monitor`)"), "{error}");
     }
 }

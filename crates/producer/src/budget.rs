@@ -3,7 +3,7 @@
 //! the pipelines of the round being stored.
 //!
 //! Invariants:
-//! - memory is charged before it is taken: a request asks its [`Charge`] for the bytes of
+//! - memory is charged before it is taken: a request asks its `Charge` for the bytes of
 //!   each frame before keeping it, for each inflated chunk before inflating further, for its
 //!   parsed metrics before parsing; so the producer's memory for requests never passes the
 //!   budget, however many requests arrive and however large they claim to be;
@@ -12,7 +12,7 @@
 //!   needs more than half the budget is refused at once ([`Exceeded::TooLarge`]: 413): so no
 //!   request holds what all the others need, and a gzip bomb stops at half the budget
 //!   without waiting for room it should not have;
-//! - what a request holds is given back when its [`Charge`] drops, however the request
+//! - what a request holds is given back when its `Charge` drops, however the request
 //!   ends (answered, refused, or the client gone).
 //!
 //! Waiting requests are served in arrival order (tokio's semaphore is fair), so a large

@@ -375,14 +375,7 @@ async fn health() -> Response {
 }
 
 async fn ready(AxumState(state): AxumState<State>) -> Response {
-    let redis = redline_core::health::Check::run("redis", async {
-        if state.inner.writer.ping().await {
-            Ok(())
-        } else {
-            Err("Redis does not answer PING".to_string())
-        }
-    })
-    .await;
+    let redis = redline_core::health::Check::run_redis(state.inner.writer.ping()).await;
     let (ready, body) = redline_core::health::ready_body("redline-producer", &[redis]);
     let status = if ready {
         StatusCode::OK

@@ -15,7 +15,7 @@
 //!   `max_line_length` is not held: the rest of it is skipped up to its newline, counted
 //!   (`reason="line_too_long"`) and logged at warn. Closing the connection instead would
 //!   make a client that retries its batch (Telegraf) send the same line again for ever;
-//! - memory comes from the producer's one budget ([`Budget`]), charged before each read
+//! - memory comes from the producer's one budget (`Budget`), charged before each read
 //!   for the read, the line held from the last one, parsing and storing: an idle
 //!   connection holds nothing, and while the budget is taken, connections wait unread
 //!   (TCP backpressure again);

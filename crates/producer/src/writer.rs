@@ -118,15 +118,23 @@ impl Writer {
             .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX))
     }
 
-    /// True when Redis answers PING.
-    pub async fn ping(&self) -> bool {
-        let Ok(mut conn) = self.pool.get().await else {
-            return false;
-        };
+    /// Whether Redis answers PING through the pool; under Sentinel, the master's address.
+    ///
+    /// # Errors
+    /// What is wrong, as one line: no connection (under Sentinel, why no master was
+    /// found), or no answer to PING.
+    pub async fn ping(&self) -> Result<Option<String>, String> {
+        let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
         redis::cmd("PING")
             .query_async::<String>(&mut conn)
             .await
-            .is_ok()
+            .map_err(|e| {
+                format!(
+                    "Redis does not answer PING: {}",
+                    redline_core::redis::describe(&e)
+                )
+            })?;
+        Ok(conn.master().map(str::to_string))
     }
 
     /// XADDs every metric, in rounds of [`PIPELINE_BYTES`], returning how many Redis

@@ -55,12 +55,15 @@ pub use crate::error::{Error, Result};
 pub use crate::gauges::{export as export_gauges, GroupGauges};
 pub use crate::pending::{pending, ConsumerPending, PendingEntry, PendingFilter, PendingReport};
 pub use crate::reply::Id;
-pub use crate::status::{status, GroupStatus, StatusReport, StreamStatus};
+pub use crate::status::{
+    sentinel_status, status, GroupStatus, SentinelStatus, StatusReport, StreamStatus,
+};
 pub use crate::stream::{backlog, decode_groups, groups, GroupInfo};
 pub use crate::trim::{trim, trim_plan, StreamTrim, TrimReport};
 
-/// Connects to the Redis of `config` (standalone, or Redis Cluster when it names several
-/// nodes or sets `cluster`), with its connect and response timeouts.
+/// Connects to the Redis of `config` (standalone, Redis Cluster when it names several nodes
+/// or sets `cluster`, or the master the sentinels of a `redis+sentinel://` URL name), with
+/// its connect and response timeouts.
 ///
 /// # Errors
 /// [`Error::Config`] for a bad URL, [`Error::Connect`] when Redis cannot be reached.

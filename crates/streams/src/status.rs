@@ -1,9 +1,11 @@
 //! `redline status`: each metric stream's length, ids and memory, each group's consumers,
-//! pending entries, lag and oldest pending entry, and the dead-letter count.
+//! pending entries, lag and oldest pending entry, and the dead-letter count; under Sentinel,
+//! the master in use and what each sentinel says of it ([`sentinel_status`]).
 
 use redis::aio::ConnectionLike;
 use redis::Value;
 use redline_core::keys::StreamKeys;
+use redline_core::redis::{Connection, RedisConfig, SentinelView};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -23,6 +25,45 @@ pub struct StatusReport {
     pub dlq_key: String,
     /// How many dead letters it holds.
     pub dlq_length: u64,
+    /// Under Sentinel only: the master this report was read from and what each sentinel
+    /// says (set by [`sentinel_status`]; absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<SentinelStatus>,
+}
+
+/// The master in use under Sentinel, and what each sentinel says of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentinelStatus {
+    /// The name the sentinels know the master by.
+    pub master_name: String,
+    /// The master the connection reached (`host:port`), checked master with `ROLE`.
+    pub master: String,
+    /// True when every sentinel answered and named that master.
+    pub agree: bool,
+    /// One per sentinel of the URL, in its order: the master it names, or why none.
+    pub sentinels: Vec<SentinelView>,
+}
+
+/// Under Sentinel, the master `conn` reached and what every sentinel says of it; `None` for
+/// a standalone Redis or a cluster.
+///
+/// # Errors
+/// [`Error::Config`] for a bad Sentinel URL (sentinels that do not answer are reported, not
+/// errors).
+pub async fn sentinel_status(
+    config: &RedisConfig,
+    conn: &Connection,
+) -> Result<Option<SentinelStatus>> {
+    let (Some(census), Some(master)) = (config.census().await?, conn.master()) else {
+        return Ok(None);
+    };
+    let agree = census.answered() == census.sentinels.len() && census.masters() == [master];
+    Ok(Some(SentinelStatus {
+        master_name: census.master_name,
+        master: master.to_string(),
+        agree,
+        sentinels: census.sentinels,
+    }))
 }
 
 /// One metric stream (partition).
@@ -89,6 +130,7 @@ pub async fn status<C: ConnectionLike + Send>(
         streams,
         dlq_key,
         dlq_length,
+        sentinel: None,
     })
 }
 

@@ -6,6 +6,9 @@
 //!   on drop.
 //! - [`RedisCluster`] runs a Redis Cluster of such servers on loopback (3 masters, with or
 //!   without a replica each) and can kill a master to make its replica take over.
+//! - [`RedisSentinel`] runs a master, a replica and three `redis-sentinel`s watching them,
+//!   optionally with passwords on both, and can kill the master and bring it back as a
+//!   replica of the one the sentinels promoted.
 //! - [`Tmpfs`] mounts a small tmpfs (as root) that tests fill to make a disk full.
 //! - [`ChildGuard`] runs our own binary (`env!("CARGO_BIN_EXE_redline")`) with its output
 //!   captured (in a temp dir, or in files the caller keeps across restarts), and kills it on
@@ -20,8 +23,9 @@
 //! `#[test]`s, `#[tokio::test]`s and bench binaries alike; only the client helpers
 //! ([`RedisServer::conn`], the [`InfluxServer`] queries) are async and need a Tokio runtime.
 //!
-//! Binaries are found through `REDLINE_REDIS_SERVER` / `REDLINE_INFLUXD`, else on `PATH`.
-//! `scripts/test` installs them (`apt-get install redis-server influxdb`) when missing.
+//! Binaries are found through `REDLINE_REDIS_SERVER` / `REDLINE_REDIS_SENTINEL` /
+//! `REDLINE_INFLUXD`, else on `PATH`. `scripts/test` installs them (`apt-get install
+//! redis-server redis-sentinel influxdb`) when missing.
 //!
 //! ```no_run
 //! # async fn example() {
@@ -43,6 +47,7 @@ mod cluster;
 mod influx;
 mod process;
 mod redis;
+mod sentinel;
 mod tmpfs;
 mod wait;
 
@@ -54,6 +59,7 @@ pub use crate::cluster::RedisCluster;
 pub use crate::influx::{InfluxOptions, InfluxServer};
 pub use crate::process::ChildGuard;
 pub use crate::redis::RedisServer;
+pub use crate::sentinel::{RedisSentinel, SentinelOptions, MASTER_NAME};
 pub use crate::tmpfs::Tmpfs;
 pub use crate::wait::{wait_for, wait_until, wait_until_sync, POLL_INTERVAL};
 

@@ -4,6 +4,8 @@
 //! - the server binds 127.0.0.1 only and writes nothing outside its temp dir
 //!   (`--save ""` disables RDB snapshots unless the test asks for them);
 //! - [`RedisServer::start`] returns only once PING answers PONG (not `-LOADING`);
+//! - a server started with `--requirepass P` is probed, and [`RedisServer::url`] connects,
+//!   with that password;
 //! - drop SIGKILLs and reaps the server before its directory is deleted.
 
 use std::path::Path;
@@ -123,9 +125,10 @@ impl RedisServer {
         self.port
     }
 
-    /// The connection URL, `redis://127.0.0.1:<port>/`.
+    /// The connection URL, `redis://127.0.0.1:<port>/`, or `redis://:P@127.0.0.1:<port>/`
+    /// when the server was started with `--requirepass P`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        url(self.port, &self.extra)
     }
 
     /// A client for [`RedisServer::url`].
@@ -220,6 +223,21 @@ impl RedisServer {
         send_signal(self.child.id(), "CONT");
     }
 
+    /// As [`RedisServer::start_again`], with `extra` instead of the arguments given so far
+    /// (e.g. to come back as a replica of another node: `--replicaof 127.0.0.1 <port>`).
+    ///
+    /// # Panics
+    /// As [`RedisServer::start_again`].
+    pub fn start_again_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        self.start_again();
+    }
+
+    /// The extra arguments the server runs with.
+    pub fn extra(&self) -> &[String] {
+        &self.extra
+    }
+
     /// A crash and recovery: [`RedisServer::kill`] then [`RedisServer::start_again`].
     pub fn restart(&mut self) {
         self.kill();
@@ -243,7 +261,7 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
         "redis-server",
     );
     // Nothing may panic between spawn and return, or the child would outlive its owner.
-    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+    let client = ::redis::Client::open(url(port, extra))
         .unwrap_or_else(|error| panic!("invalid redis url for port {port}: {error}"));
     // Where this attempt's output starts: the log files are appended to across launches, and
     // an earlier attempt's "Address already in use" must not be mistaken for this one's.
@@ -290,6 +308,18 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
             )));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `redis://127.0.0.1:<port>/`, with the password of a `--requirepass` among `extra`.
+fn url(port: u16, extra: &[String]) -> String {
+    let password = extra
+        .iter()
+        .position(|arg| arg == "--requirepass")
+        .and_then(|at| extra.get(at + 1));
+    match password {
+        Some(password) => format!("redis://:{password}@127.0.0.1:{port}/"),
+        None => format!("redis://127.0.0.1:{port}/"),
     }
 }
 

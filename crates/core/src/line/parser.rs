@@ -4,7 +4,7 @@
 use super::{general, quote, scan, Limits, LineError, Parsed, Precision};
 
 /// Parses a body piece by piece, so a caller can account for the memory of each piece
-/// before it is taken: [`parse_with`] in steps, with the same result.
+/// before it is taken: [`parse_with`](super::parse_with) in steps, with the same result.
 #[derive(Debug)]
 pub struct Parser<'a> {
     lines: scan::Lines<'a>,

@@ -1,4 +1,4 @@
-//! One abstraction over standalone Redis and Redis Cluster: [`Pool`] hands out
+//! One abstraction over standalone Redis, Redis Cluster and a master under Sentinel: [`Pool`] hands out
 //! [`PooledConnection`]s, [`RedisConfig::connect`](super::RedisConfig::connect) and
 //! [`RedisConfig::blocking_connection`](super::RedisConfig::blocking_connection) make a
 //! dedicated [`Connection`]; all of them implement `redis::aio::ConnectionLike`, so the
@@ -19,6 +19,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::Mutex;
 
+use super::sentinel;
+
 /// Where pooled connections come from.
 #[derive(Clone)]
 pub enum Pool {
@@ -26,6 +28,9 @@ pub enum Pool {
     Standalone(deadpool_redis::Pool),
     /// A Redis Cluster: one shared cluster connection, made on first use.
     Cluster(Arc<ClusterPool>),
+    /// A master under Sentinel: a deadpool of connections made through the sentinels,
+    /// following the master (see [`sentinel::pool`]).
+    Sentinel(sentinel::pool::Pool),
 }
 
 impl std::fmt::Debug for Pool {
@@ -33,6 +38,7 @@ impl std::fmt::Debug for Pool {
         match self {
             Self::Standalone(pool) => f.debug_tuple("Standalone").field(pool).finish(),
             Self::Cluster(_) => f.write_str("Cluster"),
+            Self::Sentinel(pool) => f.debug_tuple("Sentinel").field(pool).finish(),
         }
     }
 }
@@ -59,6 +65,22 @@ pub enum PoolError {
     /// The cluster could not be reached (no seed answered, or its slot map is incomplete).
     #[error("cannot connect to the Redis Cluster: {0}")]
     Cluster(redis::RedisError),
+    /// No master could be had through the sentinels, or the pool timed out.
+    #[error("{}", sentinel_pool_error(.0))]
+    Sentinel(deadpool::managed::PoolError<sentinel::Error>),
+}
+
+/// A Sentinel pool's error without deadpool's wording around the cause.
+fn sentinel_pool_error(error: &deadpool::managed::PoolError<sentinel::Error>) -> String {
+    use deadpool::managed::{PoolError, TimeoutType};
+    match error {
+        PoolError::Backend(error) => error.to_string(),
+        PoolError::Timeout(TimeoutType::Create) => {
+            "no Redis master connection within the connect timeout (sentinels or master slow)"
+                .to_string()
+        }
+        other => format!("no Redis master connection: {other}"),
+    }
 }
 
 impl Pool {
@@ -82,6 +104,11 @@ impl Pool {
     pub async fn get(&self) -> Result<PooledConnection, PoolError> {
         match self {
             Self::Standalone(pool) => Ok(PooledConnection::Standalone(pool.get().await?)),
+            Self::Sentinel(pool) => pool
+                .get()
+                .await
+                .map(|conn| PooledConnection::Sentinel(sentinel::pool::Pooled(conn)))
+                .map_err(PoolError::Sentinel),
             Self::Cluster(pool) => {
                 let mut shared = pool.shared.lock().await;
                 if let Some(conn) = shared.as_ref() {
@@ -103,44 +130,69 @@ fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
 }
 
-/// A standalone connection of type `S`, or a handle on a cluster connection: the one
-/// shape of [`PooledConnection`] and [`Connection`].
+/// A standalone connection of type `S`, a handle on a cluster connection, or a connection
+/// of type `M` to a master under Sentinel: the one shape of [`PooledConnection`] and
+/// [`Connection`].
 #[derive(Clone)]
-pub enum Link<S> {
+pub enum Link<S, M> {
     /// A standalone Redis.
     Standalone(S),
     /// A Redis Cluster.
     Cluster(ClusterConnection),
+    /// The master under Sentinel.
+    Sentinel(M),
 }
 
-/// A connection from a [`Pool`]; a standalone one returns to the pool on drop.
-pub type PooledConnection = Link<deadpool_redis::Connection>;
+/// A connection from a [`Pool`]; a standalone or Sentinel one returns to the pool on drop.
+pub type PooledConnection = Link<deadpool_redis::Connection, sentinel::pool::Pooled>;
 
 /// A dedicated connection (not pooled): for blocking reads and the ops commands.
-pub type Connection = Link<MultiplexedConnection>;
+pub type Connection = Link<MultiplexedConnection, sentinel::pool::Master>;
 
-impl<S> std::fmt::Debug for Link<S> {
+impl<S, M> std::fmt::Debug for Link<S, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // redis-rs' cluster connection is not `Debug`.
         f.write_str(match self {
             Self::Standalone(_) => "Link::Standalone",
             Self::Cluster(_) => "Link::Cluster",
+            Self::Sentinel(_) => "Link::Sentinel",
         })
     }
 }
 
-impl<S> Link<S> {
+impl<S, M> Link<S, M> {
     /// True for a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
 }
 
-impl<S: ConnectionLike + Send> ConnectionLike for Link<S> {
+impl Link<deadpool_redis::Connection, sentinel::pool::Pooled> {
+    /// Under Sentinel, the master's address (`host:port`) this connection goes to.
+    pub fn master(&self) -> Option<&str> {
+        match self {
+            Self::Sentinel(conn) => Some(conn.address()),
+            _ => None,
+        }
+    }
+}
+
+impl Link<MultiplexedConnection, sentinel::pool::Master> {
+    /// Under Sentinel, the master's address (`host:port`) this connection goes to.
+    pub fn master(&self) -> Option<&str> {
+        match self {
+            Self::Sentinel(conn) => Some(conn.address()),
+            _ => None,
+        }
+    }
+}
+
+impl<S: ConnectionLike + Send, M: ConnectionLike + Send> ConnectionLike for Link<S, M> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Standalone(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -153,6 +205,7 @@ impl<S: ConnectionLike + Send> ConnectionLike for Link<S> {
         match self {
             Self::Standalone(conn) => conn.req_packed_commands(cmd, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Sentinel(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -160,6 +213,7 @@ impl<S: ConnectionLike + Send> ConnectionLike for Link<S> {
         match self {
             Self::Standalone(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
+            Self::Sentinel(conn) => conn.get_db(),
         }
     }
 }
