@@ -126,3 +126,9 @@ pub fn entry(fields: Vec<(String, FieldValue)>) {
         }
     }
 }
+
+/// An XREADGROUP reply's bytes, arriving in pieces: the consumer's own decoder must frame
+/// them as one reply and read it exactly as redis-rs's parser does.
+pub fn xreadgroup_reply(data: &[u8]) {
+    redline_consumer::fuzz_xreadgroup_reply(data);
+}

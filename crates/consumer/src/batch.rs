@@ -70,6 +70,17 @@ impl Body {
                 None => others.push((name, value)),
             }
         }
+        Self::from_parts(lp, db, rp, &others)
+    }
+
+    /// The body of an entry whose `lp`, `db` and `rp` fields are given, with `others`, the
+    /// fields of no meaning here (kept only for the dead letter of an undecodable entry).
+    pub(crate) fn from_parts(
+        lp: Option<Value>,
+        db: Option<Value>,
+        rp: Option<Value>,
+        others: &[(Value, Value)],
+    ) -> Self {
         match Entry::from_values(lp, db, rp) {
             Ok(entry) => Self::Metric(entry),
             Err(refused) => {
@@ -85,7 +96,7 @@ impl Body {
                         raw.insert(name.to_string(), lossy(value).into());
                     }
                 }
-                for (name, value) in &others {
+                for (name, value) in others {
                     raw.insert(lossy(name), lossy(value).into());
                 }
                 Self::Invalid {
@@ -101,13 +112,14 @@ impl Body {
 }
 
 /// The fields of a redline entry.
-enum Field {
+pub(crate) enum Field {
     Lp,
     Db,
     Rp,
 }
 
-fn field_slot(name: &[u8]) -> Option<Field> {
+/// Which redline field `name` is, if any.
+pub(crate) fn field_slot(name: &[u8]) -> Option<Field> {
     match name {
         n if n == entry::FIELD_LP.as_bytes() => Some(Field::Lp),
         n if n == entry::FIELD_DB.as_bytes() => Some(Field::Db),

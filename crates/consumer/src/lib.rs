@@ -41,7 +41,15 @@ mod http;
 mod maintain;
 mod pending;
 mod reader;
+mod resp;
 pub mod sink;
+
+/// The `resp` fuzz target (`fuzz/`): the XREADGROUP reply decoder against redis-rs's parser
+/// on arbitrary bytes; panics when they differ or a frame is misread.
+#[doc(hidden)]
+pub fn fuzz_xreadgroup_reply(data: &[u8]) {
+    resp::fuzz(data);
+}
 
 use std::net::SocketAddr;
 use std::time::Duration;

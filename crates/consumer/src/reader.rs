@@ -33,6 +33,9 @@ use redline_core::redis::{Connection, RedisConfig};
 use tokio::time::Instant;
 
 use crate::batch::{self, Message, ReplyError};
+use crate::resp;
+
+mod raw;
 
 /// On a cluster, the longest a blocking read waits on one partition before the reader
 /// sweeps every partition again.
@@ -79,7 +82,7 @@ pub(crate) struct Reader {
     group: String,
     consumer: String,
     /// The dedicated blocking connection: `None` before the first read and after an error.
-    conn: Option<Connection>,
+    conn: Option<Link>,
     /// Per partition, the id after which own pending entries are still to be re-read;
     /// `None` once that partition's history is exhausted.
     history: Vec<Option<String>>,
@@ -133,7 +136,7 @@ impl Reader {
     async fn try_read(&mut self, count: usize, block: Duration) -> Result<Read, Error> {
         let deadline = Instant::now() + block;
         if self.conn.is_none() {
-            self.conn = Some(self.redis.blocking_connection().await?);
+            self.conn = Some(self.connect().await?);
         }
         if self.history.iter().any(Option::is_some) {
             let messages = self.sweep(count, true).await?;
@@ -146,7 +149,7 @@ impl Reader {
                 });
             }
         }
-        let cluster = self.conn.as_ref().is_some_and(Connection::is_cluster);
+        let cluster = self.conn.as_ref().is_some_and(Link::is_cluster);
         loop {
             let messages = self.sweep(count, false).await?;
             if !messages.is_empty() {
@@ -211,9 +214,11 @@ impl Reader {
                 };
                 let mut cmd = self.command(want);
                 cmd.arg("STREAMS").arg(&self.keys[index]).arg(&id);
-                let reply = self.query(&cmd, self.redis.response_timeout).await?;
                 let deliveries = (!history).then_some(1);
-                let messages: Vec<Message> = parse_read(reply, &self.keys, deliveries)?
+                let patience = self.redis.response_timeout;
+                let messages: Vec<Message> = self
+                    .query(&cmd, patience, deliveries)
+                    .await?
                     .into_iter()
                     .flat_map(|(_, messages)| messages)
                     .collect();
@@ -254,10 +259,10 @@ impl Reader {
         for _ in indexes {
             cmd.arg(">");
         }
-        let reply = self
-            .query(&cmd, block + self.redis.response_timeout)
-            .await?;
-        Ok(parse_read(reply, &self.keys, Some(1))?
+        let patience = block + self.redis.response_timeout;
+        Ok(self
+            .query(&cmd, patience, Some(1))
+            .await?
             .into_iter()
             .flat_map(|(_, messages)| messages)
             .collect())
@@ -273,20 +278,66 @@ impl Reader {
         cmd
     }
 
-    async fn query(&mut self, cmd: &redis::Cmd, patience: Duration) -> Result<Value, Error> {
-        let Some(conn) = self.conn.as_mut() else {
-            unreachable!("try_read connects before querying");
+    /// The reader's connection: its own for a standalone Redis over plain TCP or a Unix
+    /// socket ([`raw`]), redis-rs's otherwise.
+    async fn connect(&self) -> Result<Link, Error> {
+        let Some(info) = raw::Conn::for_url(&self.redis) else {
+            return Ok(Link::Driver(self.redis.blocking_connection().await?));
         };
-        match tokio::time::timeout(patience, cmd.query_async::<Value>(conn)).await {
-            Ok(reply) => Ok(reply?),
-            Err(_) => Err(Error::Timeout(patience)),
+        raw::Conn::connect(&info, self.redis.connect_timeout)
+            .await
+            .map(Link::Raw)
+            .map_err(|reason| {
+                Error::Connect(redline_core::redis::Error::Connect {
+                    url: redline_core::redis::redact_url(&self.redis.url),
+                    reason,
+                })
+            })
+    }
+
+    /// Sends one XREADGROUP and reads its reply into messages per partition index.
+    async fn query(
+        &mut self,
+        cmd: &redis::Cmd,
+        patience: Duration,
+        deliveries: Option<u64>,
+    ) -> Result<Vec<(usize, Vec<Message>)>, Error> {
+        let timeout = |_| Error::Timeout(patience);
+        match self.conn.as_mut() {
+            Some(Link::Raw(conn)) => {
+                let reply = tokio::time::timeout(patience, conn.call(cmd))
+                    .await
+                    .map_err(timeout)??;
+                resp::decode_read(reply, &self.keys, deliveries)
+            }
+            Some(Link::Driver(conn)) => {
+                let reply = tokio::time::timeout(patience, cmd.query_async::<Value>(conn))
+                    .await
+                    .map_err(timeout)??;
+                Ok(parse_read(reply, &self.keys, deliveries)?)
+            }
+            None => unreachable!("try_read connects before querying"),
         }
+    }
+}
+
+/// The reader's connection.
+enum Link {
+    /// Its own, replies decoded by [`resp`].
+    Raw(raw::Conn),
+    /// redis-rs's (TLS, Sentinel, Cluster).
+    Driver(Connection),
+}
+
+impl Link {
+    fn is_cluster(&self) -> bool {
+        matches!(self, Self::Driver(conn) if conn.is_cluster())
     }
 }
 
 /// Parses an XREADGROUP reply, nil or `[[key, entries], …]` (RESP2) or a map (RESP3), into
 /// messages per partition index.
-fn parse_read(
+pub(crate) fn parse_read(
     reply: Value,
     keys: &[String],
     deliveries: Option<u64>,
@@ -325,173 +376,4 @@ fn parse_read(
 }
 
 #[cfg(test)]
-mod tests {
-    use redline_testkit::RedisServer;
-
-    use super::*;
-
-    /// Four partitions: `busy` entries in partition 0, 5 in each other one.
-    async fn partitions(redis: &RedisServer, busy: usize) -> Vec<String> {
-        let mut conn = redis.conn().await;
-        let keys: Vec<String> = (0..4).map(|i| format!("s:{{{i}}}")).collect();
-        let mut pipe = redis::pipe();
-        for (i, key) in keys.iter().enumerate() {
-            pipe.cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg("g")
-                .arg("0")
-                .arg("MKSTREAM")
-                .ignore();
-            for n in 0..if i == 0 { busy } else { 5 } {
-                pipe.xadd(key, "*", &[("lp", format!("m v={n}i {n}"))])
-                    .ignore();
-            }
-        }
-        pipe.query_async::<()>(&mut conn).await.unwrap();
-        keys
-    }
-
-    fn reader(redis: &RedisServer, keys: Vec<String>) -> Reader {
-        let config = RedisConfig {
-            url: redis.url(),
-            ..RedisConfig::default()
-        };
-        Reader::new(config, keys, "g".into(), "c".into())
-    }
-
-    fn per_partition(read: &Read) -> Vec<usize> {
-        let mut counts = vec![0; 4];
-        for message in &read.messages {
-            counts[message.stream] += 1;
-        }
-        counts
-    }
-
-    #[tokio::test]
-    async fn a_busy_partition_does_not_starve_the_quiet_ones() {
-        let redis = RedisServer::start(&[]);
-        let keys = partitions(&redis, 1000).await;
-        let mut reader = reader(&redis, keys);
-        let block = Duration::from_millis(10);
-
-        let first = reader.read(100, block).await.unwrap();
-        assert!(!first.history);
-        // An equal share of 25 each; what the quiet ones leave goes to the busy one.
-        assert_eq!(per_partition(&first), [85, 5, 5, 5]);
-        let second = reader.read(100, block).await.unwrap();
-        assert_eq!(per_partition(&second), [100, 0, 0, 0]);
-        assert!(second.messages.iter().all(|m| m.deliveries == Some(1)));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_blocked_read_never_returns_more_than_it_asked_for() {
-        let redis = RedisServer::start(&[]);
-        let keys = partitions(&redis, 5).await;
-        let mut reader = reader(&redis, keys.clone());
-        // Drain what is there, so that the next read blocks.
-        while !reader
-            .read(100, Duration::from_millis(10))
-            .await
-            .unwrap()
-            .messages
-            .is_empty()
-        {}
-        let read = tokio::spawn(async move { reader.read(3, Duration::from_secs(10)).await });
-        let mut conn = redis.conn().await;
-        redline_testkit::wait_until("the reader blocks", Duration::from_secs(10), || {
-            let mut conn = conn.clone();
-            async move {
-                let info: String = redis::cmd("INFO")
-                    .arg("clients")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                info.contains("blocked_clients:1")
-            }
-        })
-        .await;
-        // Entries arrive in every partition at once (blocked clients are served after EXEC).
-        // Redis 7.0 answers a blocked reader with the first ready stream alone; from 7.2 the
-        // command runs again over every stream, COUNT each, which is what this guards.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for key in &keys {
-            for n in 0..3 {
-                pipe.xadd(key, "*", &[("lp", format!("m v={n}i {n}"))])
-                    .ignore();
-            }
-        }
-        pipe.query_async::<()>(&mut conn).await.unwrap();
-        let read = read.await.unwrap().unwrap();
-        assert!(
-            (1..=3).contains(&read.messages.len()),
-            "{} entries for a read of 3",
-            read.messages.len()
-        );
-    }
-
-    #[tokio::test]
-    async fn own_pending_entries_come_back_first_then_new_ones() {
-        let redis = RedisServer::start(&[]);
-        let keys = partitions(&redis, 5).await;
-        let mut first = reader(&redis, keys.clone());
-        let read = first.read(100, Duration::from_millis(10)).await.unwrap();
-        assert_eq!(per_partition(&read), [5, 5, 5, 5]);
-
-        // The same consumer again (a restart): its 20 pending entries, none new.
-        let mut again = reader(&redis, keys);
-        let history = again.read(8, Duration::from_millis(10)).await.unwrap();
-        assert!(history.history);
-        assert_eq!(history.messages.len(), 8);
-        let mut seen = history.messages.len();
-        loop {
-            let read = again.read(8, Duration::from_millis(10)).await.unwrap();
-            if !read.history {
-                assert!(read.messages.is_empty());
-                break;
-            }
-            seen += read.messages.len();
-        }
-        assert_eq!(seen, 20);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn on_a_cluster_a_blocked_reader_sees_entries_of_every_partition() {
-        let cluster = redline_testkit::RedisCluster::start(3, 0, &[]);
-        let mut conn = cluster.conn().await;
-        let keys: Vec<String> = (0..4).map(|i| format!("s:{{{i}}}")).collect();
-        for key in &keys {
-            redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg("g")
-                .arg("$")
-                .arg("MKSTREAM")
-                .query_async::<()>(&mut conn)
-                .await
-                .unwrap();
-        }
-        let config = RedisConfig {
-            url: cluster.url(),
-            ..RedisConfig::default()
-        };
-        let mut reader = Reader::new(config, keys.clone(), "g".into(), "c".into());
-        // Nothing yet: the reader blocks, one partition at a time.
-        let read = tokio::spawn(async move { reader.read(100, Duration::from_secs(10)).await });
-        for key in [&keys[3], &keys[1]] {
-            redis::cmd("XADD")
-                .arg(key)
-                .arg("*")
-                .arg("lp")
-                .arg("m v=1i 1")
-                .query_async::<String>(&mut conn)
-                .await
-                .unwrap();
-        }
-        let read = read.await.unwrap().unwrap();
-        assert!(!read.history);
-        assert!(!read.messages.is_empty());
-        assert!(read.messages.iter().all(|m| m.stream == 3 || m.stream == 1));
-    }
-}
+mod tests;

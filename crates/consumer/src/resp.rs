@@ -1,0 +1,290 @@
+//! A narrow RESP2 decoder for the one reply the consumer reads in bulk: XREADGROUP's.
+//!
+//! redis-rs parses every reply into a tree of `redis::Value`s, one allocation per string and
+//! per array, through a general parser; for a batch of 5,000 entries that was most of the
+//! consumer's CPU. The reader's own connection ([`crate::reader`]) hands the reply's bytes
+//! here instead, and [`decode_read`] reads them straight into [`Message`]s: one allocation
+//! for the id and one per field value, nothing else.
+//!
+//! Invariants:
+//! - the result is the one redis-rs plus [`crate::reader::parse_read`] give for the same
+//!   bytes: anything not of the common shape (an error reply, a non-UTF-8 id, a key the reader
+//!   did not ask for, a value that is not a bulk string…) is handed to exactly that general
+//!   path, and a differential property test (`resp::tests`) and the `resp` fuzz target
+//!   compare both on arbitrary replies;
+//! - [`Frame`] says a reply is whole only when every byte of it has arrived, whatever the
+//!   split into reads, and never reads past it (the next reply's bytes stay untouched).
+
+use redis::Value;
+
+use crate::batch::{field_slot, Body, Field, Message};
+use crate::reader;
+
+/// Nesting deeper than XREADGROUP's (4) plus slack is not a reply redline asked for.
+const MAX_DEPTH: usize = 16;
+
+/// The bytes are not RESP2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Redis sent bytes that are not a RESP2 reply")]
+pub(crate) struct Malformed;
+
+/// Finds where one whole reply ends in a buffer that grows as bytes arrive, resuming where
+/// the last call stopped (a 1 MB reply arriving in 64 KiB reads is scanned once, not 16
+/// times).
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    /// Where scanning resumes: the start of the next element's header.
+    pos: usize,
+    /// Elements still expected by each open array, outermost first.
+    open: Vec<i64>,
+    /// True once the first element ended or, for an array, began.
+    started: bool,
+}
+
+impl Frame {
+    /// `Some(len)` when `buf[..len]` is one whole reply; `None` while bytes are missing. Call
+    /// again with the same buffer, grown, until it answers.
+    ///
+    /// # Errors
+    /// [`Malformed`] when the bytes cannot be RESP2.
+    pub(crate) fn complete(&mut self, buf: &[u8]) -> Result<Option<usize>, Malformed> {
+        loop {
+            if self.started && self.open.is_empty() {
+                return Ok(Some(self.pos));
+            }
+            let Some((kind, value, after)) = header(buf, self.pos)? else {
+                return Ok(None);
+            };
+            match kind {
+                b'+' | b'-' | b':' => {
+                    self.pos = after;
+                    self.element_done();
+                }
+                b'$' => {
+                    let n = number(value)?;
+                    self.pos = if n < 0 {
+                        after
+                    } else {
+                        let Some(end) = bulk_end(buf, after, n)? else {
+                            return Ok(None);
+                        };
+                        end
+                    };
+                    self.element_done();
+                }
+                b'*' => {
+                    let n = number(value)?;
+                    self.pos = after;
+                    if n <= 0 {
+                        self.element_done();
+                    } else if self.open.len() >= MAX_DEPTH {
+                        return Err(Malformed);
+                    } else {
+                        self.started = true;
+                        self.open.push(n);
+                    }
+                }
+                _ => return Err(Malformed),
+            }
+        }
+    }
+
+    /// One element ended: it counts for its array, which may end too, and so on outwards.
+    fn element_done(&mut self) {
+        self.started = true;
+        while let Some(left) = self.open.last_mut() {
+            *left -= 1;
+            if *left > 0 {
+                break;
+            }
+            self.open.pop();
+        }
+    }
+}
+
+/// A header line: its type byte, the text after it, and where the line ends.
+type Header<'a> = (u8, &'a [u8], usize);
+
+/// The header line at `pos`; `None` while its CRLF has not arrived.
+fn header(buf: &[u8], pos: usize) -> Result<Option<Header<'_>>, Malformed> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
+        return Ok(None);
+    };
+    if newline < 2 || rest[newline - 1] != b'\r' {
+        return Err(Malformed);
+    }
+    Ok(Some((rest[0], &rest[1..newline - 1], pos + newline + 1)))
+}
+
+/// Where a bulk string of `n` bytes starting at `start` ends (after its CRLF); `None` while
+/// bytes are missing.
+fn bulk_end(buf: &[u8], start: usize, n: i64) -> Result<Option<usize>, Malformed> {
+    let end = usize::try_from(n)
+        .ok()
+        .and_then(|n| start.checked_add(n)?.checked_add(2))
+        .ok_or(Malformed)?;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    if &buf[end - 2..end] != b"\r\n" {
+        return Err(Malformed);
+    }
+    Ok(Some(end))
+}
+
+fn number(text: &[u8]) -> Result<i64, Malformed> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(Malformed)
+}
+
+/// What a whole XREADGROUP reply holds, per partition index of `keys`: the fast path for the
+/// common shape, redis-rs's parser and [`reader::parse_read`] for anything else.
+///
+/// # Errors
+/// Redis's error reply as redis-rs reports it, or the [`crate::batch::ReplyError`] of a reply of the
+/// wrong shape.
+pub(crate) fn decode_read(
+    reply: &[u8],
+    keys: &[String],
+    deliveries: Option<u64>,
+) -> Result<Vec<(usize, Vec<Message>)>, reader::Error> {
+    match fast(reply, keys, deliveries) {
+        Some(read) => Ok(read),
+        None => general(reply, keys, deliveries),
+    }
+}
+
+/// The general path: redis-rs's parser, then the reader's reply parser.
+pub(crate) fn general(
+    reply: &[u8],
+    keys: &[String],
+    deliveries: Option<u64>,
+) -> Result<Vec<(usize, Vec<Message>)>, reader::Error> {
+    let value = redis::parse_redis_value(reply)?.extract_error()?;
+    Ok(reader::parse_read(value, keys, deliveries)?)
+}
+
+/// Reads RESP2 elements in order from a whole reply.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// An array header: its length, -1 for a nil array.
+    fn array(&mut self) -> Option<i64> {
+        let (kind, value, after) = header(self.buf, self.pos).ok()??;
+        if kind != b'*' {
+            return None;
+        }
+        self.pos = after;
+        number(value).ok()
+    }
+
+    /// A bulk string (not nil).
+    fn bulk(&mut self) -> Option<&'a [u8]> {
+        let (kind, value, after) = header(self.buf, self.pos).ok()??;
+        if kind != b'$' {
+            return None;
+        }
+        let n = number(value).ok().filter(|&n| n >= 0)?;
+        let end = bulk_end(self.buf, after, n).ok()??;
+        self.pos = end;
+        Some(&self.buf[after..end - 2])
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+}
+
+/// The common shape, `*-1` or `[[key, [[id, [name, value, …] | nil], …]], …]` with bulk
+/// strings only; `None` for anything else.
+fn fast(
+    reply: &[u8],
+    keys: &[String],
+    deliveries: Option<u64>,
+) -> Option<Vec<(usize, Vec<Message>)>> {
+    let mut c = Cursor { buf: reply, pos: 0 };
+    let streams = c.array()?;
+    if streams < 0 {
+        return c.at_end().then(Vec::new);
+    }
+    let mut out = Vec::with_capacity(usize::try_from(streams).ok()?.min(keys.len()));
+    for _ in 0..streams {
+        if c.array()? != 2 {
+            return None;
+        }
+        let key = c.bulk()?;
+        let stream = keys.iter().position(|k| k.as_bytes() == key)?;
+        let entries = usize::try_from(c.array()?).ok()?;
+        // Bounded by what arrived: each entry takes more than 8 bytes.
+        let mut messages = Vec::with_capacity(entries.min(reply.len() / 8));
+        for _ in 0..entries {
+            if c.array()? != 2 {
+                return None;
+            }
+            let id = std::str::from_utf8(c.bulk()?).ok()?.to_owned();
+            let fields = c.array()?;
+            let body = if fields < 0 {
+                Body::Deleted
+            } else if fields % 2 != 0 {
+                return None;
+            } else {
+                body(&mut c, fields / 2)?
+            };
+            messages.push(Message {
+                stream,
+                id,
+                body,
+                deliveries,
+            });
+        }
+        out.push((stream, messages));
+    }
+    c.at_end().then_some(out)
+}
+
+/// The body of an entry of `pairs` field/value pairs, as [`Body`] reads them from values.
+fn body(c: &mut Cursor<'_>, pairs: i64) -> Option<Body> {
+    let (mut lp, mut db, mut rp) = (None, None, None);
+    let mut others = Vec::new();
+    let bytes = |b: &[u8]| Value::BulkString(b.to_vec());
+    for _ in 0..pairs {
+        let (name, value) = (c.bulk()?, c.bulk()?);
+        match field_slot(name) {
+            Some(Field::Lp) => lp = Some(bytes(value)),
+            Some(Field::Db) => db = Some(bytes(value)),
+            Some(Field::Rp) => rp = Some(bytes(value)),
+            None => others.push((bytes(name), bytes(value))),
+        }
+    }
+    Some(Body::from_parts(lp, db, rp, &others))
+}
+
+/// The `resp` fuzz target's check on arbitrary bytes (the first byte sets the size of the
+/// pieces they arrive in); panics when an invariant of this module breaks.
+pub(crate) fn fuzz(data: &[u8]) {
+    let keys = ["s:0".to_string(), "s:1".to_string()];
+    let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let mut frame = Frame::default();
+    let mut have = 0;
+    let len = loop {
+        match frame.complete(&data[..have]) {
+            Ok(Some(len)) => break len,
+            Ok(None) if have < data.len() => have = (have + step).min(data.len()),
+            Ok(None) | Err(Malformed) => return,
+        }
+    };
+    assert!(len <= have, "a frame of {len} bytes out of {have} received");
+    let reply = &data[..len];
+    let ours = decode_read(reply, &keys, Some(1)).map_err(|e| e.to_string());
+    let theirs = general(reply, &keys, Some(1)).map_err(|e| e.to_string());
+    assert_eq!(ours, theirs, "{reply:?}");
+}
+
+#[cfg(test)]
+mod tests;
