@@ -65,7 +65,8 @@ fn commands() -> Vec<Vec<String>> {
     found
 }
 
-/// The options of a `--help` text, with their `[default: …]` and `[env: …]`.
+/// The options of a `--help` text, with their `[default: …]` and `[env: …]`; each shows its
+/// default at most once.
 fn flags(help: &str) -> Vec<Flag> {
     let options = help
         .split("\nOptions:\n")
@@ -88,6 +89,12 @@ fn flags(help: &str) -> Vec<Flag> {
             block.push(' ');
             block.push_str(trimmed);
         }
+    }
+    for block in &blocks {
+        assert!(
+            block.matches("[default: ").count() <= 1,
+            "a default shown twice in --help: {block}"
+        );
     }
     let bracket = |block: &str, tag: &str| {
         block.split(tag).nth(1).map(|rest| {
