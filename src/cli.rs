@@ -268,7 +268,7 @@ pub(crate) struct SendArgs {
     /// Line-protocol file; `-` reads standard input.
     #[arg(value_name = "FILE|-", default_value = "-")]
     pub(crate) file: std::path::PathBuf,
-    /// Unit of the timestamps in the input: n, ns, u, us, ms, s, m, h.
+    /// Unit of the timestamps in the input.
     #[arg(long, env = "REDLINE_PRECISION", default_value = "ns",
         value_parser = ["n", "ns", "u", "us", "µ", "µs", "ms", "s", "m", "h"])]
     pub(crate) precision: String,

@@ -7,7 +7,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::Result;
 use redline_core::units;
 use serde_json::Value;
 
@@ -58,7 +58,7 @@ fn address(value: Option<&str>, name: &str, default: &str) -> Result<SocketAddr>
 }
 
 /// "--flush-interval (REDLINE_FLUSH_INTERVAL, config key flush_interval)".
-fn describe(name: &str) -> String {
+pub(crate) fn describe(name: &str) -> String {
     format!(
         "--{} (env REDLINE_{}, config key {name})",
         name.replace('_', "-"),
@@ -192,7 +192,24 @@ pub(crate) fn producer(common: &Common, args: &ProducerArgs) -> Result<redline_p
             describe("tls_cert"),
             describe("tls_key")
         ))),
-        _ => Ok(config),
+        (Some(cert), Some(key)) => {
+            readable(cert, "tls_cert")?;
+            readable(key, "tls_key")?;
+            Ok(config)
+        }
+        (None, None) => Ok(config),
+    })
+}
+
+/// A file option that names no readable file is a usage error (what it holds is checked
+/// when it is used).
+fn readable(path: &std::path::Path, name: &str) -> Result<()> {
+    std::fs::File::open(path).map(drop).map_err(|e| {
+        usage(format!(
+            "{}: cannot read {}: {e}",
+            describe(name),
+            path.display()
+        ))
     })
 }
 
@@ -224,18 +241,18 @@ fn auth_tokens(args: &ProducerArgs) -> Result<redline_producer::auth::Tokens> {
     let mut tokens: Vec<String> = args.auth_token.clone().unwrap_or_default();
     if let Some(path) = &args.auth_token_file {
         let from_file = redline_producer::auth::read_token_file(path).map_err(|e| {
-            anyhow!(
+            usage(format!(
                 "{}: cannot read {}: {e}",
                 describe("auth_token_file"),
                 path.display()
-            )
+            ))
         })?;
         if from_file.is_empty() {
-            bail!(
+            return Err(usage(format!(
                 "{}: {} holds no token",
                 describe("auth_token_file"),
                 path.display()
-            );
+            )));
         }
         tokens.extend(from_file);
     }

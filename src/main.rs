@@ -19,8 +19,10 @@ use cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     unset_empty_variables();
-    let matches = command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let matches = command()
+        .try_get_matches()
+        .unwrap_or_else(|error| exit_parse_error(&error));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| exit_parse_error(&error));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -49,6 +51,55 @@ fn unset_empty_variables() {
         // Single-threaded still: no other thread reads the environment yet.
         std::env::remove_var(name);
     }
+}
+
+/// Exits with the argument parser's `error`: help and version as clap prints them; a usage
+/// error as one line on stderr, naming the `REDLINE_*` variable when one set the value, and
+/// exit code 2.
+fn exit_parse_error(error: &clap::Error) -> ! {
+    if !error.use_stderr()
+        || error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        error.exit();
+    }
+    let text = error.render().to_string();
+    let mut line = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !(l.is_empty() || l.starts_with("Usage:") || l.starts_with("For more information"))
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(clap::error::ContextValue::String(arg)) =
+        error.get(clap::error::ContextKind::InvalidArg)
+    {
+        if let Some(variable) = variable_behind(arg) {
+            line.push_str(&format!(" (set by {variable})"));
+        }
+    }
+    eprintln!("redline: {line}");
+    std::process::exit(2);
+}
+
+/// The `REDLINE_*` variable that gave `arg` (`--batch-size <BATCH_SIZE>`) its value: one is
+/// set and the command line does not name the flag.
+fn variable_behind(arg: &str) -> Option<String> {
+    let flag = arg.split_whitespace().next()?;
+    let long = flag.strip_prefix("--")?;
+    let on_command_line = std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if on_command_line {
+        return None;
+    }
+    fn find(command: &clap::Command, long: &str) -> Option<String> {
+        command
+            .get_arguments()
+            .filter(|a| a.get_long() == Some(long))
+            .filter_map(|a| a.get_env().and_then(|e| e.to_str()).map(str::to_string))
+            .find(|name| std::env::var_os(name).is_some())
+            .or_else(|| command.get_subcommands().find_map(|sub| find(sub, long)))
+    }
+    find(&Cli::command(), long)
 }
 
 /// The command line, with the values of `REDLINE_*` variables kept out of `--help`: they
@@ -218,9 +269,12 @@ async fn stop_all_on_error<E>(
 
 fn init_logging(format: LogFormat, level: Option<&str>) -> Result<()> {
     let filter = match level {
-        Some(level) => {
-            EnvFilter::try_new(level).with_context(|| format!("invalid --log-level '{level}'"))?
-        }
+        Some(level) => EnvFilter::try_new(level).map_err(|e| {
+            config::usage(format!(
+                "{}: invalid filter '{level}': {e}",
+                config::describe("log_level")
+            ))
+        })?,
         None => EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(config::DEFAULT_LOG_LEVEL)),
     };

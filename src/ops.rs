@@ -42,22 +42,33 @@ fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     Ok(())
 }
 
-/// Runs one ops command against the Redis of `common`.
-pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
-    let keys = common.keys();
-    // The command line is checked before Redis is reached: a usage error is one whether
-    // Redis is up or not.
-    if let Command::Status {
-        watch: Some(watch), ..
-    } = &command
-    {
-        if flag_duration("--watch", Some(watch))?.is_some_and(|every| every < MIN_WATCH) {
+/// Checks the command line before Redis is reached: a usage error is one whether Redis is
+/// up or not.
+fn check(command: &Command) -> Result<()> {
+    match command {
+        Command::Status {
+            watch: Some(watch), ..
+        } if flag_duration("--watch", Some(watch))?.is_some_and(|every| every < MIN_WATCH) => {
             return Err(usage(format!(
                 "--watch: {watch} is too short; refresh at most every {}",
                 units::format_duration(MIN_WATCH)
             )));
         }
+        Command::Pending { min_idle, .. } | Command::Claim { min_idle, .. } => {
+            flag_duration("--min-idle", min_idle.as_deref())?;
+        }
+        Command::Consumers { prune_idle, .. } => {
+            flag_duration("--prune-idle", prune_idle.as_deref())?;
+        }
+        _ => {}
     }
+    Ok(())
+}
+
+/// Runs one ops command against the Redis of `common`.
+pub(crate) async fn run(command: Command, common: &Common) -> Result<()> {
+    let keys = common.keys();
+    check(&command)?;
     let mut conn = redline_streams::connect(&common.redis).await?;
     match command {
         Command::Status { json, watch, .. } => {

@@ -4,6 +4,8 @@ use std::process::Output;
 
 use crate::support::redline;
 
+mod usage;
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = redline();
     cmd.args(args);

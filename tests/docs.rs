@@ -1,7 +1,13 @@
-//! The documents that point at tests point at tests that exist: every test docs/faults.md
-//! names, and one test in `guarantees` per guarantee the README makes, named after it.
+//! The documents say what happens: every test docs/faults.md names exists, one test in
+//! `guarantees` per guarantee the README makes, named after it; the README's metrics table,
+//! endpoints, example answer and command table, and the dashboard, against the binary.
 
 use std::path::{Path, PathBuf};
+
+mod exposition;
+mod http;
+mod metrics;
+mod options;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

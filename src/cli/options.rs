@@ -41,7 +41,8 @@ pub(crate) struct CommonArgs {
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProducerArgs {
-    /// HTTP listen address.
+    /// HTTP listen address: POST /write, /api/v2/write, GET|POST /query, GET /ping,
+    /// /health, /ready, /metrics.
     #[arg(long, env = "REDLINE_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<String>,
@@ -271,7 +272,7 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_PRUNE_IDLE", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) prune_idle: Option<String>,
-    /// Address for GET /metrics and /health (off when unset).
+    /// Address serving GET /metrics, /health and /ready (off when unset).
     #[arg(long, env = "REDLINE_METRICS_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) metrics_listen: Option<String>,

@@ -89,11 +89,11 @@ fn name<T: ValueEnum>(value: T) -> String {
 }
 
 /// `command` with `[default: …]` after the help of every option that has one: the options
-/// of `producer`, `consumer` and `run`, and those every command shares. (An ops command's
-/// `--group` or `--consumer` is a filter, with no default.)
+/// of `producer`, `consumer`, `run` and `config check`, and those every command shares. (An
+/// ops command's `--group` or `--consumer` is a filter, with no default.)
 pub(crate) fn with_defaults(command: clap::Command) -> clap::Command {
     command.mut_subcommands(|sub| {
-        let all = matches!(sub.get_name(), "producer" | "consumer" | "run");
+        let all = matches!(sub.get_name(), "producer" | "consumer" | "run" | "config");
         annotate(sub, all)
     })
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -56,10 +56,22 @@ impl File {
         let Some(path) = path else {
             return Ok(Self::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut table: toml::Table = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage(format!(
+                "--config (env REDLINE_CONFIG): cannot read config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
+            usage(format!(
+                "--config (env REDLINE_CONFIG): invalid config file {}: {}",
+                path.display(),
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+        })?;
         let known = known_keys();
         for key in table.keys() {
             if !known.contains(&key.as_str()) {

@@ -62,7 +62,8 @@ pub struct Config {
     pub min_idle: Duration,
     /// Deliveries after which an entry is dead-lettered instead of retried again.
     pub max_deliveries: u64,
-    /// Address serving `GET /metrics` (Prometheus) and `GET /health`; none when unset.
+    /// Address serving `GET /metrics` (Prometheus), `GET /health` and `GET /ready`; none
+    /// when unset.
     pub metrics_listen: Option<SocketAddr>,
     /// First delay between retries (sink writes, Redis reconnects); doubles each time.
     #[serde(with = "redline_core::units::duration")]

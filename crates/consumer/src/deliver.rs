@@ -408,7 +408,13 @@ impl<S: Sink> Deliverer<S> {
     async fn write_once(&mut self, to: Route<'_>, entries: &[&Entry]) -> Result<(), SinkError> {
         let started = Instant::now();
         let result = self.sink.write(to, entries).await;
-        metrics::histogram!(telemetry::SINK_SECONDS).record(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(SinkError::Rejected { .. } | SinkError::Refused(_)) => "rejected",
+            Err(_) => "failed",
+        };
+        metrics::histogram!(telemetry::SINK_SECONDS, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(()) => {
                 metrics::counter!(telemetry::BATCHES_WRITTEN).increment(1);

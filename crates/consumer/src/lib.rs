@@ -154,12 +154,12 @@ async fn consume<S: Sink + Sync + 'static>(
     let health = sink::Health::default();
     // The metrics listener; stopped by `shutdown`, awaited below.
     let mut tasks = JoinSet::new();
+    redline_core::telemetry::register_consumer();
     if let Some(addr) = config.metrics_listen {
-        redline_core::telemetry::install();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|reason| Error::MetricsListen { addr, reason })?;
-        info!(%addr, "Serving /metrics and /health.");
+        info!(%addr, "Serving /metrics, /health and /ready.");
         let probes = http::Probes::new(
             config.redis.clone(),
             keys.clone(),

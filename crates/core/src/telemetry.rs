@@ -2,6 +2,9 @@
 //!
 //! Components record through the `metrics` facade with the names below; the process
 //! installs one Prometheus recorder at start ([`install`]) and every listener renders it.
+//! The producer and the consumer register their series at start, every known label value
+//! included ([`register_producer`], [`register_consumer`]), so `/metrics` shows a 0 rather
+//! than nothing until the first event: a dashboard's "No data" then means "not scraped".
 
 use std::sync::OnceLock;
 
@@ -17,14 +20,19 @@ const SECONDS_BUCKETS: &[f64] = &[
 pub const HTTP_REQUESTS: &str = "redline_http_requests_total";
 /// Counter: lines accepted and stored.
 pub const LINES_ACCEPTED: &str = "redline_lines_accepted_total";
-/// Counter: lines refused, by `reason` (`parse`).
+/// Counter: lines refused, by `reason` ([`LINE_REJECT_REASONS`]).
 pub const LINES_REJECTED: &str = "redline_lines_rejected_total";
-/// Counter: 503 answers by `cause` (`redis`, `buffer_full`, `replicas`, `busy`, `memory`).
+/// Counter: 503 answers by `cause` ([`UNAVAILABLE_CAUSES`]): `redis` unreachable or full,
+/// `buffer_full` (`buffer_limit` under `block`), `replicas` (`wait_replicas` not confirmed),
+/// `busy` (past `max_concurrent_requests`), `memory` (no room in `max_inflight_bytes`).
 pub const UNAVAILABLE: &str = "redline_unavailable_responses_total";
 /// Counter: acknowledged entries removed by safe trimming.
 pub const TRIMMED: &str = "redline_metrics_trimmed_total";
-/// Gauge: entries the slowest group has not acknowledged, as last measured.
+/// Gauge: entries the slowest group has not acknowledged, measured at every write under a
+/// `buffer_limit` and at every scrape.
 pub const BUFFER_ENTRIES: &str = "redline_buffer_entries";
+/// Gauge: the producer's `buffer_limit` (0 = none), the line [`BUFFER_ENTRIES`] must stay under.
+pub const BUFFER_LIMIT: &str = "redline_buffer_limit_entries";
 /// Counter: unacknowledged entries dropped under `buffer_full = drop_oldest`.
 pub const DROPPED: &str = "redline_metrics_dropped_total";
 /// Gauge: write requests whose body is read, waiting for one of the producer's
@@ -35,8 +43,7 @@ pub const WRITES_WAITING: &str = "redline_producer_writes_waiting";
 pub const INFLIGHT_BYTES: &str = "redline_producer_inflight_bytes";
 /// Gauge: the producer's memory budget for requests (`max_inflight_bytes`).
 pub const INFLIGHT_BUDGET: &str = "redline_producer_inflight_budget_bytes";
-/// Counter: write requests answered with an error, by `reason` (`memory`, `too_large`,
-/// `busy`, `buffer_full`, `redis`, `replicas`, `read_timeout`, `invalid`, `internal`).
+/// Counter: write requests answered with an error, by `reason` ([`REFUSED_REASONS`]).
 pub const REFUSED: &str = "redline_requests_refused_total";
 /// Histogram: seconds for one request's pipelined XADDs.
 pub const XADD_SECONDS: &str = "redline_xadd_duration_seconds";
@@ -46,11 +53,11 @@ pub const BATCHES_WRITTEN: &str = "redline_batches_written_total";
 pub const METRICS_WRITTEN: &str = "redline_metrics_written_total";
 /// Counter: entries acknowledged (XACK).
 pub const METRICS_ACKED: &str = "redline_metrics_acked_total";
-/// Counter: failed sink writes that will be retried.
+/// Counter: failed sink writes that will be retried, by `kind` ([`SINK_RETRY_KINDS`]).
 pub const SINK_RETRIES: &str = "redline_sink_retries_total";
-/// Histogram: seconds for one sink write.
+/// Histogram: seconds for one sink write, by `outcome` ([`SINK_OUTCOMES`]).
 pub const SINK_SECONDS: &str = "redline_sink_write_duration_seconds";
-/// Counter: entries moved to the dead-letter stream, by `reason`.
+/// Counter: entries moved to the dead-letter stream, by `reason` ([`DEAD_LETTER_REASONS`]).
 pub const DEAD_LETTERED: &str = "redline_metrics_dead_lettered_total";
 /// Counter: entries claimed from other consumers (XAUTOCLAIM).
 pub const RECLAIMED: &str = "redline_metrics_reclaimed_total";
@@ -64,6 +71,36 @@ pub const GROUP_PENDING: &str = "redline_group_pending";
 pub const GROUP_OLDEST_PENDING_AGE: &str = "redline_group_oldest_pending_age_seconds";
 /// Gauge: entries in the dead-letter stream.
 pub const DLQ_LENGTH: &str = "redline_dlq_length";
+
+/// The `reason` values of [`LINES_REJECTED`]: `parse` (not line protocol, or over a limit,
+/// named in the 400), `line_too_long` (a TCP line past `max_line_length`, skipped).
+pub const LINE_REJECT_REASONS: &[&str] = &["parse", "line_too_long"];
+/// The `cause` values of [`UNAVAILABLE`].
+pub const UNAVAILABLE_CAUSES: &[&str] = &["redis", "buffer_full", "replicas", "busy", "memory"];
+/// The `reason` values of [`REFUSED`].
+pub const REFUSED_REASONS: &[&str] = &[
+    "memory",
+    "too_large",
+    "busy",
+    "buffer_full",
+    "redis",
+    "replicas",
+    "read_timeout",
+    "body_read",
+    "invalid",
+    "internal",
+];
+/// The `endpoint` values of [`HTTP_REQUESTS`] registered at start (with `status` 204); other
+/// answers add their own series.
+pub const WRITE_ENDPOINTS: &[&str] = &["/write", "/api/v2/write"];
+/// The `kind` values of [`SINK_RETRIES`]: outages (`unavailable`, `timeout`, `unauthorized`,
+/// counting nothing) and a refused route (`refused`, counted).
+pub const SINK_RETRY_KINDS: &[&str] = &["unavailable", "timeout", "unauthorized", "refused"];
+/// The `outcome` values of [`SINK_SECONDS`]: `ok` (accepted), `rejected` (a verdict on the
+/// points or their route), `failed` (an outage; the batch stays pending).
+pub const SINK_OUTCOMES: &[&str] = &["ok", "rejected", "failed"];
+/// The `reason` values of [`DEAD_LETTERED`].
+pub const DEAD_LETTER_REASONS: &[&str] = &["undecodable", "rejected", "max_deliveries"];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -84,6 +121,55 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Registers the producer's series at 0, with every known label value, and its
+/// `buffer_limit`. Adding 0 registers a series without resetting what another part of this
+/// process (`redline run`, a test) already counted.
+pub fn register_producer(buffer_limit: u64) {
+    install();
+    for endpoint in WRITE_ENDPOINTS {
+        metrics::counter!(HTTP_REQUESTS, "endpoint" => *endpoint, "status" => "204").increment(0);
+    }
+    metrics::counter!(LINES_ACCEPTED).increment(0);
+    for reason in LINE_REJECT_REASONS {
+        metrics::counter!(LINES_REJECTED, "reason" => *reason).increment(0);
+    }
+    for cause in UNAVAILABLE_CAUSES {
+        metrics::counter!(UNAVAILABLE, "cause" => *cause).increment(0);
+    }
+    for reason in REFUSED_REASONS {
+        metrics::counter!(REFUSED, "reason" => *reason).increment(0);
+    }
+    metrics::counter!(DROPPED).increment(0);
+    metrics::gauge!(WRITES_WAITING).increment(0.0);
+    metrics::gauge!(BUFFER_ENTRIES).increment(0.0);
+    metrics::gauge!(BUFFER_LIMIT).set(buffer_limit as f64);
+    // Registered: rendered with zero counts until the first request.
+    let _ = metrics::histogram!(XADD_SECONDS);
+}
+
+/// Registers the consumer's series at 0, with every known label value.
+pub fn register_consumer() {
+    install();
+    for name in [
+        BATCHES_WRITTEN,
+        METRICS_WRITTEN,
+        METRICS_ACKED,
+        RECLAIMED,
+        TRIMMED,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    for kind in SINK_RETRY_KINDS {
+        metrics::counter!(SINK_RETRIES, "kind" => *kind).increment(0);
+    }
+    for reason in DEAD_LETTER_REASONS {
+        metrics::counter!(DEAD_LETTERED, "reason" => *reason).increment(0);
+    }
+    for outcome in SINK_OUTCOMES {
+        let _ = metrics::histogram!(SINK_SECONDS, "outcome" => *outcome);
+    }
 }
 
 /// The current metrics in Prometheus text format.
@@ -125,6 +211,10 @@ fn describe() {
         BUFFER_ENTRIES,
         "Entries the slowest group has not acknowledged (buffer fill)."
     );
+    describe_gauge!(
+        BUFFER_LIMIT,
+        "The producer's --buffer-limit in entries (0 = none)."
+    );
     describe_counter!(
         DROPPED,
         "Unacknowledged entries dropped under buffer_full = drop_oldest."
@@ -136,7 +226,11 @@ fn describe() {
         SINK_RETRIES,
         "Failed sink writes that will be retried, by kind."
     );
-    describe_histogram!(SINK_SECONDS, Unit::Seconds, "Time for one sink write.");
+    describe_histogram!(
+        SINK_SECONDS,
+        Unit::Seconds,
+        "Time for one sink write, by outcome (ok, rejected, failed)."
+    );
     describe_counter!(
         DEAD_LETTERED,
         "Entries moved to the dead-letter stream, by reason."

@@ -1,5 +1,5 @@
 //! The InfluxDB-compatible HTTP API: `POST /write` (v1), `POST /api/v2/write` (v2),
-//! `GET /ping`, `GET /health`, `GET /metrics`.
+//! `GET|POST /query`, `GET /ping`, and the probes `GET /health`, `GET /ready`, `GET /metrics`.
 //!
 //! Answers follow InfluxDB: 204 once every metric is stored; 400 with `{"error": …}`
 //! naming the first bad line when some lines were refused (the valid ones are stored);
@@ -385,14 +385,22 @@ async fn ready(AxumState(state): AxumState<State>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// `/metrics`: the gauges read from Redis are refreshed first, the buffer fill among them,
+/// so a scrape is right even when no write came for a while.
 async fn metrics(AxumState(state): AxumState<State>) -> Response {
-    if let Err(error) = state
+    match state
         .inner
         .gauges
         .refresh(redline_core::health::CHECK_TIMEOUT)
         .await
     {
-        tracing::debug!(%error, "Cannot read stream gauges from Redis for /metrics.");
+        Ok(report) => {
+            let backlog: u64 = report.streams.iter().map(|s| s.backlog()).sum();
+            metrics::gauge!(telemetry::BUFFER_ENTRIES).set(backlog as f64);
+        }
+        Err(error) => {
+            tracing::debug!(%error, "Cannot read stream gauges from Redis for /metrics.");
+        }
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

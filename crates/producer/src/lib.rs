@@ -5,8 +5,8 @@
 //! request. When Redis cannot be reached the answer is 503 with `Retry-After`, never
 //! 204, and the next request reconnects by itself.
 //!
-//! - [`http`]: the InfluxDB-compatible HTTP API (`/write`, `/api/v2/write`, `/ping`,
-//!   `/health`, `/metrics`);
+//! - [`http`]: the InfluxDB-compatible HTTP API (`/write`, `/api/v2/write`, `/query`,
+//!   `/ping`) and the probes (`/health`, `/ready`, `/metrics`);
 //! - [`tcp`]: newline-delimited line protocol over TCP (`tcp_listen`), backpressure by not
 //!   reading while Redis is slow;
 //! - [`ingest`]: request body → metrics, naming the first bad line;
@@ -236,6 +236,7 @@ async fn serve_all(
     config: Config,
     shutdown: Shutdown,
 ) -> Result<()> {
+    redline_core::telemetry::register_producer(config.buffer_limit);
     let writer = writer::Writer::new(&config)?;
     // One memory budget for HTTP requests and TCP reads.
     let budget = budget::Budget::new(config.max_inflight_bytes, config.enqueue_timeout);

@@ -34,11 +34,12 @@ impl GroupGauges {
         }
     }
 
-    /// Reads the streams' state and sets the gauges; bounded by `timeout`.
+    /// Reads the streams' state and sets the gauges; bounded by `timeout`. Returns what it
+    /// read, for gauges of the caller's own (the producer's buffer fill).
     ///
     /// # Errors
     /// Redis unreachable or too slow; the gauges keep their last values.
-    pub async fn refresh(&self, timeout: Duration) -> Result<()> {
+    pub async fn refresh(&self, timeout: Duration) -> Result<StatusReport> {
         let mut guard = self.conn.lock().await;
         let work = async {
             if guard.is_none() {
@@ -66,7 +67,7 @@ impl GroupGauges {
             }
         };
         export(&report);
-        Ok(())
+        Ok(report)
     }
 }
 

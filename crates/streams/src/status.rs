@@ -87,6 +87,13 @@ pub struct StreamStatus {
     pub groups: Vec<GroupStatus>,
 }
 
+impl StreamStatus {
+    /// Entries the slowest group has not acknowledged, as [`crate::backlog`] counts them.
+    pub fn backlog(&self) -> u64 {
+        crate::stream::unacknowledged(self.length, self.groups.iter().map(|g| (g.pending, g.lag)))
+    }
+}
+
 /// One consumer group of a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupStatus {

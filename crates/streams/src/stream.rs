@@ -128,11 +128,21 @@ pub async fn backlog<C: ConnectionLike + Send>(conn: &mut C, key: &str) -> Resul
         Err(Error::Command { reply, .. }) if reply.code() == Some("ERR") => return Ok(0),
         Err(error) => return Err(error),
     };
-    Ok(groups
-        .iter()
-        .map(|g| g.lag.map_or(length, |lag| (g.pending + lag).min(length)))
+    Ok(unacknowledged(
+        length,
+        groups.iter().map(|g| (g.pending, g.lag)),
+    ))
+}
+
+/// What [`backlog`] computes from a stream's length and its groups' (pending, lag).
+pub(crate) fn unacknowledged(length: u64, groups: impl Iterator<Item = (u64, Option<u64>)>) -> u64 {
+    if length == 0 {
+        return 0;
+    }
+    groups
+        .map(|(pending, lag)| lag.map_or(length, |lag| (pending + lag).min(length)))
         .max()
-        .unwrap_or(length))
+        .unwrap_or(length)
 }
 
 /// The groups of `key` to look at: all of them, or the one named, which must exist.
