@@ -132,3 +132,9 @@ pub fn entry(fields: Vec<(String, FieldValue)>) {
 pub fn xreadgroup_reply(data: &[u8]) {
     redline_consumer::fuzz_xreadgroup_reply(data);
 }
+
+/// An XADD of arbitrary key, line and target: the producer's own packing must be redis-rs's,
+/// byte for byte.
+pub fn xadd(key: &str, line: &str, db: Option<String>, rp: Option<String>) {
+    redline_producer::writer::fuzz_pack_xadd(key, line, db, rp);
+}

@@ -140,6 +140,74 @@ pub(crate) fn once(requests: u64, redis: &RedisServer, pipeline: u32, clients: u
     }
 }
 
+/// The read ceiling: `redis-benchmark` repeating `XREADGROUP … COUNT batch STREAMS key 0`
+/// over `batch` entries pending for one consumer (pre-filled, read once), 4 clients: how many
+/// entries per second Redis hands out to a client that does nothing with them. The key is
+/// deleted afterwards.
+pub(crate) fn xreadgroup(redis: &RedisServer, batch: u64, entries_to_read: u64) -> Figure {
+    const READ_KEY: &str = "bench:ceiling:read";
+    let mut conn = redis.sync_conn();
+    let lines = workload::canonical(0, 10_000);
+    crate::redisx::prefill(&mut conn, READ_KEY, batch, &lines);
+    crate::redisx::create_group(&mut conn, READ_KEY, "ceiling");
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "ceiling", "c", "COUNT"])
+        .arg(batch)
+        .arg(&["STREAMS", READ_KEY, ">"])
+        .query(&mut conn)
+        .unwrap_or_else(|e| panic!("XREADGROUP {READ_KEY}: {e}"));
+    let requests = entries_to_read.div_ceil(batch).max(20);
+    let args: Vec<String> = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &redis.port().to_string(),
+        "-c",
+        "4",
+        "-n",
+        &requests.to_string(),
+        "-q",
+        "XREADGROUP",
+        "GROUP",
+        "ceiling",
+        "c",
+        "COUNT",
+        &batch.to_string(),
+        "STREAMS",
+        READ_KEY,
+        "0",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    let load = Load::sample();
+    let output = Command::new("redis-benchmark")
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-benchmark: {e}"));
+    let other_cores = load.other_cores();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rps = requests_per_second(&text).unwrap_or_else(|| {
+        panic!(
+            "redis-benchmark printed no rate:\n{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let _: () = redis::cmd("DEL")
+        .arg(READ_KEY)
+        .query(&mut conn)
+        .unwrap_or_else(|e| panic!("DEL {READ_KEY}: {e}"));
+    Figure::new(
+        "ceiling.xreadgroup_per_s",
+        "ceiling: redis-benchmark XREADGROUP (entries handed out, -c 4)",
+        rps * batch as f64,
+        "metrics/s",
+    )
+    .command(format!("redis-benchmark {}", shell_words(&args)))
+    .detail("requests_per_s", rps)
+    .detail("other_cores", other_cores)
+}
+
 /// The rate from `redis-benchmark -q` output: `XADD …: 612345.67 requests per second, …`.
 fn requests_per_second(text: &str) -> Option<f64> {
     text.split(['\r', '\n'])

@@ -41,6 +41,11 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
     let file = dir.path().join("drain.lp");
     let sinks = [("discard", Sink::Discard), ("file", Sink::File(&file))];
 
+    let ceiling = report.add(crate::ceiling::xreadgroup(
+        redis,
+        options.batch_size,
+        options.drain_entries * 2,
+    ));
     let mut results: Vec<Vec<Drain>> = vec![Vec::new(); 3];
     for round in 0..options.rounds.max(1) {
         results[0].push(baseline(options, &mut conn, &lines));
@@ -90,11 +95,22 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
             _ => "drain: consumer → file sink (fdatasync per batch)",
         };
         let figure = Figure::new(&format!("drain.{name}_per_s"), label, d.rate, "metrics/s")
-            .ratio_to(&baseline);
-        let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.6);
+            .ratio_to(&ceiling);
+        // The discarding sink is the relay alone: it must come close to what Redis hands
+        // out; the file sink also waits for the disk.
+        let want = if matches!(sink, Sink::Discard) {
+            0.8
+        } else {
+            0.6
+        };
+        let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= want);
         report.add(
             figure
-                .target("≥ 0.6 × baseline", met)
+                .target(format!("≥ {want} × read ceiling"), met)
+                .detail(
+                    "ratio_to_redis_rs_loop",
+                    (d.rate / baseline.value.max(1.0) * 100.0).round() / 100.0,
+                )
                 .command(d.command.clone())
                 .detail("consumer_cpu_us_per_metric", d.consumer_us)
                 .detail("redis_cpu_us_per_metric", d.redis_us)

@@ -157,8 +157,8 @@ pub(crate) async fn run(
     .detail("rounds", per_round);
     if let Some(ceiling) = &ceiling {
         figure = figure.ratio_to(ceiling);
-        let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.6);
-        figure = figure.target("≥ 0.6 × ceiling", met);
+        let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= 0.85);
+        figure = figure.target("≥ 0.85 × ceiling", met);
     }
     report.add(figure);
 

@@ -29,13 +29,11 @@
 use std::time::Duration;
 
 use redis::Value;
-use redline_core::redis::{Connection, RedisConfig};
+use redline_core::redis::{raw, Connection, RedisConfig};
 use tokio::time::Instant;
 
 use crate::batch::{self, Message, ReplyError};
 use crate::resp;
-
-mod raw;
 
 /// On a cluster, the longest a blocking read waits on one partition before the reader
 /// sweeps every partition again.
@@ -279,7 +277,7 @@ impl Reader {
     }
 
     /// The reader's connection: its own for a standalone Redis over plain TCP or a Unix
-    /// socket ([`raw`]), redis-rs's otherwise.
+    /// socket ([`raw::Conn`]), redis-rs's otherwise.
     async fn connect(&self) -> Result<Link, Error> {
         let Some(info) = raw::Conn::for_url(&self.redis) else {
             return Ok(Link::Driver(self.redis.blocking_connection().await?));

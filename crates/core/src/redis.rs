@@ -19,6 +19,7 @@
 //! is the same InfluxDB point).
 
 mod pool;
+pub mod raw;
 pub mod sentinel;
 
 use std::time::Duration;

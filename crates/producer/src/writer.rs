@@ -22,6 +22,18 @@ use redline_core::{
     series, telemetry,
 };
 
+mod raw;
+
+/// The `xadd` fuzz target (`fuzz/`): the producer's own XADD packing against redis-rs's on
+/// arbitrary keys, lines and targets; panics when a byte differs.
+#[doc(hidden)]
+pub fn fuzz_pack_xadd(key: &str, line: &str, db: Option<String>, rp: Option<String>) {
+    let target = Target { db, rp };
+    let mut ours = Vec::new();
+    raw::pack_xadd(&mut ours, key, line, &target);
+    assert_eq!(ours, xadd(key, line, &target).get_packed_command());
+}
+
 /// Most bytes of lines one round of XADDs carries.
 pub const PIPELINE_BYTES: usize = 256 * 1024;
 
@@ -83,6 +95,9 @@ pub struct Writer {
     buffer: Arc<crate::buffer::Buffer>,
     /// `WAIT numreplicas timeout` after each batch, when replicas are asked for.
     wait: Option<(u32, Duration)>,
+    /// The producer's own connections, on a standalone Redis over plain TCP or a Unix
+    /// socket; `None`: rounds go through the pool.
+    raw: Option<Arc<raw::Raw>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -108,6 +123,7 @@ impl Writer {
                 config.keys(),
             )),
             wait: (config.wait_replicas > 0).then_some((config.wait_replicas, config.wait_timeout)),
+            raw: raw::Raw::new(&config.redis).map(Arc::new),
         })
     }
 
@@ -182,6 +198,12 @@ impl Writer {
             .admit(&mut conn, &incoming)
             .await
             .map_err(from_streams)??;
+        if let Some(raw) = &self.raw {
+            drop(conn);
+            return self
+                .store_raw(raw, metrics, target, &incoming, started)
+                .await;
+        }
         let mut metrics = metrics;
         loop {
             let mut pipes = Pipelines::new(self.pool.is_cluster());

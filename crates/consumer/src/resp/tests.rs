@@ -210,6 +210,6 @@ fn bytes_that_are_not_resp_are_refused() {
     for bad in [&b"?\r\n"[..], b"*x\r\n", b"$3\r\nabcd\r\n", b"+OK\n"] {
         assert_eq!(Frame::default().complete(bad), Err(Malformed), "{bad:?}");
     }
-    let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
+    let deep = b"*1\r\n".repeat(redline_core::redis::raw::MAX_DEPTH + 1);
     assert_eq!(Frame::default().complete(&deep), Err(Malformed));
 }

@@ -1,0 +1,238 @@
+//! Storing over redline's own connection ([`redline_core::redis::raw`]) on a standalone Redis
+//! over plain TCP or a Unix socket: each round's XADDs are written straight into one buffer
+//! ([`pack_xadd`]: the line copied once, no command object per metric) and the replies are
+//! only framed and checked, not parsed into values.
+//!
+//! Invariants (as for the pooled path in [`super`]):
+//! - a request is answered stored only when Redis replied to every XADD of every round
+//!   without an error, and to the `WAIT` of the last round with enough replicas;
+//! - every round of a request goes over one connection, so the last round's `WAIT` covers
+//!   them all;
+//! - a connection that failed or timed out mid-reply is dropped, never reused; one that got
+//!   error replies (all of them read) goes back to the idle set.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::{ConnectionInfo, RedisError};
+use redline_core::line::Metric;
+use redline_core::redis::raw::{number, Conn, Frame};
+use redline_core::redis::RedisConfig;
+use redline_core::{entry, series, telemetry};
+
+use super::{classify, Error, Target, Writer, PIPELINE_BYTES};
+
+/// Idle connections of the producer's own, reused by the next request.
+pub(super) struct Raw {
+    info: ConnectionInfo,
+    idle: Mutex<Vec<Conn>>,
+    max_idle: usize,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Raw {
+    /// The producer's own connections, when `redis` is a standalone Redis over plain TCP or
+    /// a Unix socket.
+    pub(super) fn new(redis: &RedisConfig) -> Option<Self> {
+        Some(Self {
+            info: Conn::for_url(redis)?,
+            idle: Mutex::new(Vec::new()),
+            max_idle: redis.pool_size.max(1),
+            connect_timeout: redis.connect_timeout,
+            response_timeout: redis.response_timeout,
+        })
+    }
+
+    async fn checkout(&self) -> Result<Conn, RedisError> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => Conn::connect(&self.info, self.connect_timeout).await,
+        }
+    }
+
+    fn give_back(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+}
+
+/// What the replies of one round say.
+enum Replies {
+    /// Every XADD stored; the `WAIT`'s count when one was sent.
+    Stored(Option<u64>),
+    /// Redis answered an error to some command (the first one here).
+    Refused(RedisError),
+}
+
+impl Writer {
+    /// [`Writer::store`] over the producer's own connection; the buffer limit was checked.
+    pub(super) async fn store_raw<'m, I>(
+        &self,
+        raw: &Raw,
+        mut metrics: I,
+        target: &Target,
+        incoming: &[u64],
+        started: Instant,
+    ) -> Result<usize, Error>
+    where
+        I: ExactSizeIterator<Item = Metric<'m>>,
+    {
+        let count = metrics.len();
+        let partitions = self.keys.count();
+        let mut conn = raw.checkout().await.map_err(classify)?;
+        let mut packed = Vec::with_capacity(PIPELINE_BYTES + PIPELINE_BYTES / 2);
+        loop {
+            packed.clear();
+            let (mut commands, mut bytes) = (0, 0);
+            while bytes < PIPELINE_BYTES {
+                let Some(metric) = metrics.next() else { break };
+                let partition = if partitions == 1 {
+                    0
+                } else {
+                    series::partition(metric.series_key(), partitions)
+                };
+                bytes += metric.line().len();
+                pack_xadd(
+                    &mut packed,
+                    self.keys.partition(partition),
+                    metric.line(),
+                    target,
+                );
+                commands += 1;
+            }
+            let last = metrics.len() == 0;
+            let wait = self
+                .wait
+                .filter(|_| last && incoming.iter().any(|n| *n > 0));
+            if let Some((replicas, timeout)) = wait {
+                let millis = u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                packed.extend_from_slice(
+                    &redis::cmd("WAIT")
+                        .arg(replicas)
+                        .arg(millis)
+                        .get_packed_command(),
+                );
+                commands += 1;
+            }
+            let result =
+                tokio::time::timeout(raw.response_timeout, conn.pipeline(&packed, commands))
+                    .await
+                    .map_err(|_| {
+                        RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                    })
+                    .and_then(|replies| replies.map(|r| check(r, commands, wait.is_some())));
+            if last || !matches!(result, Ok(Replies::Stored(_))) {
+                metrics::histogram!(telemetry::XADD_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+            }
+            let confirmed = match result {
+                // The connection may hold half a reply: it is dropped.
+                Err(e) => return Err(classify(e)),
+                Ok(Replies::Refused(e)) => {
+                    raw.give_back(conn);
+                    return Err(classify(e));
+                }
+                Ok(Replies::Stored(confirmed)) => confirmed,
+            };
+            if !last {
+                continue;
+            }
+            raw.give_back(conn);
+            if let (Some((wanted, timeout)), Some(confirmed)) = (self.wait, confirmed) {
+                if confirmed < u64::from(wanted) {
+                    return Err(Error::Replicas {
+                        confirmed,
+                        wanted,
+                        timeout,
+                    });
+                }
+            }
+            return Ok(count);
+        }
+    }
+}
+
+/// Reads `commands` whole replies: the first error reply as redis-rs reports it, else the
+/// last reply's integer when it answers a `WAIT`.
+fn check(replies: &[u8], commands: usize, wait: bool) -> Replies {
+    let mut at = 0;
+    let mut last = None;
+    for _ in 0..commands {
+        let len = match Frame::default().complete(&replies[at..]) {
+            Ok(Some(len)) => len,
+            // `Conn::pipeline` framed them already.
+            _ => unreachable!("replies are whole"),
+        };
+        let reply = &replies[at..at + len];
+        if reply.first() == Some(&b'-') {
+            let error = redis::parse_redis_value(reply)
+                .and_then(redis::Value::extract_error)
+                .err()
+                .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Parse, "error reply")));
+            return Replies::Refused(error);
+        }
+        last = Some(reply);
+        at += len;
+    }
+    let confirmed = last
+        .filter(|_| wait)
+        .and_then(|reply| reply.strip_prefix(b":"))
+        .and_then(|reply| number(reply.strip_suffix(b"\r\n")?).ok())
+        .map(|n| u64::try_from(n).unwrap_or(0));
+    Replies::Stored(if wait {
+        Some(confirmed.unwrap_or(0))
+    } else {
+        None
+    })
+}
+
+/// Appends `XADD key * lp <line> [db <db>] [rp <rp>]` in RESP, as redis-rs packs the command
+/// [`super::xadd`] builds, byte for byte.
+pub(super) fn pack_xadd(out: &mut Vec<u8>, key: &str, line: &str, target: &Target) {
+    let (db, rp) = (target.db.as_deref(), target.rp.as_deref());
+    let argc = 5 + 2 * usize::from(db.is_some()) + 2 * usize::from(rp.is_some());
+    out.push(b'*');
+    push_decimal(out, argc);
+    out.extend_from_slice(b"\r\n$4\r\nXADD\r\n");
+    push_bulk(out, key.as_bytes());
+    out.extend_from_slice(b"$1\r\n*\r\n");
+    push_bulk(out, entry::FIELD_LP.as_bytes());
+    push_bulk(out, line.as_bytes());
+    for (name, value) in [(entry::FIELD_DB, db), (entry::FIELD_RP, rp)] {
+        if let Some(value) = value {
+            push_bulk(out, name.as_bytes());
+            push_bulk(out, value.as_bytes());
+        }
+    }
+}
+
+fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'$');
+    push_decimal(out, bytes.len());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0_u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,56 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("cpu,host=a usage=0.5 1700000000000000000".to_string()),
+        "\\PC{0,40}",
+        prop::collection::vec(any::<char>(), 0..300).prop_map(|c| c.into_iter().collect()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn an_xadd_is_packed_byte_for_byte_as_redis_rs_packs_it(
+        key in text(),
+        line in text(),
+        db in prop::option::of(text()),
+        rp in prop::option::of(text()),
+    ) {
+        let target = Target { db, rp };
+        let mut ours = b"leading bytes stay".to_vec();
+        pack_xadd(&mut ours, &key, &line, &target);
+        let mut theirs = b"leading bytes stay".to_vec();
+        theirs.extend_from_slice(&super::super::xadd(&key, &line, &target).get_packed_command());
+        prop_assert_eq!(ours, theirs);
+    }
+}
+
+#[test]
+fn decimals_are_written_as_redis_reads_them() {
+    for n in [0, 9, 10, 99, 100, 65_535, usize::MAX] {
+        let mut out = Vec::new();
+        push_decimal(&mut out, n);
+        assert_eq!(out, n.to_string().as_bytes());
+    }
+}
+
+#[test]
+fn replies_are_stored_refused_or_counted_as_redis_sent_them() {
+    let stored = b"$3\r\n1-0\r\n$3\r\n1-1\r\n:2\r\n";
+    assert!(matches!(check(stored, 3, true), Replies::Stored(Some(2))));
+    assert!(matches!(
+        check(&stored[..18], 2, false),
+        Replies::Stored(None)
+    ));
+    let refused =
+        b"$3\r\n1-0\r\n-OOM command not allowed when used memory > 'maxmemory'.\r\n$3\r\n1-2\r\n";
+    let Replies::Refused(error) = check(refused, 3, false) else {
+        panic!("an error reply refuses the round");
+    };
+    assert!(redline_core::redis::is_oom(&error), "{error}");
+}
