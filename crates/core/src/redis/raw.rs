@@ -137,10 +137,22 @@ pub fn bulk_end(buf: &[u8], start: usize, n: i64) -> Result<Option<usize>, Malfo
 /// # Errors
 /// [`Malformed`] when it is not one.
 pub fn number(text: &[u8]) -> Result<i64, Malformed> {
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .ok_or(Malformed)
+    // Every header and bulk has one: digits only, read without going through `str`.
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        // Longer numbers (never in a reply redline reads) take the general way.
+        return std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or(Malformed);
+    }
+    let value = digits
+        .iter()
+        .fold(0_i64, |n, d| n * 10 + i64::from(d - b'0'));
+    Ok(if negative { -value } else { value })
 }
 
 /// A reply buffer that grew past this (a batch of large lines) is shrunk once idle.
@@ -270,5 +282,35 @@ impl Conn {
         }
         self.taken = end;
         Ok(&self.buf[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_numbers_read_as_rust_parses_them() {
+        let cases: [&[u8]; 12] = [
+            b"0",
+            b"-1",
+            b"5000",
+            b"-0",
+            b"999999999999999999",
+            b"9223372036854775807",
+            b"9223372036854775808",
+            b"",
+            b"-",
+            b"+1",
+            b"1a",
+            b" 1",
+        ];
+        for text in cases {
+            let general = std::str::from_utf8(text)
+                .ok()
+                .and_then(|t| t.parse::<i64>().ok())
+                .ok_or(Malformed);
+            assert_eq!(number(text), general, "{:?}", String::from_utf8_lossy(text));
+        }
     }
 }
