@@ -113,19 +113,7 @@ pub(crate) fn once(requests: u64, redis: &RedisServer, pipeline: u32, clients: u
     .iter()
     .map(ToString::to_string)
     .collect();
-    let load = Load::sample();
-    let output = Command::new("redis-benchmark")
-        .args(&args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run redis-benchmark: {e}"));
-    let other_cores = load.other_cores();
-    let text = String::from_utf8_lossy(&output.stdout);
-    let rps = requests_per_second(&text).unwrap_or_else(|| {
-        panic!(
-            "redis-benchmark printed no rate:\n{text}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let (rps, other_cores) = benchmark(&args);
     // DEL, not UNLINK: freeing in the background would compete with the next run.
     let _: () = redis::cmd("DEL")
         .arg(KEY)
@@ -180,19 +168,7 @@ pub(crate) fn xreadgroup(redis: &RedisServer, batch: u64, entries_to_read: u64) 
     .iter()
     .map(ToString::to_string)
     .collect();
-    let load = Load::sample();
-    let output = Command::new("redis-benchmark")
-        .args(&args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run redis-benchmark: {e}"));
-    let other_cores = load.other_cores();
-    let text = String::from_utf8_lossy(&output.stdout);
-    let rps = requests_per_second(&text).unwrap_or_else(|| {
-        panic!(
-            "redis-benchmark printed no rate:\n{text}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let (rps, other_cores) = benchmark(&args);
     let _: () = redis::cmd("DEL")
         .arg(READ_KEY)
         .query(&mut conn)
@@ -206,6 +182,25 @@ pub(crate) fn xreadgroup(redis: &RedisServer, batch: u64, entries_to_read: u64) 
     .command(format!("redis-benchmark {}", shell_words(&args)))
     .detail("requests_per_s", rps)
     .detail("other_cores", other_cores)
+}
+
+/// Runs `redis-benchmark args`: requests per second, and the cores other processes used
+/// meanwhile.
+fn benchmark(args: &[String]) -> (f64, f64) {
+    let load = Load::sample();
+    let output = Command::new("redis-benchmark")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run redis-benchmark: {e}"));
+    let other_cores = load.other_cores();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rps = requests_per_second(&text).unwrap_or_else(|| {
+        panic!(
+            "redis-benchmark printed no rate:\n{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (rps, other_cores)
 }
 
 /// The rate from `redis-benchmark -q` output: `XADD …: 612345.67 requests per second, …`.
