@@ -17,7 +17,7 @@
 
 use redis::Value;
 
-use redline_core::redis::raw::{bulk_end, header, number, Frame, Malformed};
+use redline_core::redis::raw::{bulk_end, length, Frame, Malformed};
 
 use crate::batch::{field_slot, Body, Field, Message};
 use crate::reader;
@@ -58,21 +58,20 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     /// An array header: its length, -1 for a nil array.
     fn array(&mut self) -> Option<i64> {
-        let (kind, value, after) = header(self.buf, self.pos).ok()??;
-        if kind != b'*' {
+        if self.buf.get(self.pos) != Some(&b'*') {
             return None;
         }
+        let (n, after) = length(self.buf, self.pos + 1).ok()??;
         self.pos = after;
-        number(value).ok()
+        Some(n)
     }
 
     /// A bulk string (not nil).
     fn bulk(&mut self) -> Option<&'a [u8]> {
-        let (kind, value, after) = header(self.buf, self.pos).ok()??;
-        if kind != b'$' {
+        if self.buf.get(self.pos) != Some(&b'$') {
             return None;
         }
-        let n = number(value).ok().filter(|&n| n >= 0)?;
+        let (n, after) = length(self.buf, self.pos + 1).ok()??;
         let end = bulk_end(self.buf, after, n).ok()??;
         self.pos = end;
         Some(&self.buf[after..end - 2])

@@ -51,16 +51,21 @@ impl Frame {
             if self.started && self.open.is_empty() {
                 return Ok(Some(self.pos));
             }
-            let Some((kind, value, after)) = header(buf, self.pos)? else {
+            let Some(&kind) = buf.get(self.pos) else {
                 return Ok(None);
             };
             match kind {
                 b'+' | b'-' | b':' => {
+                    let Some((_, _, after)) = header(buf, self.pos)? else {
+                        return Ok(None);
+                    };
                     self.pos = after;
                     self.element_done();
                 }
                 b'$' => {
-                    let n = number(value)?;
+                    let Some((n, after)) = length(buf, self.pos + 1)? else {
+                        return Ok(None);
+                    };
                     self.pos = if n < 0 {
                         after
                     } else {
@@ -72,7 +77,9 @@ impl Frame {
                     self.element_done();
                 }
                 b'*' => {
-                    let n = number(value)?;
+                    let Some((n, after)) = length(buf, self.pos + 1)? else {
+                        return Ok(None);
+                    };
                     self.pos = after;
                     if n <= 0 {
                         self.element_done();
@@ -98,6 +105,37 @@ impl Frame {
             }
             self.open.pop();
         }
+    }
+}
+
+/// The length in a `$` or `*` header whose number starts at `at`, and where the header ends:
+/// `-1` or digits, then CRLF, read in one pass (every entry has several); `None` while bytes
+/// are missing.
+///
+/// # Errors
+/// [`Malformed`] for anything else (Redis sends nothing else there).
+pub fn length(buf: &[u8], at: usize) -> Result<Option<(i64, usize)>, Malformed> {
+    let mut i = at;
+    let negative = buf.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let start = i;
+    let mut n: i64 = 0;
+    while let Some(&d) = buf.get(i) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        if i - start == 18 {
+            return Err(Malformed);
+        }
+        n = n * 10 + i64::from(d - b'0');
+        i += 1;
+    }
+    match (buf.get(i), buf.get(i + 1)) {
+        (None, _) | (Some(b'\r'), None) => Ok(None),
+        (Some(b'\r'), Some(b'\n')) if i > start => Ok(Some((if negative { -n } else { n }, i + 2))),
+        _ => Err(Malformed),
     }
 }
 
@@ -311,6 +349,33 @@ mod tests {
                 .and_then(|t| t.parse::<i64>().ok())
                 .ok_or(Malformed);
             assert_eq!(number(text), general, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn lengths_read_in_one_pass_as_the_header_line_says() {
+        for n in [0_i64, 1, 9, 10, 5000, -1, 999_999_999_999_999_999] {
+            let line = format!("{n}\r\n");
+            let bytes = line.as_bytes();
+            assert_eq!(length(bytes, 0), Ok(Some((n, bytes.len()))), "{n}");
+            for cut in 0..bytes.len() {
+                assert_eq!(length(&bytes[..cut], 0), Ok(None), "{n} cut at {cut}");
+            }
+        }
+        for bad in [
+            &b"\r\n"[..],
+            b"-\r\n",
+            b"1x\r\n",
+            b"1\rx",
+            b"+1\r\n",
+            b"1000000000000000000\r\n",
+        ] {
+            assert_eq!(
+                length(bad, 0),
+                Err(Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }
