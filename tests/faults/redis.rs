@@ -263,3 +263,25 @@ async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
         "{body}"
     );
 }
+
+/// A Redis restarted between two requests takes the next one at once: the producer's idle
+/// connections died with the old process, and the first write on one goes again on a new
+/// connection instead of answering 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_redis_restart_the_next_write_is_stored_without_a_503() {
+    let mut redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    for start in [0, 1_000] {
+        assert_eq!(post(&write, lines(start, 1_000)).await.status(), 204);
+    }
+    redis.stop();
+    redis.start_again();
+    for start in [2_000, 3_000] {
+        let answer = post(&write, lines(start, 1_000)).await;
+        let status = answer.status();
+        assert_eq!(status, 204, "{}", answer.text().await.unwrap_or_default());
+    }
+    // Redis without persistence restarted empty: it holds exactly the writes after it.
+    assert_eq!(xlen(&mut redis.conn().await, STREAM).await, 2_000);
+}

@@ -44,12 +44,18 @@ impl Raw {
         })
     }
 
-    async fn checkout(&self) -> Result<Conn, RedisError> {
+    /// An idle connection (`true`: it may have died while idle, e.g. Redis restarted) or a
+    /// new one.
+    async fn checkout(&self) -> Result<(Conn, bool), RedisError> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match idle {
-            Some(conn) => Ok(conn),
-            None => Conn::connect(&self.info, self.connect_timeout).await,
+            Some(conn) => Ok((conn, true)),
+            None => Ok((self.connect().await?, false)),
         }
+    }
+
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        Conn::connect(&self.info, self.connect_timeout).await
     }
 
     fn give_back(&self, conn: Conn) {
@@ -83,7 +89,7 @@ impl Writer {
     {
         let count = metrics.len();
         let partitions = self.keys.count();
-        let mut conn = raw.checkout().await.map_err(classify)?;
+        let (mut conn, mut idle) = raw.checkout().await.map_err(classify)?;
         let mut packed = Vec::with_capacity(PIPELINE_BYTES + PIPELINE_BYTES / 2);
         loop {
             packed.clear();
@@ -120,13 +126,15 @@ impl Writer {
                 );
                 commands += 1;
             }
-            let result =
-                tokio::time::timeout(raw.response_timeout, conn.pipeline(&packed, commands))
-                    .await
-                    .map_err(|_| {
-                        RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                    })
-                    .and_then(|replies| replies.map(|r| check(r, commands, wait.is_some())));
+            let mut result = round(raw, &mut conn, &packed, commands, wait.is_some()).await;
+            if idle && matches!(&result, Err(e) if e.is_io_error() && !e.is_timeout()) {
+                // An idle connection Redis closed meanwhile (a restart, its `timeout`): the
+                // first round goes again on a new one. Commands the old one may have
+                // delivered are stored twice, as a client's retry would.
+                conn = raw.connect().await.map_err(classify)?;
+                result = round(raw, &mut conn, &packed, commands, wait.is_some()).await;
+            }
+            idle = false;
             if last || !matches!(result, Ok(Replies::Stored(_))) {
                 metrics::histogram!(telemetry::XADD_SECONDS)
                     .record(started.elapsed().as_secs_f64());
@@ -155,6 +163,22 @@ impl Writer {
             }
             return Ok(count);
         }
+    }
+}
+
+/// Sends one round and reads its replies, within the response timeout.
+async fn round(
+    raw: &Raw,
+    conn: &mut Conn,
+    packed: &[u8],
+    commands: usize,
+    wait: bool,
+) -> Result<Replies, RedisError> {
+    match tokio::time::timeout(raw.response_timeout, conn.pipeline(packed, commands)).await {
+        Ok(replies) => replies.map(|replies| check(replies, commands, wait)),
+        Err(_) => Err(RedisError::from(std::io::Error::from(
+            std::io::ErrorKind::TimedOut,
+        ))),
     }
 }
 
