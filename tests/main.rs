@@ -6,6 +6,7 @@ mod cli;
 mod compat;
 mod compose;
 mod docs;
+mod fanout;
 mod faults;
 mod guarantees;
 mod kubernetes;
