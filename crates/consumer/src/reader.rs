@@ -423,7 +423,10 @@ mod tests {
             }
         }
         pipe.query_async::<()>(&mut conn).await.unwrap();
-        let read = read.await.unwrap().unwrap();
+        let read = redline_testkit::within("the blocked read", Duration::from_secs(20), read)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             (1..=3).contains(&read.messages.len()),
             "{} entries for a read of 3",
@@ -489,7 +492,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let read = read.await.unwrap().unwrap();
+        let read = redline_testkit::within("the blocked read", Duration::from_secs(20), read)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(!read.history);
         assert!(!read.messages.is_empty());
         assert!(read.messages.iter().all(|m| m.stream == 3 || m.stream == 1));
