@@ -9,6 +9,9 @@ use crate::support::{
     config, file_lines, file_sink, line, pending, Consumer, GROUP, PATIENCE, STREAM,
 };
 
+/// One row of `XPENDING key group - + count consumer`: id, consumer, idle ms, deliveries.
+type PendingRow = (String, String, u64, u64);
+
 /// The id of the client blocked in `XREADGROUP`, from `CLIENT LIST`.
 async fn blocked_reader(conn: &mut redis::aio::MultiplexedConnection) -> Option<u64> {
     let list: String = redis::cmd("CLIENT")
@@ -76,7 +79,7 @@ async fn entries_a_killed_read_took_are_reread_at_once_without_a_claim() {
         .arg(100)
         .arg("c1");
     pipe.cmd("CLIENT").arg("KILL").arg("ID").arg(reader);
-    let (ids, handed, killed): (Vec<String>, Vec<(String, String, u64, u64)>, u64) =
+    let (ids, handed, killed): (Vec<String>, Vec<PendingRow>, u64) =
         pipe.query_async(&mut conn).await.unwrap();
     assert_eq!(ids.len(), 10);
     assert_eq!(handed.len(), 10, "the blocked read took the ten entries");
