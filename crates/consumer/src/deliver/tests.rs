@@ -284,41 +284,6 @@ async fn restarts_in_the_middle_of_an_outage_count_nothing() {
 }
 
 #[tokio::test]
-async fn rejected_entries_are_isolated_and_the_rest_acked() {
-    let mut entries = lines(64, None);
-    for i in [3, 40, 41] {
-        entries[i].0 = format!("poison,i={i} v=1 {i}");
-    }
-    let (redis, batch) = read_entries(&entries).await;
-    let (mut deliverer, seen) = deliverer(&redis, rejects_poison, 5);
-    within(deliverer.deliver(batch)).await;
-
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.written.len(), 61);
-    assert!(
-        seen.calls <= 1 + 2 * 3 * 6,
-        "{} writes to isolate 3 of 64",
-        seen.calls
-    );
-    let mut written = seen.written.clone();
-    written.sort();
-    written.dedup();
-    assert_eq!(written.len(), 61, "each accepted entry written once");
-    assert_eq!(pending_count(&redis).await, 0);
-    let letters = dead_letters(&redis).await;
-    let poisoned: Vec<&str> = letters.iter().map(|l| l["lp"].as_str()).collect();
-    assert_eq!(
-        poisoned,
-        [
-            "poison,i=3 v=1 3",
-            "poison,i=40 v=1 40",
-            "poison,i=41 v=1 41"
-        ]
-    );
-    assert!(letters.iter().all(|l| l["reason"] == "field type conflict"));
-}
-
-#[tokio::test]
 async fn a_refused_route_holds_back_no_other_route() {
     let mut entries = lines(10, Some("good"));
     entries.extend(lines(6, Some("forbidden")));
@@ -409,66 +374,6 @@ async fn a_write_that_times_out_is_retried_smaller_without_counting() {
     );
 }
 
-#[tokio::test]
-async fn a_dead_letter_redis_refuses_stays_pending_and_the_rest_is_acked() {
-    let mut entries = lines(8, None);
-    entries[2].0 = "poison v=1 2".into();
-    let (redis, batch) = read_entries(&entries).await;
-    let poison = batch[2].id.clone();
-    // The dead-letter stream's key holds a string: every XADD to it fails (WRONGTYPE).
-    let mut conn = redis.conn().await;
-    let dlq = format!("{KEY}:dlq");
-    let _: () = redis::cmd("SET")
-        .arg(&dlq)
-        .arg("not a stream")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let (mut deliverer, seen) = deliverer(&redis, rejects_poison, 5);
-    within(deliverer.deliver(batch)).await;
-    // The dead letter is acked only on its XADD's answer: refused, its entry stays pending
-    // (an ack before the XADD would lose it here), while the seven accepted are acked.
-    assert_eq!(seen.lock().unwrap().written.len(), 7);
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(KEY)
-        .arg(GROUP)
-        .arg("-")
-        .arg("+")
-        .arg(100)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let held: Vec<&str> = rows.iter().map(|(id, ..)| id.as_str()).collect();
-    assert_eq!(held, [poison.as_str()], "only the poison waits");
-    let kind: String = redis::cmd("TYPE")
-        .arg(&dlq)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(kind, "string", "nothing was dead-lettered");
-
-    // Repaired: the next re-read dead-letters it, and only then is it acked.
-    let _: () = redis::cmd("DEL")
-        .arg(&dlq)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let again = reread(&redis).await;
-    assert_eq!(again.len(), 1);
-    within(deliverer.deliver(again)).await;
-    assert_eq!(pending_count(&redis).await, 0);
-    let letters = dead_letters(&redis).await;
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0]["lp"], "poison v=1 2");
-    assert_eq!(letters[0]["source_id"], poison);
-    assert_eq!(letters[0]["reason"], "field type conflict");
-    assert_eq!(
-        seen.lock().unwrap().written.len(),
-        7,
-        "the rest written once"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_claimed_by_another_consumer_are_left_to_it() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
@@ -513,3 +418,5 @@ async fn entries_claimed_by_another_consumer_are_left_to_it() {
     );
     assert!(dead_letters(&redis).await.is_empty());
 }
+
+mod letters;
