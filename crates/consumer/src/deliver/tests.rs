@@ -17,6 +17,8 @@ const GROUP: &str = "g";
 #[derive(Debug, Clone, Default)]
 struct Seen {
     calls: usize,
+    /// The size of each write, in order.
+    sizes: Vec<usize>,
     written: Vec<String>,
 }
 
@@ -41,6 +43,7 @@ where
     ) -> Result<(), SinkError> {
         let mut seen = self.seen.lock().unwrap();
         seen.calls += 1;
+        seen.sizes.push(batch.len());
         let answer = (self.decide)(seen.calls, batch);
         if answer.is_ok() {
             seen.written.extend(batch.iter().map(|e| e.lp.clone()));
@@ -366,6 +369,8 @@ async fn a_write_that_times_out_is_retried_smaller_without_counting() {
     let (mut deliverer, seen) = deliverer(&redis, decide, 1);
     within(deliverer.deliver(batch)).await;
     let seen = seen.lock().unwrap().clone();
+    // Halved after each timeout (64, 32, 16), then the 8 that fit, each write of them.
+    assert_eq!(seen.sizes, [64, 32, 16, 8, 8, 8, 8, 8, 8, 8, 8]);
     assert_eq!(seen.written.len(), 64);
     assert_eq!(pending_count(&redis).await, 0);
     assert!(
