@@ -41,6 +41,35 @@ async fn killed_consumer_entries_are_claimed_after_min_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_consumers_entries_are_claimed_in_every_partition() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let keys = redline_core::keys::StreamKeys::new(STREAM, 3);
+    for (n, key) in keys.partitions().iter().enumerate() {
+        add_metrics(&mut conn, key, "cpu", n * 10..n * 10 + 10, None).await;
+        assert_eq!(read_and_abandon(&mut conn, key, "dead", 10).await, 10);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let consumer = Consumer::start(redline_consumer::Config {
+        partitions: 3,
+        min_idle: Duration::from_millis(500),
+        ..config(&redis, "alive", file_sink(&path))
+    });
+    wait_until("30 lines", PATIENCE, || async {
+        file_lines(&path).len() >= 30
+    })
+    .await;
+    consumer.stop().await;
+    for key in keys.partitions() {
+        assert_eq!(pending(&mut conn, key).await, 0, "{key}");
+    }
+    let unique: HashSet<String> = file_lines(&path).into_iter().collect();
+    assert_eq!(unique.len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claimer_takes_nothing_a_live_consumer_just_read() {
     let redis = RedisServer::start(&[]);
     let mut conn = redis.conn().await;
