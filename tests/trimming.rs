@@ -1,5 +1,6 @@
 //! Trimming: a drained stream shrinks to a few batches; a group that reads nothing (one
-//! redline did not create) keeps every entry until it has acknowledged them.
+//! redline did not create) keeps every entry until it has acknowledged them; with groups at
+//! different positions, the one furthest behind sets the bound.
 
 use std::time::Duration;
 
@@ -86,5 +87,105 @@ async fn a_group_that_reads_nothing_keeps_every_entry() {
     wait_until("the stream trimmed", Duration::from_secs(10), || async {
         xlen(&redis, STREAM).await == 0
     })
+    .await;
+}
+
+/// Reads `count` new entries of the metric stream as `consumer` of `group`, and
+/// acknowledges the first `ack` of them.
+async fn read_and_ack(
+    conn: &mut redis::aio::MultiplexedConnection,
+    group: &str,
+    count: usize,
+    ack: usize,
+) {
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(group)
+        .arg(group)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(STREAM)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = read.keys[0].ids.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), count);
+    let acked: u64 = redis::cmd("XACK")
+        .arg(STREAM)
+        .arg(group)
+        .arg(&ids[..ack])
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(acked, ack as u64);
+}
+
+/// Waits until the consumer's trim has brought the stream down to `expected` entries, and
+/// fails at once if it removed more.
+async fn wait_trimmed_to(redis: &RedisServer, expected: u64, why: &str) {
+    let left = redline_testkit::wait_for(why, Duration::from_secs(10), || async {
+        let len = xlen(redis, STREAM).await;
+        (len <= expected).then_some(len)
+    })
+    .await;
+    assert_eq!(
+        left, expected,
+        "{why}: the trim removed entries a group still needs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_at_different_positions_trim_to_the_one_furthest_behind() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    for group in ["ahead", "behind"] {
+        support::create_group(&mut conn, group).await;
+    }
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    // redline's own group reads and acknowledges everything; its consumer trims.
+    let _c = support::file_consumer(
+        &redis.url(),
+        "redline",
+        &path,
+        &["--trim-interval", "200ms"],
+    );
+    let write = format!("{}/write?db=db0", producer.url);
+    for start in (0..20_000).step_by(5_000) {
+        post_until_stored(&write, &lines(start, 5_000)).await;
+    }
+    wait_until("20,000 lines", Duration::from_secs(30), || {
+        let path = path.clone();
+        async move { support::line_count(&path) >= 20_000 }
+    })
+    .await;
+    support::wait_nothing_pending(&conn).await;
+    assert_eq!(
+        xlen(&redis, STREAM).await,
+        20_000,
+        "`ahead` and `behind` have read nothing: every entry is kept"
+    );
+
+    // Two other groups at different positions: `ahead` acknowledged 12,000, `behind` 7,000.
+    read_and_ack(&mut conn, "ahead", 12_000, 12_000).await;
+    read_and_ack(&mut conn, "behind", 7_000, 7_000).await;
+    wait_trimmed_to(
+        &redis,
+        13_000,
+        "the stream trimmed to what `behind` has not read",
+    )
+    .await;
+
+    // `behind` reads 6,000 more and acknowledges only 3,000: its oldest pending entry, the
+    // 10,000th, is now the bound, though `ahead` is at 12,000.
+    read_and_ack(&mut conn, "behind", 6_000, 3_000).await;
+    wait_trimmed_to(
+        &redis,
+        10_000,
+        "the stream trimmed to `behind`'s oldest pending",
+    )
     .await;
 }

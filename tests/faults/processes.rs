@@ -6,6 +6,7 @@ use redline_testkit::{wait_until, InfluxServer, RedisServer};
 
 use crate::support::{
     self, consumer, dead_letters, lines, post, post_until_stored, timestamped_lines, Producer,
+    GROUP, STREAM,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,6 +111,52 @@ async fn another_consumer_claims_what_a_killed_one_held() {
     support::wait_for_count(&influx, "db0", 20_000, Duration::from_secs(60)).await;
     support::wait_nothing_pending(&redis.conn().await).await;
     assert!(held > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_consumers_entries_are_claimed_after_the_min_idle_it_was_given() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let mut conn = redis.conn().await;
+    support::create_group(&mut conn, GROUP).await;
+    post_until_stored(
+        &format!("{}/write?db=db0", producer.url),
+        &timestamped_lines(0, 5_000),
+    )
+    .await;
+    // Consumer c1 reads 3,000 entries and dies before acknowledging any.
+    let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg("c1")
+        .arg("COUNT")
+        .arg(3_000)
+        .arg("STREAMS")
+        .arg(STREAM)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(read.keys[0].ids.len(), 3_000);
+
+    // Another consumer, with --min-idle 2s (the default, 30s, is past the deadline below):
+    // only XAUTOCLAIM can hand it c1's entries.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let _c2 = support::file_consumer(&redis.url(), GROUP, &path, &["--min-idle", "2s"]);
+    wait_until("5,000 lines", Duration::from_secs(20), || {
+        let path = path.clone();
+        async move { support::line_count(&path) >= 5_000 }
+    })
+    .await;
+    support::wait_nothing_pending(&conn).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5_000, "each entry written once");
+    lines.sort_unstable();
+    lines.dedup();
+    assert_eq!(lines.len(), 5_000);
+    assert!(dead_letters(&mut conn).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -94,6 +94,69 @@ async fn a_full_redis_is_drained_and_trimmed_by_a_restarted_consumer_and_its_poi
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_full_redis_answers_503_never_204_and_stores_nothing_of_the_refused_request() {
+    let redis = RedisServer::start(&["--maxmemory-policy", "noeviction"]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut conn = redis.conn().await;
+    // Redis past maxmemory: an 8 MB value, and maxmemory set below what Redis uses.
+    let _: u64 = redis::cmd("SETRANGE")
+        .arg("filler")
+        .arg(8_000_000)
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used / 2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // 12,000 lines: three rounds of XADDs. Each attempt is refused whole.
+    let body = timestamped_lines(0, 12_000);
+    for attempt in 0..3 {
+        let response = post(&write, body.clone()).await;
+        assert_eq!(
+            response.status(),
+            503,
+            "attempt {attempt}: no 204 while Redis is full"
+        );
+        assert_eq!(response.headers()["retry-after"], "1");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains("Redis is full"), "{answer}");
+        assert_eq!(
+            xlen(&mut conn, STREAM).await,
+            0,
+            "nothing of a 503 is stored"
+        );
+    }
+
+    // Room again: the client's retry is stored whole, once.
+    let _: () = redis::cmd("DEL")
+        .arg("filler")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let response = post(&write, body).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(xlen(&mut conn, STREAM).await, 12_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hung_redis_gets_clear_503s_within_redis_timeout_and_loses_nothing() {
     let mut redis = RedisServer::start(&[]);
     let influx = InfluxServer::start();

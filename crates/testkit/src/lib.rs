@@ -14,7 +14,8 @@
 //!   captured (in a temp dir, or in files the caller keeps across restarts), and kills it on
 //!   drop.
 //! - [`wait_until`], [`wait_for`] and [`wait_until_sync`] poll a condition with a deadline;
-//!   tests never sleep to synchronise.
+//!   tests never sleep to synchronise; [`within`] bounds a future that must end by itself
+//!   (a delivery), so a bug that loops for ever fails in seconds.
 //!
 //! Invariant: every process a test starts dies with the test, and every temp dir goes with
 //! it, even when the test panics (`Drop` of each guard, `process.rs`).
@@ -61,7 +62,7 @@ pub use crate::process::ChildGuard;
 pub use crate::redis::RedisServer;
 pub use crate::sentinel::{RedisSentinel, SentinelOptions, MASTER_NAME};
 pub use crate::tmpfs::Tmpfs;
-pub use crate::wait::{wait_for, wait_until, wait_until_sync, POLL_INTERVAL};
+pub use crate::wait::{wait_for, wait_until, wait_until_sync, within, POLL_INTERVAL};
 
 /// Ports this process has already handed out. Tests run in parallel threads; without this,
 /// two of them could be handed the same just-released port before either server binds it.

@@ -1,7 +1,9 @@
 //! Polling with a deadline: the only way tests wait for something to become true.
 //!
 //! Tests never sleep to synchronise; they poll a condition every [`POLL_INTERVAL`] and
-//! panic, naming what they waited for, when the deadline passes.
+//! panic, naming what they waited for, when the deadline passes. A future that should end
+//! by itself (a delivery, a blocked read) is awaited [`within`] a bound, so a bug that
+//! makes it loop for ever fails the test in seconds, not at CI's limit.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -43,6 +45,19 @@ where
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
         tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Awaits `future`, at most `limit`: a future that should settle by itself (a delivery that
+/// must end, a read that must return) fails the test in seconds when a bug makes it loop or
+/// wait for ever.
+///
+/// # Panics
+/// When `limit` passes first, with a message naming `what`.
+pub async fn within<F: Future>(what: &str, limit: Duration, future: F) -> F::Output {
+    match tokio::time::timeout(limit, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what} did not finish within {limit:?}"),
     }
 }
 
@@ -97,6 +112,25 @@ mod tests {
             || async { false },
         )
         .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "a future that never ends did not finish within 120ms")]
+    async fn within_panics_naming_what_did_not_finish() {
+        within(
+            "a future that never ends",
+            Duration::from_millis(120),
+            std::future::pending::<()>(),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn within_returns_the_output() {
+        assert_eq!(
+            within("a ready value", Duration::from_secs(1), async { 7 }).await,
+            7
+        );
     }
 
     #[test]

@@ -95,7 +95,10 @@ async fn a_blocked_read_never_returns_more_than_it_asked_for() {
         }
     }
     pipe.query_async::<()>(&mut conn).await.unwrap();
-    let read = read.await.unwrap().unwrap();
+    let read = redline_testkit::within("the blocked read", Duration::from_secs(20), read)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         (1..=3).contains(&read.messages.len()),
         "{} entries for a read of 3",
@@ -161,7 +164,10 @@ async fn on_a_cluster_a_blocked_reader_sees_entries_of_every_partition() {
             .await
             .unwrap();
     }
-    let read = read.await.unwrap().unwrap();
+    let read = redline_testkit::within("the blocked read", Duration::from_secs(20), read)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!read.history);
     assert!(!read.messages.is_empty());
     assert!(read.messages.iter().all(|m| m.stream == 3 || m.stream == 1));

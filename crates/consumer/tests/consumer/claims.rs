@@ -1,5 +1,5 @@
-//! Entries other consumers left behind: claimed after `min_idle`, dead-lettered once
-//! delivered more than `max_deliveries` times.
+//! Entries other consumers left behind: claimed after `min_idle` and not before,
+//! dead-lettered once delivered more than `max_deliveries` times.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use redline_testkit::{wait_until, RedisServer};
 
 use crate::support::{
-    add_metrics, config, dead_letters, file_lines, file_sink, pending, pending_entries,
-    read_and_abandon, Consumer, GROUP, PATIENCE, STREAM,
+    add_metrics, command_calls, config, dead_letters, file_lines, file_sink, pending,
+    pending_entries, read_and_abandon, Consumer, GROUP, PATIENCE, STREAM,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,6 +38,85 @@ async fn killed_consumer_entries_are_claimed_after_min_idle() {
     let unique: HashSet<String> = file_lines(&path).into_iter().collect();
     assert_eq!(unique.len(), 40);
     assert_eq!(file_lines(&path).len(), 40, "each entry written once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_consumers_entries_are_claimed_in_every_partition() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let keys = redline_core::keys::StreamKeys::new(STREAM, 3);
+    for (n, key) in keys.partitions().iter().enumerate() {
+        add_metrics(&mut conn, key, "cpu", n * 10..n * 10 + 10, None).await;
+        assert_eq!(read_and_abandon(&mut conn, key, "dead", 10).await, 10);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let consumer = Consumer::start(redline_consumer::Config {
+        partitions: 3,
+        min_idle: Duration::from_millis(500),
+        ..config(&redis, "alive", file_sink(&path))
+    });
+    wait_until("30 lines", PATIENCE, || async {
+        file_lines(&path).len() >= 30
+    })
+    .await;
+    consumer.stop().await;
+    for key in keys.partitions() {
+        assert_eq!(pending(&mut conn, key).await, 0, "{key}");
+    }
+    let unique: HashSet<String> = file_lines(&path).into_iter().collect();
+    assert_eq!(unique.len(), 30);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimer_takes_nothing_a_live_consumer_just_read() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    add_metrics(&mut conn, STREAM, "cpu", 0..30, None).await;
+    // A live consumer has just read 30 entries and is busy with them.
+    assert_eq!(read_and_abandon(&mut conn, STREAM, "live", 30).await, 30);
+    add_metrics(&mut conn, STREAM, "cpu", 30..40, None).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let claimer = Consumer::start(redline_consumer::Config {
+        min_idle: Duration::from_secs(30),
+        ..config(&redis, "claimer", file_sink(&path))
+    });
+    // Its first claim pass runs before its first read: once the ten new entries are
+    // written, and a pass is seen in Redis's command counts, it has looked at the 30.
+    wait_until("the 10 new lines", PATIENCE, || async {
+        file_lines(&path).len() >= 10
+    })
+    .await;
+    wait_until("an XAUTOCLAIM pass", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { command_calls(&mut conn, "xautoclaim").await >= 1 }
+    })
+    .await;
+    wait_until("the claimer's own entries acked", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move {
+            let held = pending_entries(&mut conn, STREAM).await;
+            held.iter().all(|(_, owner, _)| owner != "claimer")
+        }
+    })
+    .await;
+    claimer.stop().await;
+
+    let held = pending_entries(&mut conn, STREAM).await;
+    assert_eq!(held.len(), 30, "the live consumer still holds what it read");
+    assert!(
+        held.iter()
+            .all(|(_, owner, deliveries)| owner == "live" && *deliveries == 1),
+        "a claimer with a 30 s min_idle took entries read a moment ago: {held:?}"
+    );
+    assert_eq!(
+        file_lines(&path).len(),
+        10,
+        "only the new entries were written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,4 +5,5 @@ mod claims;
 mod file_sink;
 mod influx_sink;
 mod lifecycle;
+mod reads;
 mod support;

@@ -175,6 +175,20 @@ pub(crate) async fn pending_entries(
     rows.into_iter().map(|(id, c, _, n)| (id, c, n)).collect()
 }
 
+/// How many times Redis ran `command` (lower case), from `INFO commandstats`.
+pub(crate) async fn command_calls(conn: &mut MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().expect("a call count"))
+}
+
 /// Every entry of the dead-letter stream, fields as text.
 pub(crate) async fn dead_letters(conn: &mut MultiplexedConnection) -> Vec<HashMap<String, String>> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
