@@ -7,8 +7,7 @@ use std::time::Duration;
 use redline_testkit::{wait_until, ChildGuard, InfluxOptions, InfluxServer, RedisServer, Tmpfs};
 
 use crate::support::{
-    self, consumer, dead_letters, post_until_stored, ready, sample, scrape, timestamped_lines,
-    Producer,
+    self, consumer, dead_letters, post_until_stored, ready, sample, timestamped_lines, Producer,
 };
 
 const ADMIN: (&str, &str) = ("admin", "admin-secret");
@@ -28,9 +27,13 @@ async fn locked_influx() -> InfluxServer {
     influx
 }
 
-/// `redline_sink_retries_total{kind}` of the consumer at `url`.
+/// `redline_sink_retries_total{kind}` of the consumer at `url`; 0 while it does not listen
+/// yet (it is polled from the consumer's start).
 async fn retries(url: &str, kind: &str) -> f64 {
-    let text = scrape(url).await;
+    let Ok(answer) = support::client().get(format!("{url}/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = answer.text().await.unwrap_or_default();
     sample(
         &text,
         "redline_sink_retries_total",
