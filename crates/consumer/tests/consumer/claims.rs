@@ -8,7 +8,7 @@ use redline_testkit::{wait_until, RedisServer};
 
 use crate::support::{
     add_metrics, command_calls, config, dead_letters, file_lines, file_sink, pending,
-    pending_entries, read_and_abandon, Consumer, GROUP, PATIENCE, STREAM,
+    pending_entries, read_and_abandon, wait_nothing_pending, Consumer, GROUP, PATIENCE, STREAM,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,11 +29,7 @@ async fn killed_consumer_entries_are_claimed_after_min_idle() {
         file_lines(&path).len() >= 40
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
     let unique: HashSet<String> = file_lines(&path).into_iter().collect();
     assert_eq!(unique.len(), 40);
@@ -157,11 +153,7 @@ async fn entries_delivered_more_than_max_deliveries_are_dead_lettered() {
         file_lines(&path).len() >= 10
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
 
     let letters = dead_letters(&mut conn).await;

@@ -7,7 +7,7 @@ use redline_testkit::{wait_until, RedisServer};
 
 use crate::support::{
     add_metrics, config, dead_letters, file_lines, file_sink, influx_sink, line, pending,
-    pending_entries, xadd, Consumer, PATIENCE, STREAM,
+    pending_entries, wait_nothing_pending, xadd, Consumer, PATIENCE, STREAM,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,11 +24,7 @@ async fn a_new_group_starts_at_the_oldest_entry() {
         file_lines(&path).len() >= 100
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
     let lines = file_lines(&path);
     let expected: Vec<String> = (0..100).map(|i| line("cpu", i)).collect();
@@ -52,11 +48,7 @@ async fn ten_thousand_entries_arrive_once_and_nothing_stays_pending() {
         file_lines(&path).len() >= 10_000
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
     let lines = file_lines(&path);
     assert_eq!(lines.len(), 10_000);
@@ -140,11 +132,7 @@ async fn a_restarted_consumer_redelivers_its_own_pending_entries() {
         file_lines(&path).len() >= 250
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     second.stop().await;
     let lines = file_lines(&path);
     assert_eq!(lines.len(), 250);
@@ -192,11 +180,7 @@ async fn undecodable_entries_are_dead_lettered_and_the_rest_written() {
         file_lines(&path).len() >= 20
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
     assert_eq!(file_lines(&path).len(), 20);
     let letters = dead_letters(&mut conn).await;
@@ -244,11 +228,7 @@ async fn the_consumer_survives_a_redis_restart() {
         file_lines(&path).len() >= 200
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
     let unique: HashSet<String> = file_lines(&path).into_iter().collect();
     assert_eq!(

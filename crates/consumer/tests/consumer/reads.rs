@@ -6,7 +6,7 @@ use std::time::Duration;
 use redline_testkit::{wait_for, wait_until, RedisServer};
 
 use crate::support::{
-    config, file_lines, file_sink, line, pending, Consumer, GROUP, PATIENCE, STREAM,
+    config, file_lines, file_sink, line, wait_nothing_pending, Consumer, GROUP, PATIENCE, STREAM,
 };
 
 /// One row of `XPENDING key group - + count consumer`: id, consumer, idle ms, deliveries.
@@ -90,11 +90,7 @@ async fn entries_a_killed_read_took_are_reread_at_once_without_a_claim() {
         file_lines(&path).len() >= 10
     })
     .await;
-    wait_until("nothing pending", PATIENCE, || {
-        let mut conn = conn.clone();
-        async move { pending(&mut conn, STREAM).await == 0 }
-    })
-    .await;
+    wait_nothing_pending(&conn).await;
     consumer.stop().await;
     let expected: Vec<String> = (0..10).map(|i| line("cpu", i)).collect();
     assert_eq!(file_lines(&path), expected, "each written once");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redline_consumer::{Config, SinkConfig};
 use redline_core::Shutdown;
-use redline_testkit::RedisServer;
+use redline_testkit::{wait_until, RedisServer};
 use tokio::task::JoinHandle;
 
 /// The stream every test uses (the default name).
@@ -142,6 +142,15 @@ pub(crate) async fn add_metrics(
 
 /// How many entries of `key` the group holds as delivered but not acknowledged;
 /// `u64::MAX` while the group does not exist yet.
+/// Waits (up to [`PATIENCE`]) until the group holds nothing pending on [`STREAM`].
+pub(crate) async fn wait_nothing_pending(conn: &MultiplexedConnection) {
+    wait_until("nothing pending", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { pending(&mut conn, STREAM).await == 0 }
+    })
+    .await;
+}
+
 pub(crate) async fn pending(conn: &mut MultiplexedConnection, key: &str) -> u64 {
     let summary = redis::cmd("XPENDING")
         .arg(key)
