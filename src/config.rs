@@ -366,6 +366,12 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
         )?,
         min_idle: duration(args.min_idle.as_deref(), "min_idle", d.min_idle)?,
         max_deliveries: args.max_deliveries.unwrap_or(d.max_deliveries),
+        routing: redline_consumer::routes::Routing {
+            include_db: args.include_db.clone(),
+            exclude_db: args.exclude_db.clone(),
+            include_measurement: args.include_measurement.clone(),
+            exclude_measurement: args.exclude_measurement.clone(),
+        },
         metrics_listen,
         trim_interval: duration(
             args.trim_interval.as_deref(),

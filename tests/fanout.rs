@@ -83,3 +83,69 @@ async fn two_groups_feed_two_influxdbs_and_one_down_for_a_minute_costs_the_other
         );
     }
 }
+
+/// Routing: a group that includes one database and a group that excludes it split three
+/// databases between two InfluxDBs; each holds exactly its share, and what a group skips is
+/// acknowledged and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_that_includes_a_database_and_one_that_excludes_it_split_the_stream() {
+    const EACH: usize = 5_000;
+    let redis = RedisServer::start(&[]);
+    let (a, b) = (InfluxServer::start(), InfluxServer::start());
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let (listen_a, metrics_a) = support::metrics_address();
+    let (listen_b, metrics_b) = support::metrics_address();
+    let only = [
+        "--group",
+        "only-db1",
+        "--include-db",
+        "db1",
+        "--metrics-listen",
+        &listen_a,
+    ];
+    let _only = consumer(&redis.url(), &a.url(), "a1", &only);
+    let others = [
+        "--group",
+        "not-db1",
+        "--exclude-db",
+        "db1",
+        "--metrics-listen",
+        &listen_b,
+    ];
+    let _others = consumer(&redis.url(), &b.url(), "b1", &others);
+    for db in ["db1", "db2", "db3"] {
+        let write = format!("{}/write?db={db}", producer.url);
+        post_until_stored(&write, &timestamped_lines(0, EACH)).await;
+    }
+    support::wait_for_count(&a, "db1", EACH as u64, Duration::from_secs(60)).await;
+    support::wait_for_count(&b, "db2", EACH as u64, Duration::from_secs(60)).await;
+    support::wait_for_count(&b, "db3", EACH as u64, Duration::from_secs(60)).await;
+    let url = redis.url();
+    wait_until(
+        "both groups acked everything",
+        Duration::from_secs(30),
+        || async {
+            let status = ops(&url, &["status", "--json"]).json();
+            status["streams"][0]["groups"]
+                .as_array()
+                .is_some_and(|groups| groups.iter().all(|g| g["lag"] == 0 && g["pending"] == 0))
+        },
+    )
+    .await;
+    let skipped = |url: String| async move {
+        let text = support::scrape(&url).await;
+        support::sample(&text, "redline_entries_skipped_total", "").unwrap_or(-1.0)
+    };
+    assert_eq!(skipped(metrics_a).await, (2 * EACH) as f64);
+    assert_eq!(skipped(metrics_b).await, EACH as f64);
+    // Nothing crossed over.
+    assert_eq!(b.count_points("db1", "m").await, 0);
+    for db in ["db2", "db3"] {
+        assert_eq!(
+            a.count_points(db, "m").await,
+            0,
+            "{db} on the db1-only InfluxDB"
+        );
+    }
+    assert_eq!(a.count_points("db1", "m").await, EACH as u64);
+}

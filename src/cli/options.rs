@@ -260,6 +260,42 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_MIN_IDLE", value_name = "DURATION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) min_idle: Option<String>,
+    /// Databases this group writes (glob, repeatable or comma-separated); others are acked unwritten.
+    #[arg(
+        long,
+        env = "REDLINE_INCLUDE_DB",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) include_db: Vec<String>,
+    /// Databases this group never writes (glob, repeatable); they are acked unwritten.
+    #[arg(
+        long,
+        env = "REDLINE_EXCLUDE_DB",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exclude_db: Vec<String>,
+    /// Measurements this group writes (glob, repeatable); others are acked unwritten.
+    #[arg(
+        long,
+        env = "REDLINE_INCLUDE_MEASUREMENT",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) include_measurement: Vec<String>,
+    /// Measurements this group never writes (glob, repeatable); they are acked unwritten.
+    #[arg(
+        long,
+        env = "REDLINE_EXCLUDE_MEASUREMENT",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) exclude_measurement: Vec<String>,
     /// Deliveries after which an entry goes to the dead-letter stream.
     #[arg(long, env = "REDLINE_MAX_DELIVERIES", value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -51,6 +51,8 @@ pub struct Config {
     pub start_from: StartFrom,
     /// Where batches go.
     pub sink: SinkConfig,
+    /// The subset of entries this group writes; the rest it acknowledges unwritten.
+    pub routing: crate::routes::Routing,
     /// Most entries per batch: one read over every partition, each partition getting a
     /// fair share (see `reader.rs`).
     pub batch_size: usize,
@@ -95,6 +97,7 @@ impl Default for Config {
             workers: 1,
             start_from: StartFrom::default(),
             sink: SinkConfig::default(),
+            routing: crate::routes::Routing::default(),
             batch_size: 5000,
             flush_interval: Duration::from_secs(1),
             min_idle: Duration::from_secs(30),

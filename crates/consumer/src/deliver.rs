@@ -82,6 +82,8 @@ pub(crate) struct Settings {
     pub(crate) retry_max: Duration,
     /// Idle time after which others may claim entries; retries refresh well before it.
     pub(crate) min_idle: Duration,
+    /// The entries this group writes; the others are acked unwritten.
+    pub(crate) routing: crate::routes::Routing,
 }
 
 /// Writes batches to a sink and records each entry's fate in Redis.
@@ -99,6 +101,10 @@ pub(crate) struct Deliverer<S> {
     write_limit: Option<usize>,
     /// The last refusal of each route, the reason of a dead letter written after a re-read.
     refusals: HashMap<RouteKey, String>,
+    /// Whether routing ever let an entry through, and whether the warning that it does not
+    /// was logged.
+    routed_any: bool,
+    warned_unrouted: bool,
 }
 
 /// What the sink did with one route's entries.
@@ -135,6 +141,8 @@ impl<S: Sink> Deliverer<S> {
             health,
             write_limit: None,
             refusals: HashMap::new(),
+            routed_any: false,
+            warned_unrouted: false,
         }
     }
 
@@ -151,6 +159,9 @@ impl<S: Sink> Deliverer<S> {
         } else {
             Counts::Unknown
         };
+        if !self.settings.routing.takes_all() {
+            self.skip(&mut work);
+        }
         loop {
             if counts == Counts::Unknown {
                 if let Err(error) = self.verify(&mut work, Check::BeforeRetry).await {
@@ -185,6 +196,29 @@ impl<S: Sink> Deliverer<S> {
                 None => return,
             }
         }
+    }
+
+    /// Moves the entries outside this group's routing to the acks, unwritten, and counts
+    /// them; warns once when a whole batch was outside it and nothing was ever taken.
+    fn skip(&mut self, work: &mut Work) {
+        let before = work.todo.len();
+        let routing = &self.settings.routing;
+        let (taken, skipped): (Vec<_>, Vec<_>) = std::mem::take(&mut work.todo)
+            .into_iter()
+            .partition(|t| routing.takes(&t.entry));
+        work.todo = taken;
+        work.acks
+            .extend(skipped.into_iter().map(|t| (t.stream, t.id)));
+        let skipped = before - work.todo.len();
+        metrics::counter!(telemetry::ENTRIES_SKIPPED).increment(skipped as u64);
+        if work.todo.is_empty() && skipped > 0 && !self.routed_any && !self.warned_unrouted {
+            self.warned_unrouted = true;
+            warn!(group = %self.settings.group, skipped,
+                "This group's routing (--include-db, --exclude-db, --include-measurement, \
+                --exclude-measurement) takes none of the entries it reads; they are \
+                acknowledged unwritten.");
+        }
+        self.routed_any |= !work.todo.is_empty();
     }
 
     /// Sleeps before a retry, never longer than half of `min_idle`, so the entries are

@@ -42,6 +42,7 @@ mod maintain;
 mod pending;
 mod reader;
 mod resp;
+pub mod routes;
 pub mod sink;
 
 /// The `resp` fuzz target (`fuzz/`): the XREADGROUP reply decoder against redis-rs's parser
@@ -266,6 +267,7 @@ async fn work<S: Sink + Sync>(
         retry_initial: config.retry_initial,
         retry_max: config.retry_max,
         min_idle: config.min_idle,
+        routing: config.routing.clone(),
     };
     let mut deliverer = Deliverer::new(
         sink,

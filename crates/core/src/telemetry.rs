@@ -61,6 +61,8 @@ pub const SINK_SECONDS: &str = "redline_sink_write_duration_seconds";
 pub const DEAD_LETTERED: &str = "redline_metrics_dead_lettered_total";
 /// Counter: entries claimed from other consumers (XAUTOCLAIM).
 pub const RECLAIMED: &str = "redline_metrics_reclaimed_total";
+/// Counter: entries outside the group's routing (`--include-db` …), acked unwritten.
+pub const ENTRIES_SKIPPED: &str = "redline_entries_skipped_total";
 /// Gauge: entries in a metric stream, by `stream`.
 pub const STREAM_LENGTH: &str = "redline_stream_length";
 /// Gauge: entries a group has not read yet, by `stream` and `group` (XINFO GROUPS lag).
@@ -157,6 +159,7 @@ pub fn register_consumer() {
         METRICS_WRITTEN,
         METRICS_ACKED,
         RECLAIMED,
+        ENTRIES_SKIPPED,
         TRIMMED,
     ] {
         metrics::counter!(name).increment(0);
@@ -236,6 +239,10 @@ fn describe() {
         "Entries moved to the dead-letter stream, by reason."
     );
     describe_counter!(RECLAIMED, "Entries claimed from idle consumers.");
+    describe_counter!(
+        ENTRIES_SKIPPED,
+        "Entries outside the group's routing, acknowledged unwritten."
+    );
     describe_counter!(TRIMMED, "Acknowledged entries removed by safe trimming.");
     describe_gauge!(STREAM_LENGTH, "Entries in a metric stream (from Redis).");
     describe_gauge!(

@@ -114,6 +114,7 @@ where
         retry_initial: Duration::from_millis(1),
         retry_max: Duration::from_millis(5),
         min_idle: Duration::from_secs(10),
+        routing: crate::routes::Routing::default(),
     };
     let deliverer = Deliverer::new(
         sink,
