@@ -206,8 +206,33 @@ pub struct Conn {
     stream: Box<dyn Io>,
     /// Bytes received: the last reply first, then whatever followed it.
     buf: Vec<u8>,
-    /// Length of the last reply at the front of `buf`, dropped when the next command goes.
+    /// Length of the last replies at the front of `buf`, dropped when the next command goes.
     taken: usize,
+    /// Where each of the last replies ends in `buf`, as framing found them.
+    ends: Vec<usize>,
+}
+
+/// The replies of one [`Conn::pipeline`], framed, valid until the connection's next call.
+#[derive(Debug, Clone, Copy)]
+pub struct Replies<'a> {
+    buf: &'a [u8],
+    ends: &'a [usize],
+}
+
+impl<'a> Replies<'a> {
+    /// Every reply's bytes, one after the other.
+    pub fn all(&self) -> &'a [u8] {
+        &self.buf[..self.ends.last().copied().unwrap_or(0)]
+    }
+
+    /// Each reply's bytes, in order, without framing them again.
+    pub fn each(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (buf, ends) = (self.buf, self.ends);
+        let starts = std::iter::once(0).chain(ends.iter().copied());
+        starts
+            .zip(ends.iter().copied())
+            .map(move |(a, b)| &buf[a..b])
+    }
 }
 
 impl Conn {
@@ -255,6 +280,7 @@ impl Conn {
             stream,
             buf: Vec::new(),
             taken: 0,
+            ends: Vec::new(),
         };
         let settings = info.redis_settings();
         let handshake = async {
@@ -288,17 +314,22 @@ impl Conn {
     /// # Errors
     /// The connection broke or the bytes are not RESP2; the connection must then be dropped.
     pub async fn call(&mut self, cmd: &redis::Cmd) -> Result<&[u8], RedisError> {
-        self.pipeline(&cmd.get_packed_command(), 1).await
+        Ok(self.pipeline(&cmd.get_packed_command(), 1).await?.all())
     }
 
-    /// Sends `packed`, `commands` commands already in RESP, and returns their replies' bytes,
-    /// one after the other, valid until the next call.
+    /// Sends `packed`, `commands` commands already in RESP, and returns their replies,
+    /// valid until the next call.
     ///
     /// # Errors
     /// The connection broke or the bytes are not RESP2; the connection must then be dropped.
-    pub async fn pipeline(&mut self, packed: &[u8], commands: usize) -> Result<&[u8], RedisError> {
+    pub async fn pipeline(
+        &mut self,
+        packed: &[u8],
+        commands: usize,
+    ) -> Result<Replies<'_>, RedisError> {
         self.buf.drain(..self.taken);
         self.taken = 0;
+        self.ends.clear();
         if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
             self.buf = Vec::new();
         }
@@ -310,6 +341,7 @@ impl Conn {
                 let malformed = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
                 if let Some(len) = frame.complete(&self.buf[end..]).map_err(malformed)? {
                     end += len;
+                    self.ends.push(end);
                     break;
                 }
                 self.buf.reserve(READ_CHUNK);
@@ -319,7 +351,10 @@ impl Conn {
             }
         }
         self.taken = end;
-        Ok(&self.buf[..end])
+        Ok(Replies {
+            buf: &self.buf,
+            ends: &self.ends,
+        })
     }
 }
 

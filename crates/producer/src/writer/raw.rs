@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionInfo, RedisError};
 use redline_core::line::Metric;
-use redline_core::redis::raw::{number, Conn, Frame};
+use redline_core::redis::raw::{number, Conn};
 use redline_core::redis::RedisConfig;
 use redline_core::{entry, series, telemetry};
 
@@ -67,7 +67,7 @@ impl Raw {
 }
 
 /// What the replies of one round say.
-enum Replies {
+enum Outcome {
     /// Every XADD stored; the `WAIT`'s count when one was sent.
     Stored(Option<u64>),
     /// Redis answered an error to some command (the first one here).
@@ -135,18 +135,18 @@ impl Writer {
                 result = round(raw, &mut conn, &packed, commands, wait.is_some()).await;
             }
             idle = false;
-            if last || !matches!(result, Ok(Replies::Stored(_))) {
+            if last || !matches!(result, Ok(Outcome::Stored(_))) {
                 metrics::histogram!(telemetry::XADD_SECONDS)
                     .record(started.elapsed().as_secs_f64());
             }
             let confirmed = match result {
                 // The connection may hold half a reply: it is dropped.
                 Err(e) => return Err(classify(e)),
-                Ok(Replies::Refused(e)) => {
+                Ok(Outcome::Refused(e)) => {
                     raw.give_back(conn);
                     return Err(classify(e));
                 }
-                Ok(Replies::Stored(confirmed)) => confirmed,
+                Ok(Outcome::Stored(confirmed)) => confirmed,
             };
             if !last {
                 continue;
@@ -173,43 +173,35 @@ async fn round(
     packed: &[u8],
     commands: usize,
     wait: bool,
-) -> Result<Replies, RedisError> {
+) -> Result<Outcome, RedisError> {
     match tokio::time::timeout(raw.response_timeout, conn.pipeline(packed, commands)).await {
-        Ok(replies) => replies.map(|replies| check(replies, commands, wait)),
+        Ok(replies) => replies.map(|replies| check(replies.each(), wait)),
         Err(_) => Err(RedisError::from(std::io::Error::from(
             std::io::ErrorKind::TimedOut,
         ))),
     }
 }
 
-/// Reads `commands` whole replies: the first error reply as redis-rs reports it, else the
-/// last reply's integer when it answers a `WAIT`.
-fn check(replies: &[u8], commands: usize, wait: bool) -> Replies {
-    let mut at = 0;
+/// Reads a round's replies: the first error reply as redis-rs reports it, else the last
+/// reply's integer when it answers a `WAIT`.
+fn check<'a>(replies: impl Iterator<Item = &'a [u8]>, wait: bool) -> Outcome {
     let mut last = None;
-    for _ in 0..commands {
-        let len = match Frame::default().complete(&replies[at..]) {
-            Ok(Some(len)) => len,
-            // `Conn::pipeline` framed them already.
-            _ => unreachable!("replies are whole"),
-        };
-        let reply = &replies[at..at + len];
+    for reply in replies {
         if reply.first() == Some(&b'-') {
             let error = redis::parse_redis_value(reply)
                 .and_then(redis::Value::extract_error)
                 .err()
                 .unwrap_or_else(|| RedisError::from((redis::ErrorKind::Parse, "error reply")));
-            return Replies::Refused(error);
+            return Outcome::Refused(error);
         }
         last = Some(reply);
-        at += len;
     }
     let confirmed = last
         .filter(|_| wait)
         .and_then(|reply| reply.strip_prefix(b":"))
         .and_then(|reply| number(reply.strip_suffix(b"\r\n")?).ok())
         .map(|n| u64::try_from(n).unwrap_or(0));
-    Replies::Stored(if wait {
+    Outcome::Stored(if wait {
         Some(confirmed.unwrap_or(0))
     } else {
         None
