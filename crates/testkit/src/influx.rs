@@ -24,9 +24,10 @@ use crate::free_port;
 mod config;
 mod launch;
 
+use crate::process::LaunchError;
 use crate::process::{is_alive, kill_and_reap, send_signal, terminate};
 use config::write_config;
-use launch::{launch, logs, LaunchError};
+use launch::{launch, logs};
 
 /// How long a starting `influxd` has to answer `/ping` (it usually takes ~0.1 s).
 const READY_DEADLINE: Duration = Duration::from_secs(20);

@@ -294,6 +294,52 @@ fn read_lossy(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Why a server launch did not give a ready server.
+pub(crate) enum LaunchError {
+    /// Another process bound the port between `free_port` and the server's bind.
+    PortTaken,
+    /// Anything else; the message carries the logs.
+    Failed(String),
+}
+
+/// Waits until the freshly spawned server `child` (`what`, on `port`) is `ready`, exits, or
+/// `patience` runs out (then it is killed and reaped). `logs` gives what it logged since it
+/// was spawned, for the error and to tell a port taken by another process ("address already
+/// in use") from any other failure. Nothing here panics, so the child never outlives its
+/// owner.
+pub(crate) fn await_ready(
+    mut child: Child,
+    what: &str,
+    port: u16,
+    patience: Duration,
+    logs: impl Fn() -> String,
+    mut ready: impl FnMut(u32) -> bool,
+) -> Result<Child, LaunchError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let logs = logs();
+            if logs.to_lowercase().contains("address already in use") {
+                return Err(LaunchError::PortTaken);
+            }
+            return Err(LaunchError::Failed(format!(
+                "{what} on port {port} exited with {status} while starting\n{logs}"
+            )));
+        }
+        if ready(child.id()) {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            kill_and_reap(&mut child);
+            return Err(LaunchError::Failed(format!(
+                "{what} on port {port} did not answer within {patience:?}\n{}",
+                logs()
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,13 +10,14 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use crate::free_port;
 use crate::process::{
-    file_len, find_binary, is_alive, kill_and_reap, log_file, send_signal, tail_since, terminate,
+    await_ready, file_len, find_binary, is_alive, kill_and_reap, log_file, send_signal, tail_since,
+    terminate, LaunchError,
 };
 
 /// How long a starting server has to answer PING.
@@ -48,14 +49,6 @@ pub struct RedisServer {
     port: u16,
     /// The caller's extra arguments, reused by `start_again`.
     extra: Vec<String>,
-}
-
-/// Why a launch did not produce a ready server.
-enum LaunchError {
-    /// Another process bound the port between `free_port` and `redis-server`'s bind.
-    PortTaken,
-    /// Anything else; the message carries the logs.
-    Failed(String),
 }
 
 impl RedisServer {
@@ -270,7 +263,7 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
     let err = out
         .try_clone()
         .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .args(["--bind", "127.0.0.1"])
         .arg("--port")
         .arg(port.to_string())
@@ -286,29 +279,14 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
         .spawn()
         .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
 
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let logs = logs(dir, since);
-            if logs.contains("Address already in use") {
-                return Err(LaunchError::PortTaken);
-            }
-            return Err(LaunchError::Failed(format!(
-                "redis-server on port {port} exited with {status} while starting\n{logs}"
-            )));
-        }
-        if ready(&client, child.id()) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            kill_and_reap(&mut child);
-            return Err(LaunchError::Failed(format!(
-                "redis-server on port {port} did not answer PING within {READY_DEADLINE:?}\n{}",
-                logs(dir, since)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    await_ready(
+        child,
+        "redis-server",
+        port,
+        READY_DEADLINE,
+        || logs(dir, since),
+        |pid| ready(&client, pid),
+    )
 }
 
 /// `redis://127.0.0.1:<port>/`, with the password of a `--requirepass` among `extra`.

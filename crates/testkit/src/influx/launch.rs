@@ -4,18 +4,10 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{CONFIG, LOG, READY_DEADLINE};
-use crate::process::{file_len, find_binary, kill_and_reap, log_file, tail_since};
-
-/// Why a launch did not produce a ready server.
-pub(super) enum LaunchError {
-    /// Another process bound one of the ports before `influxd` did.
-    PortTaken,
-    /// Anything else; the message carries the log.
-    Failed(String),
-}
+use crate::process::{await_ready, file_len, find_binary, log_file, tail_since, LaunchError};
 
 /// Spawns `influxd -config <dir>/influxd.conf` and waits until `/ping` answers 204 on `port`.
 pub(super) fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
@@ -27,7 +19,7 @@ pub(super) fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
     let err = out
         .try_clone()
         .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .arg("-config")
         .arg(dir.join(CONFIG))
         .stdin(Stdio::null())
@@ -36,32 +28,16 @@ pub(super) fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
         .spawn()
         .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
 
-    // Nothing below may panic, or the child would outlive its owner.
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let logs = logs(dir, since);
-            if logs.contains("address already in use") {
-                return Err(LaunchError::PortTaken);
-            }
-            return Err(LaunchError::Failed(format!(
-                "influxd on port {port} exited with {status} while starting\n{logs}"
-            )));
-        }
-        // The log line proves that *our* influxd bound the port, not another process that
-        // took it first (ours would exit, but a ping could reach the other one before that).
-        if ping_blocking(port) && bound_http(dir, since, port) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            kill_and_reap(&mut child);
-            return Err(LaunchError::Failed(format!(
-                "influxd on port {port} did not answer /ping within {READY_DEADLINE:?}\n{}",
-                logs(dir, since)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The log line proves that *our* influxd bound the port, not another process that took
+    // it first (ours would exit, but a ping could reach the other one before that).
+    await_ready(
+        child,
+        "influxd",
+        port,
+        READY_DEADLINE,
+        || logs(dir, since),
+        |_| ping_blocking(port) && bound_http(dir, since, port),
+    )
 }
 
 /// Whether `influxd.log` says, after byte `since`, that influxd listens on HTTP on `port`:

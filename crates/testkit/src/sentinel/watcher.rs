@@ -4,13 +4,15 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
 use super::{SentinelOptions, MASTER_NAME};
 use crate::free_port;
-use crate::process::{file_len, find_binary, kill_and_reap, log_file, tail_since};
+use crate::process::{
+    await_ready, file_len, find_binary, kill_and_reap, log_file, tail_since, LaunchError,
+};
 
 /// How many fresh ports a sentinel tries when the chosen one was taken.
 const PORT_ATTEMPTS: usize = 5;
@@ -24,14 +26,6 @@ pub(super) struct SentinelProcess {
     dir: TempDir,
     pub(super) port: u16,
     password: Option<String>,
-}
-
-/// Why a launch did not give a ready sentinel.
-enum Launch {
-    /// Another process bound the port first.
-    PortTaken,
-    /// Anything else; the message carries the log.
-    Failed(String),
 }
 
 impl SentinelProcess {
@@ -54,8 +48,8 @@ impl SentinelProcess {
                         password,
                     }
                 }
-                Err(Launch::PortTaken) => continue,
-                Err(Launch::Failed(message)) => panic!("{message}"),
+                Err(LaunchError::PortTaken) => continue,
+                Err(LaunchError::Failed(message)) => panic!("{message}"),
             }
         }
         panic!(
@@ -157,7 +151,7 @@ fn client(port: u16, password: Option<&str>) -> ::redis::Client {
 }
 
 /// Spawns `redis-sentinel <dir>/sentinel.conf` and waits until it answers PING as itself.
-fn launch(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, Launch> {
+fn launch(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, LaunchError> {
     let bin = find_binary(
         "REDLINE_REDIS_SENTINEL",
         "redis-sentinel",
@@ -171,40 +165,27 @@ fn launch(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, Launch
     let err = out
         .try_clone()
         .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .arg(dir.join(CONFIG))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
         .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = format!(
+    await_ready(
+        child,
+        "redis-sentinel",
+        port,
+        Duration::from_secs(10),
+        || {
+            format!(
                 "{}\n{}",
                 tail_since(&dir.join(LOG), since, 4096),
                 tail_since(&dir.join("sentinel.out"), 0, 4096)
-            );
-            if log.contains("Address already in use") {
-                return Err(Launch::PortTaken);
-            }
-            return Err(Launch::Failed(format!(
-                "redis-sentinel on port {port} exited with {status} while starting\n{log}"
-            )));
-        }
-        if answers(&client, child.id()) {
-            return Ok(child);
-        }
-        if Instant::now() >= deadline {
-            kill_and_reap(&mut child);
-            return Err(Launch::Failed(format!(
-                "redis-sentinel on port {port} did not answer within 10 s\n{}",
-                tail_since(&dir.join(LOG), since, 4096)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            )
+        },
+        |pid| answers(&client, pid),
+    )
 }
 
 /// Whether the process `pid` answers PING on the client's port (not another process that
