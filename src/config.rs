@@ -259,19 +259,36 @@ fn auth_tokens(args: &ProducerArgs) -> Result<redline_producer::auth::Tokens> {
     Ok(redline_producer::auth::Tokens::new(tokens))
 }
 
-/// `--influx-url`, checked to be an http(s) URL.
+/// `--influx-url` (one or more, in order), each checked to be an http(s) URL; the sink
+/// takes them comma-separated.
 fn influx_url(args: &ConsumerArgs) -> Result<String> {
-    let url = args
-        .influx_url
-        .clone()
-        .unwrap_or_else(|| redline_consumer::sink::DEFAULT_INFLUX_URL.to_string());
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    if args.influx_url.is_empty() {
+        return Ok(redline_consumer::sink::DEFAULT_INFLUX_URL.to_string());
+    }
+    for url in &args.influx_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(usage(format!(
+                "{}: '{}' is not an http(s) URL",
+                describe("influx_url"),
+                redline_core::redis::redact_url(url)
+            )));
+        }
+    }
+    Ok(args.influx_url.join(","))
+}
+
+/// `--influx-ping-path`: empty, or a path starting with `/`.
+fn ping_path(args: &ConsumerArgs) -> Result<String> {
+    let Some(path) = &args.influx_ping_path else {
+        return Ok(redline_consumer::sink::DEFAULT_PING_PATH.to_string());
+    };
+    if !(path.is_empty() || path.starts_with('/')) {
         return Err(usage(format!(
-            "{}: '{url}' is not an http(s) URL",
-            describe("influx_url")
+            "{}: '{path}' must start with '/' (or be empty for no probe)",
+            describe("influx_ping_path")
         )));
     }
-    Ok(url)
+    Ok(path.clone())
 }
 
 /// What every InfluxDB sink takes from the options (URL, timeout, encoding); the API is the
@@ -285,6 +302,7 @@ fn influx_config(args: &ConsumerArgs) -> Result<redline_consumer::sink::InfluxCo
             redline_consumer::sink::DEFAULT_INFLUX_TIMEOUT,
         )?,
         content_encoding: args.influx_content_encoding.unwrap_or_default(),
+        ping_path: ping_path(args)?,
         ..redline_consumer::sink::InfluxConfig::v1(None)
     })
 }
@@ -358,6 +376,7 @@ pub(crate) fn consumer(common: &Common, args: &ConsumerArgs) -> Result<redline_c
         workers: args.workers.map_or(d.workers, |n| n as usize),
         start_from: args.start_from.unwrap_or(d.start_from),
         sink,
+        max_write_rate: args.max_write_rate,
         batch_size: args.batch_size.map_or(d.batch_size, |n| n as usize),
         flush_interval: duration(
             args.flush_interval.as_deref(),

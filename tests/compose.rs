@@ -8,6 +8,8 @@
 //! profile is checked the same way with redline pointed at its sentinels, and its
 //! `deploy/sentinel/sentinel.conf` is run by a real `redis-sentinel` that redline queries.
 
+mod fanout;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::ErrorKind,
@@ -232,7 +234,11 @@ fn compose_commands_use_only_options_redline_accepts() {
     let compose = resolved_compose();
     assert_eq!(
         redline_commands(&compose),
-        ["consumer", "producer"],
+        [
+            "consumer-b:consumer",
+            "consumer:consumer",
+            "producer:producer"
+        ],
         "redline services"
     );
     assert_eq!(
@@ -243,8 +249,8 @@ fn compose_commands_use_only_options_redline_accepts() {
     );
 }
 
-/// Checks every redline service's command against the real CLI; returns the commands,
-/// sorted.
+/// Checks every redline service's command against the real CLI; returns
+/// `service:command` for each, sorted.
 fn redline_commands(compose: &Compose) -> Vec<String> {
     let empty = tempfile::NamedTempFile::new().unwrap();
     let mut checked = Vec::new();
@@ -275,7 +281,7 @@ fn redline_commands(compose: &Compose) -> Vec<String> {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        checked.push(args[0].clone());
+        checked.push(format!("{name}:{}", args[0]));
     }
     checked.sort();
     checked
@@ -304,7 +310,14 @@ async fn the_sentinel_profile_adds_a_replica_and_three_sentinels_redline_finds_t
     ] {
         assert!(replica.contains(setting), "redis-replica: {replica}");
     }
-    assert_eq!(redline_commands(&compose), ["consumer", "producer"]);
+    assert_eq!(
+        redline_commands(&compose),
+        [
+            "consumer-b:consumer",
+            "consumer:consumer",
+            "producer:producer"
+        ]
+    );
     for name in ["producer", "consumer"] {
         assert_eq!(
             services[name].flag(name, "--redis-url").as_deref(),

@@ -2,6 +2,9 @@
 //! stream is trimmed only behind the slowest group. This is what replaces influxdb-relay, and
 //! unlike its RAM buffer the backlog of a backend that is down survives restarts.
 
+mod failover;
+mod rate;
+
 use std::time::{Duration, Instant};
 
 use redline_testkit::{wait_until, InfluxServer, RedisServer};

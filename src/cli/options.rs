@@ -186,10 +186,23 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_SINK", value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) sink: Option<SinkKind>,
-    /// InfluxDB base URL.
-    #[arg(long, env = "REDLINE_INFLUX_URL", value_name = "URL")]
+    /// InfluxDB base URL; repeatable or comma-separated for failover: writes go to one, the next is tried when it is unavailable.
+    #[arg(
+        long,
+        env = "REDLINE_INFLUX_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "one_or_many"
+    )]
+    pub(crate) influx_url: Vec<String>,
+    /// Path /ready probes with GET on each InfluxDB URL; empty = no probe.
+    #[arg(long, env = "REDLINE_INFLUX_PING_PATH", value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) influx_url: Option<String>,
+    pub(crate) influx_ping_path: Option<String>,
     /// Database for entries that name none.
     #[arg(long, env = "REDLINE_INFLUX_DB", value_name = "DB")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,6 +261,10 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_FILE_MAX_FILES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file_max_files: Option<u32>,
+    /// Most metrics per second this process writes, in bursts of one batch; unset = no limit.
+    #[arg(long, env = "REDLINE_MAX_WRITE_RATE", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_write_rate: Option<u64>,
     /// Most metrics per batch.
     #[arg(long, env = "REDLINE_BATCH_SIZE", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,4 +329,19 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_METRICS_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) metrics_listen: Option<String>,
+}
+
+/// A config file value that is one string or a list of them (`influx_url = "…"` or
+/// `influx_url = ["…", "…"]`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }

@@ -55,6 +55,7 @@ pub(crate) fn value(key: &str) -> Option<Value> {
         "start_from" => text(&name(c.start_from)),
         "sink" => text(&name(crate::cli::SinkKind::Stdout)),
         "influx_url" => text(&influx.url),
+        "influx_ping_path" => text(&influx.ping_path),
         "influx_timeout" => time(influx.timeout),
         "influx_content_encoding" => text(&name(influx.content_encoding)),
         "influx_skip_database_creation" => Value::Boolean(false),

@@ -4,12 +4,13 @@
 //! as `-`.
 
 mod sentinel;
+mod status;
 
 use std::fmt::Display;
 
 use redline_streams::{
     ClaimReport, ConsumerInfo, ConsumersReport, DeadLetter, DlqList, PendingReport, PurgeReport,
-    ReplayReport, StatusReport, TrimReport,
+    ReplayReport, TrimReport,
 };
 
 pub(crate) use self::sentinel::master_line;
@@ -144,73 +145,6 @@ fn clip(text: &str, max: usize) -> String {
 
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-impl Render for StatusReport {
-    /// Under Sentinel the master and the sentinels' views, then a table of streams, a
-    /// table of groups, and the dead-letter count.
-    fn render_human(&self) -> String {
-        let mut out = self
-            .sentinel
-            .as_ref()
-            .map(sentinel::render)
-            .unwrap_or_default();
-        let mut streams = Table::new(&[
-            ("STREAM", Left),
-            ("LENGTH", Right),
-            ("FIRST ID", Left),
-            ("LAST ID", Left),
-            ("MEMORY", Right),
-        ])
-        .reserve("MEMORY", BYTES_WIDTH);
-        let mut groups = Table::new(&[
-            ("STREAM", Left),
-            ("GROUP", Left),
-            ("CONSUMERS", Right),
-            ("PENDING", Right),
-            ("LAG", Right),
-            ("OLDEST PENDING AGE", Right),
-            ("LAST DELIVERED", Left),
-        ]);
-        for s in &self.streams {
-            let length = if s.exists {
-                s.length.to_string()
-            } else {
-                "missing".into()
-            };
-            streams.row(vec![
-                s.key.clone(),
-                length,
-                opt(s.first_id.as_ref()),
-                opt(s.last_id.as_ref()),
-                opt(s.memory_bytes.map(bytes)),
-            ]);
-            for g in &s.groups {
-                groups.row(vec![
-                    s.key.clone(),
-                    g.name.clone(),
-                    g.consumers.to_string(),
-                    g.pending.to_string(),
-                    opt(g.lag),
-                    opt(g.oldest_pending_age_ms.map(duration)),
-                    g.last_delivered_id.clone(),
-                ]);
-            }
-        }
-        streams.render(&mut out);
-        out.push('\n');
-        if groups.rows.is_empty() {
-            out.push_str("no consumer groups\n");
-        } else {
-            groups.render(&mut out);
-        }
-        out.push('\n');
-        out.push_str(&format!(
-            "dead letters ({}): {}\n",
-            self.dlq_key, self.dlq_length
-        ));
-        out
-    }
 }
 
 impl Render for PendingReport {

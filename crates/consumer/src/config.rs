@@ -53,6 +53,10 @@ pub struct Config {
     pub sink: SinkConfig,
     /// The subset of entries this group writes; the rest it acknowledges unwritten.
     pub routing: crate::routes::Routing,
+    /// Most entries per second this process writes to the sink (its workers together),
+    /// in bursts of at most one batch; `None` = unlimited. So a backlog after an outage
+    /// drains without knocking the backend over.
+    pub max_write_rate: Option<u64>,
     /// Most entries per batch: one read over every partition, each partition getting a
     /// fair share (see `reader.rs`).
     pub batch_size: usize,
@@ -98,6 +102,7 @@ impl Default for Config {
             start_from: StartFrom::default(),
             sink: SinkConfig::default(),
             routing: crate::routes::Routing::default(),
+            max_write_rate: None,
             batch_size: 5000,
             flush_interval: Duration::from_secs(1),
             min_idle: Duration::from_secs(30),
@@ -157,6 +162,12 @@ impl Config {
         }
         if self.batch_size == 0 {
             return invalid("batch_size", "must be at least 1");
+        }
+        if self.max_write_rate == Some(0) {
+            return invalid(
+                "max_write_rate",
+                "must be at least 1 (leave it unset for no limit)",
+            );
         }
         if self.flush_interval.is_zero() {
             return invalid("flush_interval", "must be longer than 0");

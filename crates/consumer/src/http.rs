@@ -62,14 +62,7 @@ impl Probes {
             return Err(outage);
         }
         match &self.sink {
-            SinkConfig::Influxdb(influx) => {
-                let ping = format!("{}/ping", influx.url.trim_end_matches('/'));
-                match self.http.get(&ping).send().await {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("InfluxDB answered {} to GET /ping", r.status())),
-                    Err(e) => Err(format!("InfluxDB is unreachable: {e}")),
-                }
-            }
+            SinkConfig::Influxdb(influx) => self.influx(influx).await,
             SinkConfig::File { path, .. } => {
                 let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
                 match dir {
@@ -82,6 +75,30 @@ impl Probes {
             #[allow(unreachable_patterns)]
             _ => Ok(()),
         }
+    }
+}
+
+impl Probes {
+    /// `GET {url}{ping_path}` on each URL until one answers 2xx; no probe with an empty
+    /// path.
+    async fn influx(&self, influx: &crate::sink::InfluxConfig) -> Result<(), String> {
+        if influx.ping_path.is_empty() {
+            return Ok(());
+        }
+        let path = &influx.ping_path;
+        let mut failures = Vec::new();
+        for url in influx.urls() {
+            let shown = redline_core::redis::redact_url(url);
+            match self.http.get(format!("{url}{path}")).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => failures.push(format!(
+                    "InfluxDB at {shown} answered {} to GET {path}",
+                    r.status()
+                )),
+                Err(e) => failures.push(format!("InfluxDB at {shown} is unreachable: {e}")),
+            }
+        }
+        Err(failures.join("; "))
     }
 }
 

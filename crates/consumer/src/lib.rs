@@ -40,6 +40,7 @@ mod group;
 mod http;
 mod maintain;
 mod pending;
+mod rate;
 mod reader;
 mod resp;
 pub mod routes;
@@ -148,6 +149,8 @@ async fn consume<S: Sink + Sync + 'static>(
     sinks: Vec<S>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    // One rate for the process: its workers share the limit.
+    let rate = rate::Rate::new(config.max_write_rate, config.batch_size);
     let keys = StreamKeys::new(&config.stream, config.partitions);
     let partitions = keys.partitions().to_vec();
     let pool = config.redis.pool()?;
@@ -183,6 +186,15 @@ async fn consume<S: Sink + Sync + 'static>(
         shutdown.clone(),
     ));
 
+    tasks.spawn(rate::report(
+        config.redis.clone(),
+        keys.clone(),
+        config.group.clone(),
+        config.consumer.clone(),
+        rate.clone(),
+        shutdown.clone(),
+    ));
+
     let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
     let mut outcome = Ok(());
     if create_group(&config, &pool, &partitions, &shutdown, &mut backoff).await? {
@@ -195,6 +207,7 @@ async fn consume<S: Sink + Sync + 'static>(
                 dlq: keys.dlq(),
                 health: health.clone(),
             };
+            let sink = rate::Limited::new(sink, rate.clone());
             let worker = work(config.clone(), name, sink, common, shutdown.clone());
             workers.spawn(tracing::Instrument::instrument(worker, span));
         }

@@ -22,7 +22,7 @@ use redline_core::entry::Entry;
 
 pub use config::{
     ContentEncoding, InfluxApi, InfluxConfig, SinkConfig, DEFAULT_FILE_MAX_FILES,
-    DEFAULT_INFLUX_TIMEOUT, DEFAULT_INFLUX_URL,
+    DEFAULT_INFLUX_TIMEOUT, DEFAULT_INFLUX_URL, DEFAULT_PING_PATH,
 };
 pub use file::FileSink;
 pub use influxdb::InfluxSink;

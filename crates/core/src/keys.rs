@@ -2,12 +2,15 @@
 //!
 //! With one partition the metric stream is `<stream>` (default `redline:metrics`); with
 //! `N > 1` partitions it is `<stream>:{0}` … `<stream>:{N-1}`, the braces being Redis
-//! Cluster hash tags so partitions spread over slots. Dead letters live in `<stream>:dlq`.
+//! Cluster hash tags so partitions spread over slots. Dead letters live in `<stream>:dlq`, the
+//! consumers' write rates in the hash `<stream>:rates`.
 
 /// The default base name of the metric stream.
 pub const DEFAULT_STREAM: &str = "redline:metrics";
 /// Suffix of the dead-letter stream.
 pub const DLQ_SUFFIX: &str = ":dlq";
+/// Suffix of the hash of consumer write rates.
+pub const RATES_SUFFIX: &str = ":rates";
 
 /// The key names of one redline deployment: its metric stream partitions and its DLQ.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,12 @@ impl StreamKeys {
     pub fn dlq(&self) -> String {
         format!("{}{DLQ_SUFFIX}", self.base)
     }
+
+    /// The hash where each consumer process reports its write rate and limit, for
+    /// `redline status`.
+    pub fn rates(&self) -> String {
+        format!("{}{RATES_SUFFIX}", self.base)
+    }
 }
 
 #[cfg(test)]
@@ -65,6 +74,7 @@ mod tests {
         let keys = StreamKeys::new("redline:metrics", 1);
         assert_eq!(keys.partitions(), ["redline:metrics"]);
         assert_eq!(keys.dlq(), "redline:metrics:dlq");
+        assert_eq!(keys.rates(), "redline:metrics:rates");
     }
 
     #[test]

@@ -71,6 +71,19 @@ pub const GROUP_LAG: &str = "redline_group_lag";
 pub const GROUP_PENDING: &str = "redline_group_pending";
 /// Gauge: age of a group's oldest pending entry in seconds, by `stream` and `group`.
 pub const GROUP_OLDEST_PENDING_AGE: &str = "redline_group_oldest_pending_age_seconds";
+/// Gauge: entries per second a group's sinks accepted lately, by `group` (the sum its
+/// consumer processes report).
+pub const GROUP_WRITE_RATE: &str = "redline_group_write_rate";
+/// Gauge: seconds for a group to write its backlog at its `--max-write-rate` (at its current
+/// rate when unlimited), by `group`.
+pub const GROUP_DRAIN_SECONDS: &str = "redline_group_drain_seconds";
+/// Gauge: this consumer process's `--max-write-rate`, entries per second; 0 = unlimited.
+pub const WRITE_RATE_LIMIT: &str = "redline_write_rate_limit";
+/// Gauge: entries per second this consumer process's sink accepted over the last 10 s.
+pub const WRITE_RATE: &str = "redline_write_rate";
+/// Gauge: 1 while an InfluxDB URL answers, 0 after it was unavailable, by `url` (password
+/// masked).
+pub const SINK_URL_UP: &str = "redline_sink_url_up";
 /// Gauge: entries in the dead-letter stream.
 pub const DLQ_LENGTH: &str = "redline_dlq_length";
 
@@ -164,6 +177,7 @@ pub fn register_consumer() {
     ] {
         metrics::counter!(name).increment(0);
     }
+    metrics::gauge!(WRITE_RATE).increment(0.0);
     for kind in SINK_RETRY_KINDS {
         metrics::counter!(SINK_RETRIES, "kind" => *kind).increment(0);
     }
@@ -259,4 +273,25 @@ fn describe() {
         "Age of a group's oldest pending entry."
     );
     describe_gauge!(DLQ_LENGTH, "Entries in the dead-letter stream.");
+    describe_gauge!(
+        GROUP_WRITE_RATE,
+        "Entries per second a group's sinks accepted lately (its processes' reports)."
+    );
+    describe_gauge!(
+        GROUP_DRAIN_SECONDS,
+        Unit::Seconds,
+        "Time for a group to write its backlog at its write rate limit (current rate if none)."
+    );
+    describe_gauge!(
+        WRITE_RATE_LIMIT,
+        "This process's --max-write-rate in entries per second; 0 = unlimited."
+    );
+    describe_gauge!(
+        WRITE_RATE,
+        "Entries per second this process's sink accepted over the last 10 s."
+    );
+    describe_gauge!(
+        SINK_URL_UP,
+        "1 while an InfluxDB URL answers, 0 after it was unavailable."
+    );
 }

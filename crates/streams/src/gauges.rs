@@ -87,5 +87,12 @@ pub fn export(report: &StatusReport) {
             metrics::gauge!(telemetry::GROUP_OLDEST_PENDING_AGE, &labels).set(age);
         }
     }
+    for rate in &report.rates {
+        let group = [("group", rate.group.clone())];
+        metrics::gauge!(telemetry::GROUP_WRITE_RATE, &group).set(rate.write_rate as f64);
+        if let Some(seconds) = rate.drain_seconds {
+            metrics::gauge!(telemetry::GROUP_DRAIN_SECONDS, &group).set(seconds as f64);
+        }
+    }
     metrics::gauge!(telemetry::DLQ_LENGTH).set(report.dlq_length as f64);
 }

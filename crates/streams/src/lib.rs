@@ -38,6 +38,7 @@ pub mod dlq;
 mod error;
 mod gauges;
 mod pending;
+pub mod rates;
 mod reply;
 mod status;
 mod stream;

@@ -9,6 +9,7 @@ use redline_core::redis::{Connection, RedisConfig, SentinelView};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::rates::GroupRate;
 use crate::reply::{self, Fields, Id};
 use crate::stream::{self, GroupInfo, PendingQuery};
 
@@ -25,6 +26,9 @@ pub struct StatusReport {
     pub dlq_key: String,
     /// How many dead letters it holds.
     pub dlq_length: u64,
+    /// Each group's write rate and time to drain its backlog, from what its consumer
+    /// processes report (see [`crate::rates`]).
+    pub rates: Vec<GroupRate>,
     /// Under Sentinel only: the master this report was read from and what each sentinel
     /// says (set by [`sentinel_status`]; absent from the JSON otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,7 +137,9 @@ pub async fn status<C: ConnectionLike + Send>(
     }
     let dlq_key = keys.dlq();
     let dlq_length = stream::len(conn, &dlq_key).await?;
+    let reports = crate::rates::read(conn, keys, now_ms).await?;
     Ok(StatusReport {
+        rates: crate::rates::by_group(&streams, &reports),
         streams,
         dlq_key,
         dlq_length,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 /// The InfluxDB URL when none is configured.
 pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
+/// The path `/ready` probes on InfluxDB when none is configured.
+pub const DEFAULT_PING_PATH: &str = "/ping";
 /// The InfluxDB request timeout when none is configured.
 pub const DEFAULT_INFLUX_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rotated files the file sink keeps when none is configured.
@@ -75,7 +77,8 @@ pub enum SinkConfig {
 #[serde(deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Base URL, e.g. `http://127.0.0.1:8086` or `https://…` (system CAs, or SSL_CERT_FILE);
-    /// serialised with a password in it masked.
+    /// several comma-separated for failover: writes go to one, the next is tried when it is
+    /// unavailable (Telegraf's `urls`). Serialised with a password in it masked.
     #[serde(
         default = "default_influx_url",
         serialize_with = "redline_core::redis::serialize_redacted"
@@ -90,6 +93,10 @@ pub struct InfluxConfig {
     /// Request body encoding.
     #[serde(default)]
     pub content_encoding: ContentEncoding,
+    /// The path `/ready` probes with `GET` on each URL (`/ping` for InfluxDB); empty = no
+    /// probe, `/ready` then goes by the last writes alone.
+    #[serde(default = "default_ping_path")]
+    pub ping_path: String,
     /// The write API and what it needs.
     pub api: InfluxApi,
 }
@@ -133,6 +140,7 @@ impl InfluxConfig {
             url: DEFAULT_INFLUX_URL.to_string(),
             timeout: DEFAULT_INFLUX_TIMEOUT,
             content_encoding: ContentEncoding::default(),
+            ping_path: DEFAULT_PING_PATH.to_string(),
             api: InfluxApi::V1 {
                 db: db.map(str::to_string),
                 username: None,
@@ -141,6 +149,21 @@ impl InfluxConfig {
             },
         }
     }
+}
+
+impl InfluxConfig {
+    /// Each URL of [`Self::url`], in order, without a trailing `/`.
+    pub fn urls(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/'))
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+}
+
+fn default_ping_path() -> String {
+    DEFAULT_PING_PATH.to_string()
 }
 
 fn default_influx_url() -> String {

@@ -32,13 +32,17 @@
 
 use std::collections::HashSet;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use redline_core::entry::Entry;
+use redline_core::redis::redact_url;
 use redline_core::secret::Secret;
+use redline_core::telemetry;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING};
 use reqwest::{Client, RequestBuilder};
 
@@ -50,12 +54,15 @@ use answer::{
 
 use super::{lines, ContentEncoding, InfluxApi, InfluxConfig, OpenError, Route, Sink, SinkError};
 
-/// Writes to InfluxDB over HTTP. Clones share the HTTP client and its connections.
+/// Writes to InfluxDB over HTTP. Clones share the HTTP client and its connections, and
+/// the URL in use.
 #[derive(Clone)]
 pub struct InfluxSink {
     client: Client,
-    /// Base URL without a trailing `/`.
-    url: String,
+    /// Base URLs without a trailing `/`: one, or several for failover.
+    urls: Arc<[String]>,
+    /// The index in `urls` that writes go to, until it is unavailable.
+    current: Arc<AtomicUsize>,
     encoding: ContentEncoding,
     api: Endpoint,
 }
@@ -67,9 +74,9 @@ enum Endpoint {
         default_db: Option<String>,
         create_database: bool,
         credentials: Option<(String, Option<Secret>)>,
-        /// Databases this sink created, so a database that vanishes again is not re-created
-        /// in a loop within one write.
-        created: HashSet<String>,
+        /// Databases this sink created, by URL index, so a database that vanishes again is
+        /// not re-created in a loop within one write.
+        created: HashSet<(usize, String)>,
     },
     V2 {
         org: String,
@@ -86,7 +93,7 @@ impl std::fmt::Debug for InfluxSink {
             Endpoint::V2 { .. } => "v2",
         };
         f.debug_struct("InfluxSink")
-            .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("api", &api)
             .finish_non_exhaustive()
     }
@@ -131,23 +138,76 @@ impl InfluxSink {
                 }
             }
         };
+        let urls: Arc<[String]> = config.urls().into_iter().map(str::to_string).collect();
+        if urls.is_empty() {
+            return Err(OpenError::Url {
+                url: config.url.clone(),
+            });
+        }
+        for url in urls.iter() {
+            check_url(url)?;
+            metrics::gauge!(telemetry::SINK_URL_UP, "url" => redact_url(url)).set(1.0);
+        }
         Ok(Self {
-            client: client(&config.url, config.timeout)?,
-            url: config.url.trim_end_matches('/').to_string(),
+            client: client(config.timeout)?,
+            urls,
+            current: Arc::new(AtomicUsize::new(0)),
             encoding: config.content_encoding,
             api,
         })
     }
 
-    /// Writes `batch` to the database (or bucket) `db`, retention policy `rp`.
+    /// Writes `batch` to the URL in use; when it is unavailable, to the next, and so on
+    /// around the list once. The URL that answers is used from then on. Only outages move
+    /// to another URL: a verdict (rejected points, a refused route, wrong credentials) is
+    /// the same on every server of one deployment.
+    async fn failover(&mut self, route: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
+        let count = self.urls.len();
+        let first = self.current.load(Ordering::Relaxed) % count;
+        let mut failures = Vec::new();
+        for step in 0..count {
+            let at = (first + step) % count;
+            let written = self.write_at(at, route, batch).await;
+            let up = !matches!(&written, Err(error) if error.is_outage());
+            let url = redact_url(&self.urls[at]);
+            metrics::gauge!(telemetry::SINK_URL_UP, "url" => url.clone())
+                .set(f64::from(u8::from(up)));
+            if up || count == 1 {
+                if step > 0 && up {
+                    self.current.store(at, Ordering::Relaxed);
+                    tracing::warn!(url = %url, "Writing to the next InfluxDB URL: the one in use is unavailable.");
+                }
+                return written;
+            }
+            if let Err(error) = written {
+                failures.push((url, error));
+            }
+        }
+        let timed_out = failures
+            .iter()
+            .all(|(_, e)| matches!(e, SinkError::TimedOut(_)));
+        let text = failures
+            .iter()
+            .map(|(url, error)| format!("{url}: {error}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(if timed_out {
+            SinkError::TimedOut(format!("every InfluxDB URL timed out: {text}"))
+        } else {
+            SinkError::Unavailable(format!("no InfluxDB URL is available: {text}"))
+        })
+    }
+
+    /// Writes `batch` to the database `db`, retention policy `rp`, at URL `at`.
     async fn write_v1(
         &mut self,
+        at: usize,
         db: &str,
         rp: Option<&str>,
         batch: &[&Entry],
     ) -> Result<(), SinkError> {
         let body = encode(lines(batch.iter().copied()), self.encoding)?;
-        let answer = self.post_v1(db, rp, body.clone()).await?;
+        let answer = self.post_v1(at, db, rp, body.clone()).await?;
         let Endpoint::V1 {
             create_database,
             created,
@@ -159,16 +219,18 @@ impl InfluxSink {
         match answer {
             Answer::Stored => return Ok(()),
             Answer::Failed(error) => return Err(all_dropped(error, batch.len())),
-            Answer::DatabaseNotFound(text) if !create_database || created.contains(db) => {
+            Answer::DatabaseNotFound(text)
+                if !create_database || created.contains(&(at, db.to_string())) =>
+            {
                 return Err(SinkError::Refused(text));
             }
             Answer::DatabaseNotFound(_) => {}
         }
-        self.create(db).await?;
+        self.create(at, db).await?;
         if let Endpoint::V1 { created, .. } = &mut self.api {
-            created.insert(db.to_string());
+            created.insert((at, db.to_string()));
         }
-        match self.post_v1(db, rp, body).await? {
+        match self.post_v1(at, db, rp, body).await? {
             Answer::Stored => Ok(()),
             Answer::Failed(error) => Err(all_dropped(error, batch.len())),
             // Created a moment ago and gone again: someone is dropping it.
@@ -176,14 +238,20 @@ impl InfluxSink {
         }
     }
 
-    async fn post_v1(&self, db: &str, rp: Option<&str>, body: Bytes) -> Result<Answer, SinkError> {
+    async fn post_v1(
+        &self,
+        at: usize,
+        db: &str,
+        rp: Option<&str>,
+        body: Bytes,
+    ) -> Result<Answer, SinkError> {
         let mut query = vec![("db", db), ("precision", "ns")];
         if let Some(rp) = rp {
             query.push(("rp", rp));
         }
         let request = self
             .client
-            .post(format!("{}/write", self.url))
+            .post(format!("{}/write", self.urls[at]))
             .query(&query)
             .header(CONTENT_ENCODING, self.encoding.header())
             .body(body);
@@ -202,11 +270,11 @@ impl InfluxSink {
     }
 
     /// `CREATE DATABASE "<db>"` (a no-op when it exists).
-    async fn create(&self, db: &str) -> Result<(), SinkError> {
+    async fn create(&self, at: usize, db: &str) -> Result<(), SinkError> {
         let statement = format!("CREATE DATABASE {}", quote_ident(db));
         let request = self
             .client
-            .post(format!("{}/query", self.url))
+            .post(format!("{}/query", self.urls[at]))
             .form(&[("q", statement.as_str())]);
         let response = self.authorize(request).send().await;
         let response =
@@ -244,8 +312,8 @@ impl InfluxSink {
         }
     }
 
-    /// Writes `batch` to `bucket` through `/api/v2/write`.
-    async fn write_v2(&self, bucket: &str, batch: &[&Entry]) -> Result<(), SinkError> {
+    /// Writes `batch` to `bucket` through `/api/v2/write` at URL `at`.
+    async fn write_v2(&self, at: usize, bucket: &str, batch: &[&Entry]) -> Result<(), SinkError> {
         let Endpoint::V2 {
             org, authorization, ..
         } = &self.api
@@ -260,7 +328,7 @@ impl InfluxSink {
         ];
         let response = self
             .client
-            .post(format!("{}/api/v2/write", self.url))
+            .post(format!("{}/api/v2/write", self.urls[at]))
             .query(&query)
             .header(AUTHORIZATION, authorization.clone())
             .header(CONTENT_ENCODING, self.encoding.header())
@@ -286,6 +354,18 @@ impl Sink for InfluxSink {
     }
 
     async fn write(&mut self, route: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
+        self.failover(route, batch).await
+    }
+}
+
+impl InfluxSink {
+    /// Writes `batch` to `route` at URL `at`.
+    async fn write_at(
+        &mut self,
+        at: usize,
+        route: Route<'_>,
+        batch: &[&Entry],
+    ) -> Result<(), SinkError> {
         match &self.api {
             Endpoint::V1 { default_db, .. } => {
                 let Some(db) = route.db.or(default_db.as_deref()).map(str::to_string) else {
@@ -295,7 +375,7 @@ impl Sink for InfluxSink {
                             .to_string(),
                     ));
                 };
-                self.write_v1(&db, route.rp, batch).await
+                self.write_v1(at, &db, route.rp, batch).await
             }
             Endpoint::V2 { default_bucket, .. } => {
                 let Some(db) = route.db.or(default_bucket.as_deref()) else {
@@ -309,23 +389,31 @@ impl Sink for InfluxSink {
                     Some(rp) => format!("{db}/{rp}"),
                     None => db.to_string(),
                 };
-                self.write_v2(&bucket, batch).await
+                self.write_v2(at, &bucket, batch).await
             }
         }
     }
 }
 
-/// An HTTP client for the InfluxDB at `url`: `http://` or `https://` (rustls; the system's
-/// CA bundle, or the PEM file named by SSL_CERT_FILE for a private CA).
+/// Checks that `url` is `http://` or `https://`.
 ///
 /// # Errors
-/// [`OpenError::Url`] for another scheme, [`OpenError::Http`] when it cannot be built.
-fn client(url: &str, timeout: Duration) -> Result<Client, OpenError> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(OpenError::Url {
-            url: url.to_string(),
-        });
+/// [`OpenError::Url`] for another scheme.
+fn check_url(url: &str) -> Result<(), OpenError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(());
     }
+    Err(OpenError::Url {
+        url: url.to_string(),
+    })
+}
+
+/// An HTTP client for InfluxDB (rustls; the system's CA bundle, or the PEM file named by
+/// SSL_CERT_FILE for a private CA).
+///
+/// # Errors
+/// [`OpenError::Http`] when it cannot be built.
+fn client(timeout: Duration) -> Result<Client, OpenError> {
     Ok(Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
