@@ -189,8 +189,11 @@ async fn consume<S: Sink + Sync + 'static>(
     tasks.spawn(rate::report(
         config.redis.clone(),
         keys.clone(),
-        config.group.clone(),
-        config.consumer.clone(),
+        (
+            config.group.clone(),
+            config.consumer.clone(),
+            config.routing.describe(),
+        ),
         rate.clone(),
         shutdown.clone(),
     ));

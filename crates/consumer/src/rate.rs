@@ -141,12 +141,13 @@ const REPORT_TTL: Duration = Duration::from_secs(15);
 pub(crate) async fn report(
     redis: redline_core::redis::RedisConfig,
     keys: redline_core::keys::StreamKeys,
-    group: String,
-    consumer: String,
+    (group, consumer, routing): (String, String, String),
     rate: Rate,
     shutdown: redline_core::Shutdown,
 ) {
     let mut conn = None;
+    // Routings of other processes of the group already warned about.
+    let mut warned = std::collections::BTreeSet::new();
     loop {
         if conn.is_none() {
             conn = redline_streams::connect(&redis).await.ok();
@@ -157,12 +158,26 @@ pub(crate) async fn report(
                 consumer: consumer.clone(),
                 limit: rate.limit(),
                 rate: rate.current(),
+                routing: routing.clone(),
                 expires_ms: 0,
             };
             let ttl = REPORT_TTL.as_millis() as u64;
-            if let Err(error) = redline_streams::rates::publish(c, &keys, &report, ttl).await {
-                tracing::debug!(%error, "Cannot report the write rate to Redis; trying later.");
-                conn = None;
+            match redline_streams::rates::publish(c, &keys, &report, ttl).await {
+                Ok(peers) => {
+                    for peer in peers.iter().filter(|p| p.routing != routing) {
+                        if warned.insert(peer.routing.clone()) {
+                            tracing::warn!(group = %group, other = %peer.consumer,
+                                its_routing = %peer.routing, this_routing = %routing,
+                                "Another consumer of this group routes differently: what one \
+                                skips the other writes. Give every consumer of a group the same \
+                                --include-*/--exclude-* patterns.");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "Cannot report the write rate to Redis; trying later.");
+                    conn = None;
+                }
             }
         }
         tokio::select! {

@@ -35,6 +35,30 @@ impl Routing {
             && self.exclude_measurement.is_empty()
     }
 
+    /// The patterns as flags, each list sorted (`--include-db a,b --exclude-measurement c`),
+    /// or `every entry` when there are none: equal for two processes that route alike.
+    pub fn describe(&self) -> String {
+        if self.takes_all() {
+            return "every entry".to_string();
+        }
+        [
+            ("--include-db", &self.include_db),
+            ("--exclude-db", &self.exclude_db),
+            ("--include-measurement", &self.include_measurement),
+            ("--exclude-measurement", &self.exclude_measurement),
+        ]
+        .into_iter()
+        .filter(|(_, patterns)| !patterns.is_empty())
+        .map(|(flag, patterns)| {
+            let mut sorted = patterns.clone();
+            sorted.sort();
+            sorted.dedup();
+            format!("{flag} {}", sorted.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+
     /// Whether this group writes `entry`.
     pub fn takes(&self, entry: &Entry) -> bool {
         let db = entry.db.as_deref().unwrap_or("");
@@ -143,5 +167,24 @@ mod tests {
         assert_eq!(measurement("we\\,ird\\ name,t=1 v=1"), "we\\,ird\\ name");
         assert!(Routing::default().takes_all());
         assert!(Routing::default().takes(&entry(None, "x v=1")));
+    }
+
+    #[test]
+    fn a_routing_describes_itself_the_same_whatever_the_order_of_its_patterns() {
+        let one = Routing {
+            include_db: vec!["b".into(), "a".into()],
+            exclude_measurement: vec!["cpu*".into()],
+            ..Routing::default()
+        };
+        let other = Routing {
+            include_db: vec!["a".into(), "b".into(), "a".into()],
+            ..one.clone()
+        };
+        assert_eq!(
+            one.describe(),
+            "--include-db a,b --exclude-measurement cpu*"
+        );
+        assert_eq!(one.describe(), other.describe());
+        assert_eq!(Routing::default().describe(), "every entry");
     }
 }

@@ -27,6 +27,10 @@ pub struct ProcessRate {
     pub limit: Option<u64>,
     /// Entries per second its sink accepted lately.
     pub rate: f64,
+    /// Its routing patterns as flags (`every entry` when none): every process of a group
+    /// should have the same.
+    #[serde(default)]
+    pub routing: String,
     /// When the report lapses, in ms on Redis' clock.
     #[serde(default)]
     pub expires_ms: u64,
@@ -48,6 +52,9 @@ pub struct GroupRate {
     /// Seconds to write the backlog at `max_write_rate`, or at `write_rate` when unlimited;
     /// `None` when neither says (unlimited and idle) or the lag is unknown.
     pub drain_seconds: Option<u64>,
+    /// The distinct routings its processes report: more than one means they write
+    /// different subsets, and what one skips another writes.
+    pub routings: Vec<String>,
 }
 
 fn field(group: &str, consumer: &str) -> String {
@@ -55,6 +62,7 @@ fn field(group: &str, consumer: &str) -> String {
 }
 
 /// Reports `rate` for `ttl_ms` from now (Redis' clock), and deletes reports that lapsed.
+/// Returns the other live reports of the same group.
 ///
 /// # Errors
 /// Redis errors (a full Redis refuses the report: it is only for display).
@@ -63,18 +71,24 @@ pub async fn publish<C: ConnectionLike + Send>(
     keys: &StreamKeys,
     rate: &ProcessRate,
     ttl_ms: u64,
-) -> Result<()> {
+) -> Result<Vec<ProcessRate>> {
     let key = keys.rates();
     let now = stream::server_time_ms(conn).await?;
     let mut report = rate.clone();
     report.expires_ms = now + ttl_ms;
     let value = serde_json::to_string(&report).unwrap_or_default();
-    let lapsed: Vec<String> = all(conn, &key)
-        .await?
-        .into_iter()
-        .filter(|(_, r)| r.as_ref().is_none_or(|r| r.expires_ms < now))
-        .map(|(field, _)| field)
-        .collect();
+    let mut lapsed = Vec::new();
+    let mut peers = Vec::new();
+    for (field, report) in all(conn, &key).await? {
+        match report {
+            Some(r) if r.expires_ms >= now => {
+                if r.group == rate.group && r.consumer != rate.consumer {
+                    peers.push(r);
+                }
+            }
+            _ => lapsed.push(field),
+        }
+    }
     let mut pipe = redis::pipe();
     pipe.hset(&key, field(&rate.group, &rate.consumer), value)
         .ignore();
@@ -83,7 +97,8 @@ pub async fn publish<C: ConnectionLike + Send>(
     }
     pipe.query_async::<()>(conn)
         .await
-        .map_err(|e| Error::redis(e, "HSET", &key))
+        .map_err(|e| Error::redis(e, "HSET", &key))?;
+    Ok(peers)
 }
 
 /// Withdraws the report of `consumer` of `group` (a clean shutdown).
@@ -170,8 +185,12 @@ pub fn by_group(streams: &[StreamStatus], reports: &[ProcessRate]) -> Vec<GroupR
                 Some(backlog) if pace > 0.0 => Some((backlog as f64 / pace).ceil() as u64),
                 _ => None,
             };
+            let mut routings: Vec<String> = mine.iter().map(|r| r.routing.clone()).collect();
+            routings.sort();
+            routings.dedup();
             GroupRate {
                 group: group.to_string(),
+                routings,
                 processes: mine.len() as u64,
                 write_rate: write_rate.round() as u64,
                 max_write_rate,
@@ -219,6 +238,7 @@ mod tests {
             consumer: consumer.into(),
             limit,
             rate,
+            routing: "every entry".into(),
             expires_ms: 0,
         }
     }
@@ -245,6 +265,7 @@ mod tests {
         // Lag unknown on one partition: no time to drain.
         let b = &rates[1];
         assert_eq!((b.max_write_rate, b.drain_seconds), (None, None));
+        assert_eq!(a.routings, ["every entry"]);
     }
 
     #[test]
@@ -262,5 +283,29 @@ mod tests {
         assert_eq!((idle.processes, idle.drain_seconds), (0, None));
         let done = &by_group(&[stream("m", &[("x", 0, Some(0))])], &[])[0];
         assert_eq!(done.drain_seconds, Some(0));
+    }
+}
+
+#[cfg(test)]
+mod routing {
+    use super::*;
+
+    #[test]
+    fn processes_of_one_group_that_route_differently_are_listed() {
+        let report = |consumer: &str, routing: &str| ProcessRate {
+            group: "g".into(),
+            consumer: consumer.into(),
+            limit: None,
+            rate: 0.0,
+            routing: routing.into(),
+            expires_ms: 0,
+        };
+        let reports = [
+            report("c1", "--include-db a"),
+            report("c2", "every entry"),
+            report("c3", "--include-db a"),
+        ];
+        let g = &by_group(&[], &reports)[0];
+        assert_eq!(g.routings, ["--include-db a", "every entry"]);
     }
 }

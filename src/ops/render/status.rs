@@ -106,6 +106,14 @@ fn rates(rates: &[GroupRate], out: &mut String) {
     }
     out.push('\n');
     table.render(out);
+    for r in rates.iter().filter(|r| r.routings.len() > 1) {
+        out.push_str(&format!(
+            "warning: the consumers of group '{}' route differently ({}): what one skips \
+             another writes; give them the same patterns\n",
+            r.group,
+            r.routings.join(" | ")
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +128,7 @@ mod tests {
             max_write_rate: limit,
             backlog: 150_000,
             drain_seconds: drain,
+            routings: vec!["every entry".into()],
         }
     }
 
@@ -138,6 +147,18 @@ mod tests {
              to-a             2     49987/s       unlimited   150000           4.0s\n\
              to-b             1     49987/s         50000/s   150000           3.0s\n\
              archive          0     49987/s               -   150000              -\n"
+        );
+        // Consumers of one group that route differently: said under the table.
+        let mut split = rate("to-a", 2, None, Some(4));
+        split.routings = vec!["--include-db a".into(), "every entry".into()];
+        let mut out = String::new();
+        rates(&[split], &mut out);
+        assert!(
+            out.ends_with(
+                "warning: the consumers of group 'to-a' route differently (--include-db a | \
+                 every entry): what one skips another writes; give them the same patterns\n"
+            ),
+            "{out}"
         );
         // No process reports a rate: no table.
         let mut none = String::new();

@@ -2,6 +2,7 @@
 //! one set of servers per test.
 
 mod claims;
+mod failover;
 mod file_sink;
 mod influx_sink;
 mod lifecycle;

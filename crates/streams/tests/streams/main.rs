@@ -7,6 +7,7 @@ mod consumers;
 mod dlq;
 mod errors;
 mod pending;
+mod rates;
 mod setup;
 mod status;
 mod trim;
