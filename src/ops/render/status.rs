@@ -64,7 +64,6 @@ impl Render for StatusReport {
         } else {
             groups.render(&mut out);
         }
-        out.push('\n');
         rates(&self.rates, &mut out);
         out.push('\n');
         out.push_str(&format!(
