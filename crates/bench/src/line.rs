@@ -1,6 +1,8 @@
 //! Micro-benchmark: what the producer does per line, in-process and single-threaded:
 //! parse → validate → normalise (`redline_producer::ingest::parse`, the code path of
-//! `/write`), then encode each metric as the XADD the writer pipelines (RESP bytes).
+//! `/write`), then encode each metric as the XADD the writer pipelines (RESP bytes), both ways
+//! the writer does it: through redis-rs (Sentinel, Cluster, TLS) and packed by its own
+//! connection's packer (a standalone Redis); the one-core rate uses the latter.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,6 +14,9 @@ use crate::options::Options;
 use crate::procs;
 use crate::report::{Figure, Report};
 use crate::workload;
+
+/// The stream key the commands name.
+const KEY: &str = "redline:metrics";
 
 /// Runs the micro-benchmark and adds its figures.
 pub(crate) fn run(options: &Options, report: &mut Report) {
@@ -28,7 +33,14 @@ pub(crate) fn run(options: &Options, report: &mut Report) {
     let encode_ns = per_line(budget, lines, || {
         black_box(encode(black_box(&metrics)).len());
     });
-    let total = parse_ns + encode_ns;
+    let mut packed = Vec::new();
+    let raw_ns = per_line(budget, lines, || {
+        packed.clear();
+        let lines = black_box(&metrics).iter().map(Metric::line);
+        redline_producer::writer::bench_pack_xadds(&mut packed, KEY, workload::DB, lines);
+        black_box(packed.len());
+    });
+    let total = parse_ns + raw_ns;
     let command = format!(
         "redline-bench --only line --body-lines {lines} --line-seconds {} (in-process, one thread, CPU time)",
         options.line_seconds
@@ -45,8 +57,17 @@ pub(crate) fn run(options: &Options, report: &mut Report) {
     report.add(
         Figure::new(
             "line.encode_ns",
-            "line: encode XADD (RESP)",
+            "line: encode XADD (redis-rs: Sentinel, Cluster, TLS)",
             encode_ns,
+            "ns/line",
+        )
+        .command(command.clone()),
+    );
+    report.add(
+        Figure::new(
+            "line.pack_ns",
+            "line: pack XADD (own: standalone Redis)",
+            raw_ns,
             "ns/line",
         )
         .command(command.clone()),
@@ -69,7 +90,7 @@ pub(crate) fn run(options: &Options, report: &mut Report) {
 fn encode(metrics: &[Metric<'_>]) -> Vec<u8> {
     let mut pipe = redis::pipe();
     for metric in metrics {
-        let (key, line) = ("redline:metrics", metric.line());
+        let (key, line) = (KEY, metric.line());
         let mut cmd =
             redis::Cmd::with_capacity(9, key.len() + line.len() + workload::DB.len() + 16);
         cmd.arg("XADD")

@@ -24,6 +24,27 @@ use redline_core::{
 
 mod raw;
 
+/// The bench's `line` section: the XADDs the standalone path packs for `lines` to `key` with
+/// database `db`, appended to `out`.
+#[doc(hidden)]
+pub fn bench_pack_xadds<'l>(
+    out: &mut Vec<u8>,
+    key: &str,
+    db: &str,
+    lines: impl Iterator<Item = &'l str>,
+) {
+    let packer = raw::Packer::new(
+        key,
+        &Target {
+            db: Some(db.to_string()),
+            rp: None,
+        },
+    );
+    for line in lines {
+        packer.pack(out, line);
+    }
+}
+
 /// The `xadd` fuzz target (`fuzz/`): the producer's own XADD packing against redis-rs's on
 /// arbitrary keys, lines and targets; panics when a byte differs.
 #[doc(hidden)]

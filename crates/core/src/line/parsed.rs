@@ -63,33 +63,36 @@ impl<'a> Parsed<'a> {
         &mut self.rewritten
     }
 
+    /// Keeps `raw`, a slice of the body that is canonical as it is, as its place in the body.
+    pub(super) fn keep_raw(&mut self, raw: &str, series_len: usize) {
+        let start = raw.as_ptr() as usize - self.body.as_ptr() as usize;
+        debug_assert!(
+            start + raw.len() <= self.body.len(),
+            "raw is not in the body"
+        );
+        self.spans.push(Span {
+            start,
+            len: len32(raw.len()),
+            series_len: len32(series_len),
+            in_body: true,
+        });
+    }
+
     /// Keeps the line normalised into the buffer since `mark`: as the place of `raw` in the
     /// body when it came out the same (`raw` must be a slice of the body), else as written.
     pub(super) fn keep(&mut self, raw: &str, mark: usize, series_len: usize) {
         let written = &self.rewritten[mark..];
-        let span = if written == raw {
-            let start = raw.as_ptr() as usize - self.body.as_ptr() as usize;
-            debug_assert!(
-                start + raw.len() <= self.body.len(),
-                "raw is not in the body"
-            );
-            let span = Span {
-                start,
-                len: len32(raw.len()),
-                series_len: len32(series_len),
-                in_body: true,
-            };
+        if written == raw {
             self.rewritten.truncate(mark);
-            span
-        } else {
-            Span {
-                start: mark,
-                len: len32(written.len()),
-                series_len: len32(series_len),
-                in_body: false,
-            }
-        };
-        self.spans.push(span);
+            self.keep_raw(raw, series_len);
+            return;
+        }
+        self.spans.push(Span {
+            start: mark,
+            len: len32(written.len()),
+            series_len: len32(series_len),
+            in_body: false,
+        });
     }
 
     /// Drops whatever was appended to the buffer since `mark`.

@@ -78,11 +78,17 @@ impl<'a> Parser<'a> {
                 raw.len(),
                 limits.max_line_length
             ))
-        } else if let Some(series_len) =
+        } else if let Some(normalised) =
             scan::normalise(raw, precision, now_ns, limits, out.buffer())
         {
             // Plain lines: the same result as below, in a fraction of the time.
-            Ok(series_len)
+            match normalised {
+                scan::Normalised::Same(series_len) => {
+                    out.keep_raw(raw, series_len);
+                    return;
+                }
+                scan::Normalised::Written(series_len) => Ok(series_len),
+            }
         } else {
             out.discard(mark);
             match general(raw, precision, now_ns, limits, out.buffer()) {

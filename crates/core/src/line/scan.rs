@@ -15,16 +15,107 @@ use super::{Limits, Precision, MAX_NANOS, MIN_NANOS};
 /// More tags than this go to the general path.
 const MAX_TAGS: usize = 32;
 
-/// Normalises `raw` if it is a plain line within `limits`, appending the canonical line to
-/// `out` and returning the length of its series key; `None` sends it to the general path
-/// (and may leave a partial line in `out`: the caller truncates). The caller has checked
+/// What [`normalise`] made of a plain line: the length of its series key, and where its
+/// canonical line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Normalised {
+    /// The line is canonical as it is: nothing was written.
+    Same(usize),
+    /// The canonical line was appended to `out`.
+    Written(usize),
+}
+
+/// Normalises `raw` if it is a plain line within `limits`; `None` sends it to the general
+/// path (and may leave a partial line in `out`: the caller truncates). The caller has checked
 /// `limits.max_line_length`.
+///
+/// Most lines are canonical already (Telegraf sorts tags and writes nanoseconds): a first
+/// pass checks, without writing, that the canonical line would be `raw` itself
+/// ([`Normalised::Same`]); any other line is written into `out` piece by piece in a second
+/// pass ([`Normalised::Written`]).
 pub(super) fn normalise(
     raw: &str,
     precision: Precision,
     now_ns: i64,
     limits: &Limits,
     out: &mut String,
+) -> Option<Normalised> {
+    let mut same = Same {
+        raw: raw.as_bytes(),
+        at: 0,
+        same: true,
+    };
+    let series_len = write(raw, precision, now_ns, limits, &mut same)?;
+    if same.same && same.at == raw.len() {
+        return Some(Normalised::Same(series_len));
+    }
+    write(raw, precision, now_ns, limits, out).map(Normalised::Written)
+}
+
+/// Where [`write`] puts the canonical line.
+trait Out {
+    fn len(&self) -> usize;
+    fn reserve(&mut self, additional: usize);
+    /// Appends an ASCII character.
+    fn push(&mut self, c: char);
+    fn push_str(&mut self, s: &str);
+}
+
+impl Out for String {
+    fn len(&self) -> usize {
+        String::len(self)
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        String::reserve(self, additional);
+    }
+
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+}
+
+/// Writes nothing: follows where the canonical line would be, and whether it is `raw` so far.
+/// A piece of `raw` written where it already is, the common case, is checked by address.
+struct Same<'a> {
+    raw: &'a [u8],
+    at: usize,
+    same: bool,
+}
+
+impl Out for Same<'_> {
+    fn len(&self) -> usize {
+        self.at
+    }
+
+    fn reserve(&mut self, _: usize) {}
+
+    fn push(&mut self, c: char) {
+        self.same &= self.raw.get(self.at).is_some_and(|&r| char::from(r) == c);
+        self.at += 1;
+    }
+
+    fn push_str(&mut self, s: &str) {
+        let end = self.at + s.len();
+        self.same &= self
+            .raw
+            .get(self.at..end)
+            .is_some_and(|r| std::ptr::eq(r.as_ptr(), s.as_ptr()) || r == s.as_bytes());
+        self.at = end;
+    }
+}
+
+/// The canonical line of `raw` into `out`, as [`normalise`] describes.
+fn write(
+    raw: &str,
+    precision: Precision,
+    now_ns: i64,
+    limits: &Limits,
+    out: &mut impl Out,
 ) -> Option<usize> {
     let b = raw.as_bytes();
     let mark = out.len();
@@ -56,7 +147,10 @@ pub(super) fn normalise(
         at = value_end;
     }
     let tags = &mut tags[..count];
-    tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // Sorted and without duplicates as they came (the common case), or sorted here.
+    if !tags.is_sorted_by(|a, b| a.0 < b.0) {
+        tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
     if tags.windows(2).any(|pair| pair[0].0 == pair[1].0) || tags.iter().any(|t| t.0 == "time") {
         return None;
     }
@@ -85,7 +179,7 @@ pub(super) fn normalise(
         if key_end == at || b.get(key_end) != Some(&b'=') || &raw[at..key_end] == "time" {
             return None;
         }
-        out.push_str(&raw[at..=key_end]);
+        out.push_str(&raw[at..key_end + 1]);
         let (value_end, ok) = field_value(raw, key_end + 1, limits.allow_unsigned, out);
         if !ok {
             return None;
@@ -105,12 +199,16 @@ pub(super) fn normalise(
         None => now_ns,
         Some(b' ') => {
             let text = &raw[at + 1..];
-            if !is_integer(text) {
-                return None;
+            let ns = integer(text)?
+                .checked_mul(precision.nanos())
+                .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))?;
+            if precision.nanos() == 1 && is_canonical(text) {
+                // Already as it would be written: copied, not formatted again.
+                out.push(' ');
+                out.push_str(text);
+                return Some(series_len);
             }
-            let ts: i64 = text.parse().ok()?;
-            ts.checked_mul(precision.nanos())
-                .filter(|ns| (MIN_NANOS..=MAX_NANOS).contains(ns))?
+            ns
         }
         Some(_) => return None,
     };
@@ -165,9 +263,9 @@ impl Iterator for Lines<'_> {
         }
         let start = self.at;
         let rest = &self.body[start..];
-        let newline = rest.iter().position(|&c| c == b'\n');
+        let newline = memchr::memchr(b'\n', rest);
         let line = &rest[..newline.unwrap_or(rest.len())];
-        let (end, inner) = if line.iter().any(|&c| c == b'\\' || c == b'"') {
+        let (end, inner) = if memchr::memchr2(b'\\', b'"', line).is_some() {
             let end = line_end(rest);
             let within = &rest[..end.unwrap_or(rest.len())];
             (end, within.iter().filter(|&&c| c == b'\n').count())
@@ -219,25 +317,30 @@ fn line_end(b: &[u8]) -> Option<usize> {
     None
 }
 
+/// The bytes that may end or escape a name: ` `, `,`, `=`, `\\`, `"`, tab, CR, LF, NUL.
+const ENDS_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    let ends = b" ,=\\\"\t\n\r\0";
+    while i < ends.len() {
+        table[ends[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// The end of a name (measurement, tag key or value, field key) starting at `start`: the
 /// first byte that may end or escape one. The caller checks which byte that is.
 fn name_end(b: &[u8], start: usize) -> usize {
-    let mut at = start;
-    while let Some(&c) = b.get(at) {
-        if matches!(
-            c,
-            b' ' | b',' | b'=' | b'\\' | b'"' | b'\t' | b'\n' | b'\r' | b'\0'
-        ) {
-            break;
-        }
-        at += 1;
-    }
-    at
+    b[start.min(b.len())..]
+        .iter()
+        .position(|&c| ENDS_NAME[usize::from(c)])
+        .map_or(b.len(), |len| start + len)
 }
 
 /// Writes the field value starting at `start` in canonical form; returns where it ends and
 /// whether it is one the fast path handles.
-fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut String) -> (usize, bool) {
+fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut impl Out) -> (usize, bool) {
     let b = raw.as_bytes();
     if b.get(start) == Some(&b'"') {
         // A string without backslashes: copied as is (nothing in it needs escaping).
@@ -248,7 +351,7 @@ fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut String) 
         if b[close] != b'"' || b.get(close + 1).is_some_and(|&c| c != b',' && c != b' ') {
             return (start, false);
         }
-        out.push_str(&raw[start..=close]);
+        out.push_str(&raw[start..close + 1]);
         return (close + 1, true);
     }
     let end = name_end(b, start);
@@ -258,16 +361,18 @@ fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut String) 
     let token = &raw[start..end];
     let ok = match token.as_bytes() {
         [] => false,
-        [body @ .., b'i'] if is_integer(&token[..body.len()]) => {
-            match token[..body.len()].parse::<i64>() {
-                Ok(v) => {
-                    push_int(out, v < 0, v.unsigned_abs());
-                    out.push('i');
-                    true
-                }
-                Err(_) => false,
+        [body @ .., b'i'] => match integer(&token[..body.len()]) {
+            Some(_) if is_canonical(&token[..body.len()]) => {
+                out.push_str(token);
+                true
             }
-        }
+            Some(v) => {
+                push_int(out, v < 0, v.unsigned_abs());
+                out.push('i');
+                true
+            }
+            None => false,
+        },
         [body @ .., b'u']
             if allow_unsigned && !body.is_empty() && body.iter().all(u8::is_ascii_digit) =>
         {
@@ -296,7 +401,7 @@ fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut String) 
 /// Writes a float field as the client wrote it, when it is one by InfluxDB's grammar
 /// (`-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?`: `1`, `1.5`, `.5`, `1.`, `1e3`, `1.5E-3`) and
 /// finite. `false` otherwise.
-fn float(token: &str, out: &mut String) -> bool {
+fn float(token: &str, out: &mut impl Out) -> bool {
     let b = token.as_bytes();
     let unsigned = b.strip_prefix(b"-").unwrap_or(b);
     let int_len = unsigned.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -329,14 +434,49 @@ fn float(token: &str, out: &mut String) -> bool {
     finite
 }
 
-/// `-?\d+`.
-fn is_integer(text: &str) -> bool {
+/// `-?\d+` as an `i64`, in one pass; `None` for anything else or out of range.
+fn integer(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, text),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    // Accumulated as a negative number: i64::MIN has no positive counterpart. The first 18
+    // digits cannot overflow; only the digits after them pay for the checks.
+    let (head, tail) = digits.as_bytes().split_at(digits.len().min(18));
+    let mut value: i64 = 0;
+    for &c in head {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 - i64::from(digit);
+    }
+    for &c in tail {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_sub(i64::from(digit))?;
+    }
+    if negative {
+        Some(value)
+    } else {
+        value.checked_neg()
+    }
+}
+
+/// Whether an integer that [`integer`] read is written as [`push_int`] would write it: no
+/// leading zero, no `-0`.
+fn is_canonical(text: &str) -> bool {
     let digits = text.strip_prefix('-').unwrap_or(text);
-    !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+    !digits.starts_with('0') || text == "0"
 }
 
 /// Appends `-` (when `negative`) and `n` in decimal.
-fn push_int(out: &mut String, negative: bool, n: u64) {
+fn push_int(out: &mut impl Out, negative: bool, n: u64) {
     let mut buf = [0_u8; 24];
     let mut at = buf.len();
     let mut n = n;

@@ -1,6 +1,6 @@
 //! Storing over redline's own connection ([`redline_core::redis::raw`]) on a standalone Redis
 //! over plain TCP or a Unix socket: each round's XADDs are written straight into one buffer
-//! ([`pack_xadd`]: the line copied once, no command object per metric) and the replies are
+//! ([`Packer`]: the line copied once, no command object per metric) and the replies are
 //! only framed and checked, not parsed into values.
 //!
 //! Invariants (as for the pooled path in [`super`]):
@@ -90,6 +90,12 @@ impl Writer {
         let count = metrics.len();
         let partitions = self.keys.count();
         let (mut conn, mut idle) = raw.checkout().await.map_err(classify)?;
+        let packers: Vec<Packer> = self
+            .keys
+            .partitions()
+            .iter()
+            .map(|key| Packer::new(key, target))
+            .collect();
         let mut packed = Vec::with_capacity(PIPELINE_BYTES + PIPELINE_BYTES / 2);
         loop {
             packed.clear();
@@ -102,12 +108,7 @@ impl Writer {
                     series::partition(metric.series_key(), partitions)
                 };
                 bytes += metric.line().len();
-                pack_xadd(
-                    &mut packed,
-                    self.keys.partition(partition),
-                    metric.line(),
-                    target,
-                );
+                packers[partition].pack(&mut packed, metric.line());
                 commands += 1;
             }
             let last = metrics.len() == 0;
@@ -211,20 +212,47 @@ fn check<'a>(replies: impl Iterator<Item = &'a [u8]>, wait: bool) -> Outcome {
 /// Appends `XADD key * lp <line> [db <db>] [rp <rp>]` in RESP, as redis-rs packs the command
 /// [`super::xadd`] builds, byte for byte.
 pub(super) fn pack_xadd(out: &mut Vec<u8>, key: &str, line: &str, target: &Target) {
-    let (db, rp) = (target.db.as_deref(), target.rp.as_deref());
-    let argc = 5 + 2 * usize::from(db.is_some()) + 2 * usize::from(rp.is_some());
-    out.push(b'*');
-    push_decimal(out, argc);
-    out.extend_from_slice(b"\r\n$4\r\nXADD\r\n");
-    push_bulk(out, key.as_bytes());
-    out.extend_from_slice(b"$1\r\n*\r\n");
-    push_bulk(out, entry::FIELD_LP.as_bytes());
-    push_bulk(out, line.as_bytes());
-    for (name, value) in [(entry::FIELD_DB, db), (entry::FIELD_RP, rp)] {
-        if let Some(value) = value {
-            push_bulk(out, name.as_bytes());
-            push_bulk(out, value.as_bytes());
+    Packer::new(key, target).pack(out, line);
+}
+
+/// The XADDs of one request to one stream key: everything but the line is the same for all
+/// of them, so it is packed once and copied.
+pub(super) struct Packer {
+    /// `*<argc>`, `XADD`, the key, `*` and the field name `lp`, then the line's `$`.
+    head: Vec<u8>,
+    /// After the line: its `\r\n`, then `db` and `rp` with their values when present.
+    tail: Vec<u8>,
+}
+
+impl Packer {
+    pub(super) fn new(key: &str, target: &Target) -> Self {
+        let (db, rp) = (target.db.as_deref(), target.rp.as_deref());
+        let argc = 5 + 2 * usize::from(db.is_some()) + 2 * usize::from(rp.is_some());
+        let mut head = vec![b'*'];
+        push_decimal(&mut head, argc);
+        head.extend_from_slice(b"\r\n$4\r\nXADD\r\n");
+        push_bulk(&mut head, key.as_bytes());
+        head.extend_from_slice(b"$1\r\n*\r\n");
+        push_bulk(&mut head, entry::FIELD_LP.as_bytes());
+        head.push(b'$');
+        let mut tail = b"\r\n".to_vec();
+        for (name, value) in [(entry::FIELD_DB, db), (entry::FIELD_RP, rp)] {
+            if let Some(value) = value {
+                push_bulk(&mut tail, name.as_bytes());
+                push_bulk(&mut tail, value.as_bytes());
+            }
         }
+        Self { head, tail }
+    }
+
+    /// Appends the XADD of `line`.
+    pub(super) fn pack(&self, out: &mut Vec<u8>, line: &str) {
+        out.reserve(self.head.len() + 22 + line.len() + self.tail.len());
+        out.extend_from_slice(&self.head);
+        push_decimal(out, line.len());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(&self.tail);
     }
 }
 
@@ -236,18 +264,28 @@ fn push_bulk(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
-    let mut digits = [0_u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// Appends `n` in decimal; lengths of one to three digits (nearly every line) without a loop.
+fn push_decimal(out: &mut Vec<u8>, n: usize) {
+    let digit = |d: usize| b'0' + (d % 10) as u8;
+    match n {
+        0..=9 => out.push(digit(n)),
+        10..=99 => out.extend_from_slice(&[digit(n / 10), digit(n)]),
+        100..=999 => out.extend_from_slice(&[digit(n / 100), digit(n / 10), digit(n)]),
+        _ => {
+            let mut digits = [0_u8; 20];
+            let mut i = digits.len();
+            let mut n = n;
+            loop {
+                i -= 1;
+                digits[i] = digit(n);
+                n /= 10;
+                if n == 0 {
+                    break;
+                }
+            }
+            out.extend_from_slice(&digits[i..]);
         }
     }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

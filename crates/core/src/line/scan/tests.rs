@@ -16,8 +16,17 @@ fn slow(raw: &str, precision: Precision) -> Option<String> {
 
 fn fast(raw: &str, precision: Precision) -> Option<String> {
     let mut out = String::new();
-    normalise(raw, precision, NOW, &Limits::NONE, &mut out)?;
-    Some(out)
+    match normalise(raw, precision, NOW, &Limits::NONE, &mut out)? {
+        // Canonical as it is: nothing may have been written.
+        Normalised::Same(_) => {
+            assert_eq!(out, "", "{raw:?} was written though it is canonical");
+            Some(raw.to_string())
+        }
+        Normalised::Written(_) => {
+            assert_ne!(out, raw, "{raw:?} was written though it is canonical");
+            Some(out)
+        }
+    }
 }
 
 /// Pieces of bodies: lines, newlines, and the characters that decide where a line ends.
@@ -262,4 +271,23 @@ fn random_lines_get_the_general_paths_answer_or_none() {
         "only {} lines took the fast path",
         taken.get()
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The one-pass integer reader against `-?\d+` checked, then Rust's own parse.
+    #[test]
+    fn integers_read_as_rust_parses_them(text in prop_oneof![
+        "-?[0-9]{1,20}",
+        "[-+0-9a ]{0,22}",
+        Just("-9223372036854775808".to_string()),
+        Just("9223372036854775808".to_string()),
+        Just("-".to_string()),
+    ]) {
+        let digits = text.strip_prefix('-').unwrap_or(&text);
+        let plain = !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit());
+        let expected = if plain { text.parse::<i64>().ok() } else { None };
+        prop_assert_eq!(integer(&text), expected);
+    }
 }

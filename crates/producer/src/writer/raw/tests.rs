@@ -26,13 +26,22 @@ proptest! {
         pack_xadd(&mut ours, &key, &line, &target);
         let mut theirs = b"leading bytes stay".to_vec();
         theirs.extend_from_slice(&super::super::xadd(&key, &line, &target).get_packed_command());
-        prop_assert_eq!(ours, theirs);
+        prop_assert_eq!(&ours, &theirs);
+        // One packer, many lines: each XADD as redis-rs packs it.
+        let packer = Packer::new(&key, &target);
+        let mut many = Vec::new();
+        let mut expected = Vec::new();
+        for line in [line.as_str(), "", "m v=1i 1", &line] {
+            packer.pack(&mut many, line);
+            expected.extend_from_slice(&super::super::xadd(&key, line, &target).get_packed_command());
+        }
+        prop_assert_eq!(many, expected);
     }
 }
 
 #[test]
 fn decimals_are_written_as_redis_reads_them() {
-    for n in [0, 9, 10, 99, 100, 65_535, usize::MAX] {
+    for n in [0, 1, 9, 10, 42, 99, 100, 512, 999, 1000, 65_535, usize::MAX] {
         let mut out = Vec::new();
         push_decimal(&mut out, n);
         assert_eq!(out, n.to_string().as_bytes());
