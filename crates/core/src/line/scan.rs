@@ -126,40 +126,43 @@ fn write(
     if end == 0 || b.get(end).is_none_or(|&c| c != b',' && c != b' ') || b[0] == b'#' {
         return None;
     }
-    let measurement = &raw[..end];
     let mut at = end;
 
-    let mut tags: [(&str, &str); MAX_TAGS] = [("", ""); MAX_TAGS];
-    let mut count = 0;
-    while b.get(at) == Some(&b',') {
-        let key_start = at + 1;
-        let key_end = name_end(b, key_start);
-        if key_end == key_start || b.get(key_end) != Some(&b'=') || count == MAX_TAGS {
+    // Tags: checked as they come; when their keys come sorted (the common case) the series
+    // key is written as it is, else the tags are sorted first.
+    let (mut count, mut sorted, mut previous) = (0, true, "");
+    while let Some((key, _, next)) = tag(raw, at) {
+        if count == MAX_TAGS || key == "time" {
             return None;
         }
-        let value_start = key_end + 1;
-        let value_end = name_end(b, value_start);
-        if value_end == value_start || b.get(value_end).is_none_or(|&c| c != b',' && c != b' ') {
-            return None;
-        }
-        tags[count] = (&raw[key_start..key_end], &raw[value_start..value_end]);
-        count += 1;
-        at = value_end;
+        sorted &= count == 0 || previous < key;
+        (previous, count, at) = (key, count + 1, next);
     }
-    let tags = &mut tags[..count];
-    // Sorted and without duplicates as they came (the common case), or sorted here.
-    if !tags.is_sorted_by(|a, b| a.0 < b.0) {
+    if b.get(at) == Some(&b',') {
+        return None; // a tag the fast path does not take
+    }
+    if sorted {
+        out.push_str(&raw[..at]);
+    } else {
+        let mut tags: [(&str, &str); MAX_TAGS] = [("", ""); MAX_TAGS];
+        let mut next = end;
+        for slot in tags.iter_mut().take(count) {
+            let (key, value, after) = tag(raw, next)?;
+            *slot = (key, value);
+            next = after;
+        }
+        let tags = &mut tags[..count];
         tags.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    }
-    if tags.windows(2).any(|pair| pair[0].0 == pair[1].0) || tags.iter().any(|t| t.0 == "time") {
-        return None;
-    }
-    out.push_str(measurement);
-    for (key, value) in tags.iter() {
-        out.push(',');
-        out.push_str(key);
-        out.push('=');
-        out.push_str(value);
+        if tags.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return None;
+        }
+        out.push_str(&raw[..end]);
+        for (key, value) in tags.iter() {
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            out.push_str(value);
+        }
     }
     let series_len = out.len() - mark;
 
@@ -215,6 +218,30 @@ fn write(
     out.push(' ');
     push_int(out, timestamp < 0, timestamp.unsigned_abs());
     Some(series_len)
+}
+
+/// The tag at `at` (`,key=value`), its key and value, and where it ends; `None` when there
+/// is no tag there or it is not one the fast path takes.
+fn tag(raw: &str, at: usize) -> Option<(&str, &str, usize)> {
+    let b = raw.as_bytes();
+    if b.get(at) != Some(&b',') {
+        return None;
+    }
+    let key_start = at + 1;
+    let key_end = name_end(b, key_start);
+    if key_end == key_start || b.get(key_end) != Some(&b'=') {
+        return None;
+    }
+    let value_start = key_end + 1;
+    let value_end = name_end(b, value_start);
+    if value_end == value_start || b.get(value_end).is_none_or(|&c| c != b',' && c != b' ') {
+        return None;
+    }
+    Some((
+        &raw[key_start..key_end],
+        &raw[value_start..value_end],
+        value_end,
+    ))
 }
 
 /// The lines of `body` exactly as `influxdb_line_protocol::split_lines` cuts them (a port
