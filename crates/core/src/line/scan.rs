@@ -381,6 +381,10 @@ fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut impl Out
         out.push_str(&raw[start..close + 1]);
         return (close + 1, true);
     }
+    if let Some(end) = plain_float(b, start) {
+        out.push_str(&raw[start..end]);
+        return (end, true);
+    }
     let end = name_end(b, start);
     if b.get(end).is_some_and(|&c| c != b',' && c != b' ') {
         return (start, false);
@@ -423,6 +427,26 @@ fn field_value(raw: &str, start: usize, allow_unsigned: bool, out: &mut impl Out
         _ => float(token, out),
     };
     (end, ok)
+}
+
+/// The end of a float field value at `start` written as most are, `-?\d*(\.\d*)?` with a
+/// digit and under 300 integer digits, followed by `,`, ` ` or the end of the line: what
+/// [`float`] accepts and writes as it is, found in one pass. `None` for anything else (an
+/// exponent, an integer `i`, a boolean, …), which the general match then reads.
+fn plain_float(b: &[u8], start: usize) -> Option<usize> {
+    let digits = |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let sign = start + usize::from(b.get(start) == Some(&b'-'));
+    let int_end = digits(sign.min(b.len()));
+    let mut end = int_end;
+    let mut frac = 0;
+    if b.get(end) == Some(&b'.') {
+        let frac_end = digits(end + 1);
+        frac = frac_end - end - 1;
+        end = frac_end;
+    }
+    let int = int_end - sign;
+    let ends = matches!(b.get(end), None | Some(b',' | b' '));
+    (int + frac > 0 && int < 300 && ends).then_some(end)
 }
 
 /// Writes a float field as the client wrote it, when it is one by InfluxDB's grammar
