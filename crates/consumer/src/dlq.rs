@@ -79,3 +79,17 @@ pub(crate) fn add(pipe: &mut redis::Pipeline, dlq: &str, letter: &DeadLetter, or
     }
     .add_to(pipe, dlq);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cause;
+
+    /// The `reason` labels of `redline_metrics_dead_lettered_total`, as the README documents
+    /// them (dashboards and alerts select on them).
+    #[test]
+    fn causes_are_labelled_as_the_readme_documents() {
+        assert_eq!(Cause::Undecodable.label(), "undecodable");
+        assert_eq!(Cause::Rejected.label(), "rejected");
+        assert_eq!(Cause::MaxDeliveries.label(), "max_deliveries");
+    }
+}

@@ -73,7 +73,8 @@ pub(crate) async fn owned(
 /// (`XCLAIM … 0 id… [RETRYCOUNT n] JUSTID`; JUSTID alone leaves the count as it is).
 ///
 /// # Errors
-/// A [`conn::Error`]; `NOGROUP` is ignored (nothing is pending any more).
+/// A [`conn::Error`]; `NOGROUP` is ignored (nothing is pending any more; see
+/// [`group_gone`]).
 pub(crate) async fn touch(
     conn: &mut Connection,
     key: &str,
@@ -102,7 +103,20 @@ pub(crate) async fn touch(
         }
     }
     match pipe.query_async::<()>(conn).await {
-        Err(e) if e.code() == Some("NOGROUP") => Ok(()),
+        Err(e) if group_gone(&e) => Ok(()),
         other => Ok(other?),
     }
 }
+
+/// Whether Redis answered `NOGROUP`, to the command or to every command of the pipeline
+/// (redis-rs reports a pipeline's error replies together, without a code of its own).
+fn group_gone(e: &redis::RedisError) -> bool {
+    const NOGROUP: &str = "NOGROUP";
+    e.code() == Some(NOGROUP)
+        || e.clone().into_server_errors().is_some_and(|errors| {
+            !errors.is_empty() && errors.iter().all(|(_, error)| error.code() == NOGROUP)
+        })
+}
+
+#[cfg(test)]
+mod tests;
