@@ -144,6 +144,10 @@ struct Relayed {
     command: String,
     ingest_done_seconds: f64,
     all_acked_seconds: f64,
+    /// Entries acked when the last request was answered: the rest is drained after.
+    acked_at_ingest: u64,
+    /// The share of the consumer workers' time spent in writes to InfluxDB.
+    sink_busy: f64,
     other_cores: f64,
     cpu_us_per_metric: f64,
     by_process: std::collections::BTreeMap<String, f64>,
@@ -199,6 +203,13 @@ impl Relayed {
             .detail("metrics", total)
             .detail("ingest_done_seconds", self.ingest_done_seconds)
             .detail("all_acked_seconds", self.all_acked_seconds)
+            .detail("acked_at_ingest", self.acked_at_ingest)
+            .detail("consumer_sink_busy", self.sink_busy)
+            .detail(
+                "drain_after_ingest_per_s",
+                total.saturating_sub(self.acked_at_ingest) as f64
+                    / (self.all_acked_seconds - self.ingest_done_seconds).max(1e-9),
+            )
             .detail("other_cores", self.other_cores)
             .detail("cpu_us_per_metric", self.cpu_us_per_metric)
             .detail(
@@ -228,13 +239,15 @@ async fn relay(
     influx.create_db(workload::DB).await;
     let mut conn = redis.sync_conn();
     let (producer, addr) = stack::producer(options, &redis.url(), STREAM).await;
-    let mut consumer = stack::consumer(
+    let metrics = SocketAddr::from(([127, 0, 0, 1], redline_testkit::free_port()));
+    let mut consumer = stack::consumer_with(
         options,
         &redis.url(),
         STREAM,
         CONSUMER_GROUP,
         &Sink::Influx(&influx.url()),
         options.e2e_workers,
+        &["--metrics-listen".into(), metrics.to_string()],
     );
     let load = Load::sample();
     let started = Instant::now();
@@ -249,6 +262,8 @@ async fn relay(
     .await;
     sent.assert_clean("through redline");
     let ingested = started.elapsed().as_secs_f64();
+    let acked_at_ingest =
+        redisx::progress(&mut conn, STREAM, CONSUMER_GROUP).map_or(0, |p| p.acked());
     redisx::wait_progress(
         &mut conn,
         STREAM,
@@ -268,6 +283,11 @@ async fn relay(
         peaks.producer("e2e", &producer);
         peaks.consumer("e2e", &consumer);
     }
+    // How much of the workers' time went into waiting for InfluxDB's answers: near 1, the
+    // consumer keeps InfluxDB as busy as its workers allow; lower, its own loop (reading,
+    // acking) leaves InfluxDB idle.
+    let sink_seconds = metric_sum(metrics, "redline_sink_write_duration_seconds_sum");
+    let sink_busy = sink_seconds / (seconds * options.e2e_workers.max(1) as f64);
     let command = format!("{}\n{}", producer.command(), consumer.command());
     producer.stop();
     consumer.stop();
@@ -284,6 +304,8 @@ async fn relay(
         command,
         ingest_done_seconds: ingested,
         all_acked_seconds: seconds,
+        acked_at_ingest,
+        sink_busy,
         other_cores,
         cpu_us_per_metric: cpu * 1e6 / total as f64,
         by_process,
@@ -344,4 +366,21 @@ async fn straight(
         cpu_us_per_metric: cpu * 1e6 / total as f64,
         by_process,
     }
+}
+
+/// The sum of every sample of `name` (all label sets) on the `/metrics` page at `addr`; 0
+/// when it cannot be read.
+fn metric_sum(addr: SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let page = std::net::TcpStream::connect(addr).and_then(|mut stream| {
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+        let mut page = String::new();
+        stream.read_to_string(&mut page)?;
+        Ok(page)
+    });
+    page.unwrap_or_default()
+        .lines()
+        .filter(|line| line.split([' ', '{']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

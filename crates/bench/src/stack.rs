@@ -68,6 +68,19 @@ pub(crate) fn consumer(
     sink: &Sink<'_>,
     workers: usize,
 ) -> Proc {
+    consumer_with(options, redis_url, stream, group, sink, workers, &[])
+}
+
+/// [`consumer`] with `extra` arguments.
+pub(crate) fn consumer_with(
+    options: &Options,
+    redis_url: &str,
+    stream: &str,
+    group: &str,
+    sink: &Sink<'_>,
+    workers: usize,
+    extra: &[String],
+) -> Proc {
     let mut args: Vec<String> = [
         "consumer",
         "--redis-url",
@@ -91,6 +104,7 @@ pub(crate) fn consumer(
     if workers > 1 {
         args.extend(["--workers".into(), workers.to_string()]);
     }
+    args.extend_from_slice(extra);
     let stdout = match sink {
         Sink::Discard => {
             args.extend(["--sink".into(), "stdout".into()]);
