@@ -302,8 +302,31 @@ pub(crate) enum LaunchError {
     Failed(String),
 }
 
+/// What a readiness probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// The server answers.
+    Ready,
+    /// Not answering (yet).
+    NotYet,
+    /// Alive and at work before it can answer (Redis loading its RDB and AOF, which on a
+    /// busy 2-core machine took over 10 s for a few MB): the patience starts again.
+    Loading,
+}
+
+impl From<bool> for Probe {
+    fn from(ready: bool) -> Self {
+        if ready {
+            Self::Ready
+        } else {
+            Self::NotYet
+        }
+    }
+}
+
 /// Waits until the freshly spawned server `child` (`what`, on `port`) is `ready`, exits, or
-/// `patience` runs out (then it is killed and reaped). `logs` gives what it logged since it
+/// `patience` runs out with no sign of progress (then it is killed and reaped); a probe that
+/// finds the server [`Probe::Loading`] gives it `patience` again. `logs` gives what it logged since it
 /// was spawned, for the error and to tell a port taken by another process ("address already
 /// in use") from any other failure. Nothing here panics, so the child never outlives its
 /// owner.
@@ -313,9 +336,9 @@ pub(crate) fn await_ready(
     port: u16,
     patience: Duration,
     logs: impl Fn() -> String,
-    mut ready: impl FnMut(u32) -> bool,
+    mut ready: impl FnMut(u32) -> Probe,
 ) -> Result<Child, LaunchError> {
-    let deadline = Instant::now() + patience;
+    let mut deadline = Instant::now() + patience;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let logs = logs();
@@ -326,8 +349,10 @@ pub(crate) fn await_ready(
                 "{what} on port {port} exited with {status} while starting\n{logs}"
             )));
         }
-        if ready(child.id()) {
-            return Ok(child);
+        match ready(child.id()) {
+            Probe::Ready => return Ok(child),
+            Probe::Loading => deadline = Instant::now() + patience,
+            Probe::NotYet => {}
         }
         if Instant::now() >= deadline {
             kill_and_reap(&mut child);
@@ -343,6 +368,31 @@ pub(crate) fn await_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_still_loading_gets_patience_again_one_that_does_not_answer_does_not() {
+        let spawn = || Command::new("sleep").arg("30").spawn().unwrap();
+        let patience = Duration::from_millis(100);
+        let started = Instant::now();
+        let loading_for = Duration::from_millis(400);
+        let child = await_ready(spawn(), "sleep", 1, patience, String::new, |_| {
+            if started.elapsed() < loading_for {
+                Probe::Loading
+            } else {
+                Probe::Ready
+            }
+        });
+        kill_and_reap(&mut child.ok().expect("ready after loading"));
+
+        let started = Instant::now();
+        let silent = await_ready(spawn(), "sleep", 1, patience, String::new, |_| {
+            (started.elapsed() >= loading_for).into()
+        });
+        let Err(LaunchError::Failed(message)) = silent else {
+            panic!("a server silent for longer than the patience is given up");
+        };
+        assert!(message.contains("did not answer within 100ms"), "{message}");
+    }
 
     #[test]
     fn child_guard_captures_output_and_reports_sigterm() {

@@ -17,10 +17,10 @@ use tempfile::TempDir;
 use crate::free_port;
 use crate::process::{
     await_ready, file_len, find_binary, is_alive, kill_and_reap, log_file, send_signal, tail_since,
-    terminate, LaunchError,
+    terminate, LaunchError, Probe,
 };
 
-/// How long a starting server has to answer PING.
+/// How long a starting server has to answer PING, counted again while it loads its data.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The server's own log (`--logfile`), in its directory.
@@ -285,8 +285,19 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
         port,
         READY_DEADLINE,
         || logs(dir, since),
-        |pid| ready(&client, pid),
+        |pid| match ready(&client, pid) {
+            // Loading its data answers nothing (or LOADING) for seconds at a time.
+            Probe::NotYet if loading(dir, since) => Probe::Loading,
+            probe => probe,
+        },
     )
+}
+
+/// Whether this launch's log says the server is between initialising and accepting
+/// connections: loading its RDB or AOF.
+fn loading(dir: &Path, since: LogOffsets) -> bool {
+    let log = tail_since(&dir.join(LOG), since.log, 64 * 1024);
+    log.contains("Server initialized") && !log.contains("Ready to accept connections")
 }
 
 /// `redis://127.0.0.1:<port>/`, with the password of a `--requirepass` among `extra`.
@@ -305,24 +316,31 @@ fn url(port: u16, extra: &[String]) -> String {
 /// `-LOADING`) and is the process `pid`. The second check matters: when another process
 /// took the port first, our server exits, but PINGs sent before it did would be answered by
 /// the other one.
-fn ready(client: &::redis::Client, pid: u32) -> bool {
+fn ready(client: &::redis::Client, pid: u32) -> Probe {
     let timeout = Some(Duration::from_millis(500));
     let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
-        return false;
+        return Probe::NotYet;
     };
     if conn.set_read_timeout(timeout).is_err() || conn.set_write_timeout(timeout).is_err() {
-        return false;
-    }
-    let pong = ::redis::cmd("PING").query::<String>(&mut conn);
-    if pong.as_deref() != Ok("PONG") {
-        return false;
+        return Probe::NotYet;
     }
     let info: String = match ::redis::cmd("INFO").arg("server").query(&mut conn) {
         Ok(info) => info,
-        Err(_) => return false,
+        Err(_) => return Probe::NotYet,
     };
-    info.lines()
+    // Our server (not another that took the port), and done loading its data: while it
+    // loads, PING answers `LOADING`.
+    if !info
+        .lines()
         .any(|line| line.trim() == format!("process_id:{pid}"))
+    {
+        return Probe::NotYet;
+    }
+    match ::redis::cmd("PING").query::<String>(&mut conn) {
+        Ok(pong) if pong == "PONG" => Probe::Ready,
+        Err(error) if error.code() == Some("LOADING") => Probe::Loading,
+        _ => Probe::NotYet,
+    }
 }
 
 /// Byte offsets into `redis.log` and `redis.out` where one launch's output begins.
@@ -409,6 +427,27 @@ mod tests {
             .unwrap();
         assert_eq!(value, None);
         assert!(redis.log_tail().contains("Ready to accept connections"));
+    }
+
+    #[test]
+    fn a_restart_loading_its_data_for_longer_than_the_patience_is_waited_out() {
+        // 2 ms per key loaded (a Redis test setting): 5,500 keys take 11 s to load, longer
+        // than READY_DEADLINE, and Redis answers nothing meanwhile (it looks at its clients
+        // only every 2 MB loaded).
+        let mut redis = RedisServer::start(&["--key-load-delay", "2000"]);
+        let mut conn = redis.sync_conn();
+        let mut pipe = ::redis::pipe();
+        for i in 0..5_500 {
+            pipe.cmd("SET").arg(i).arg(i).ignore();
+        }
+        pipe.cmd("SAVE").ignore().query::<()>(&mut conn).unwrap();
+        redis.kill();
+        redis.start_again();
+        let keys: u64 = ::redis::cmd("DBSIZE")
+            .query(&mut redis.sync_conn())
+            .unwrap();
+        assert_eq!(keys, 5_500);
+        assert!(READY_DEADLINE < Duration::from_secs(11));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(super) fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
         port,
         READY_DEADLINE,
         || logs(dir, since),
-        |_| ping_blocking(port) && bound_http(dir, since, port),
+        |_| (ping_blocking(port) && bound_http(dir, since, port)).into(),
     )
 }
 

@@ -184,7 +184,7 @@ fn launch(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, Launch
                 tail_since(&dir.join("sentinel.out"), 0, 4096)
             )
         },
-        |pid| answers(&client, pid),
+        |pid| answers(&client, pid).into(),
     )
 }
 
