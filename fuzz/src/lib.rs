@@ -138,3 +138,10 @@ pub fn xreadgroup_reply(data: &[u8]) {
 pub fn xadd(key: &str, line: &str, db: Option<String>, rp: Option<String>) {
     redline_producer::writer::fuzz_pack_xadd(key, line, db, rp);
 }
+
+/// Every line of a body through the producer's fast path and the general path
+/// (`influxdb_line_protocol`): where the fast path takes a line, both must make the same
+/// canonical line of it.
+pub fn scan(data: &[u8]) {
+    redline_core::line::fuzz_scan(data);
+}

@@ -402,5 +402,43 @@ fn escape(out: &mut String, value: &str, special: &[char]) {
     }
 }
 
+/// The `scan` fuzz target (`fuzz/`): every line of `data` (UTF-8 only) through the fast
+/// path and the general path, under each precision; panics when the fast path takes a line
+/// and its answer (the canonical line, its series key's length) differs from the general
+/// path's, or when it writes a line it calls canonical as it is.
+#[doc(hidden)]
+pub fn fuzz_scan(data: &[u8]) {
+    const NOW: i64 = 1_700_000_000_123_456_789;
+    let Ok(body) = std::str::from_utf8(data) else {
+        return;
+    };
+    for (_, line) in lines(body.as_bytes()) {
+        // A line of a UTF-8 body cut at ASCII bytes is UTF-8 too.
+        let line = std::str::from_utf8(line).expect("lines are cut at ASCII bytes");
+        for precision in [Precision::Nanoseconds, Precision::Seconds, Precision::Hours] {
+            let mut fast = String::new();
+            let Some(normalised) = scan::normalise(line, precision, NOW, &Limits::NONE, &mut fast)
+            else {
+                continue;
+            };
+            let (fast, fast_series) = match normalised {
+                scan::Normalised::Same(series) => {
+                    assert_eq!(fast, "", "{line:?} is canonical, yet was written");
+                    (line.to_string(), series)
+                }
+                scan::Normalised::Written(series) => (fast, series),
+            };
+            let mut slow = String::new();
+            let general = general(line, precision, NOW, &Limits::NONE, &mut slow);
+            assert_eq!(
+                general,
+                Some(Ok(fast_series)),
+                "{line:?} ({precision:?}): the general path's answer differs"
+            );
+            assert_eq!(fast, slow, "{line:?} ({precision:?})");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

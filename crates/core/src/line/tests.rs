@@ -327,3 +327,25 @@ fn parsing_piece_by_piece_gives_what_parsing_at_once_gives() {
         assert!(piece > 10 || steps > 1, "piece {piece} took {steps} step");
     }
 }
+
+#[test]
+fn the_scan_fuzz_target_finds_no_difference_on_the_seed_corpus() {
+    // The seeds of both line fuzz targets, and bodies each path must agree on.
+    let mut bodies: Vec<Vec<u8>> = ["ingest", "scan"]
+        .iter()
+        .filter_map(|target| {
+            std::fs::read_dir(format!(
+                "{}/../../fuzz/corpus/{target}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .ok()
+        })
+        .flatten()
+        .map(|file| std::fs::read(file.unwrap().path()).unwrap())
+        .collect();
+    assert!(bodies.len() >= 10, "the seed corpus is missing");
+    bodies.push(b"cpu,host=a,region=b usage=1.5,idle=-.5,n=3i,u=4u,ok=t,s=\"x\" 1700000000\n# comment\n\nm v=1.".to_vec());
+    for body in bodies {
+        fuzz_scan(&body);
+    }
+}
