@@ -261,7 +261,8 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "REDLINE_FILE_MAX_FILES", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) file_max_files: Option<u32>,
-    /// Most metrics per second this process writes, in bursts of one batch; unset = no limit.
+    /// Most metrics per second this process reads and writes, in bursts of one batch (workers
+    /// wait for their turn before reading); unset = no limit.
     #[arg(long, env = "REDLINE_MAX_WRITE_RATE", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_write_rate: Option<u64>,

@@ -136,3 +136,49 @@ async fn a_backlog_drains_at_the_write_rate_and_the_backend_never_gets_more() {
         "{text}"
     );
 }
+
+/// A rate so low that a process's workers wait longer than `--min-idle` for their turn:
+/// the entries must not sit pending meanwhile, where a claim would take them from a live
+/// consumer and count a delivery each time (and, at `--max-deliveries`, dead-letter them).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_that_makes_workers_wait_past_min_idle_claims_and_dead_letters_nothing() {
+    const ENTRIES: usize = 8_000;
+    let redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    influx.create_db("db0").await;
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    for start in (0..ENTRIES).step_by(1_000) {
+        post_until_stored(&write, &timestamped_lines(start, 1_000)).await;
+    }
+    let (listen, metrics) = support::metrics_address();
+    // Four workers, one batch a second between them: the fourth batch read at once would
+    // wait 3 s for its turn, past the 2 s after which a claim may take it; one delivery
+    // more than the first dead-letters it.
+    let args = [
+        "--workers",
+        "4",
+        "--batch-size",
+        "1000",
+        "--max-write-rate",
+        "1000",
+        "--min-idle",
+        "2s",
+        "--max-deliveries",
+        "1",
+        "--metrics-listen",
+        &listen,
+    ];
+    let _consumer = consumer(&redis.url(), &influx.url(), "c1", &args);
+    support::wait_for_count(&influx, "db0", ENTRIES as u64, Duration::from_secs(60)).await;
+
+    let mut conn = redis.conn().await;
+    assert_eq!(support::dead_letters(&mut conn).await.len(), 0);
+    let text = support::scrape(&metrics).await;
+    assert_eq!(
+        support::sample(&text, "redline_metrics_reclaimed_total", ""),
+        Some(0.0),
+        "{text}"
+    );
+    support::wait_nothing_pending(&conn).await;
+}

@@ -209,6 +209,7 @@ async fn consume<S: Sink + Sync + 'static>(
                 partitions: partitions.clone(),
                 dlq: keys.dlq(),
                 health: health.clone(),
+                rate: rate.clone(),
             };
             let sink = rate::Limited::new(sink, rate.clone());
             let worker = work(config.clone(), name, sink, common, shutdown.clone());
@@ -245,6 +246,8 @@ struct Common {
     dlq: String,
     /// The outage the workers are waiting out, for `/ready`.
     health: sink::Health,
+    /// `--max-write-rate`: each worker waits for its turn before it reads or claims.
+    rate: rate::Rate,
 }
 
 /// One consumer of the group, named `name`: reads, delivers to `sink`, claims what others
@@ -261,6 +264,7 @@ async fn work<S: Sink + Sync>(
         partitions,
         dlq,
         health,
+        rate,
     } = common;
     let mut backoff = Backoff::new(config.retry_initial, config.retry_max);
     let mut reader = Reader::new(
@@ -301,7 +305,16 @@ async fn work<S: Sink + Sync>(
 
     while !shutdown.is_triggered() {
         if claimer.is_due() {
-            match claimer.next(&pool).await {
+            if !turn(&rate, config.batch_size, &shutdown).await {
+                break;
+            }
+            let claimed = claimer.next(&pool).await;
+            rate.refund(
+                config
+                    .batch_size
+                    .saturating_sub(claimed.as_ref().map_or(0, Vec::len)),
+            );
+            match claimed {
                 Ok(claimed) if !claimed.is_empty() => {
                     deliver(&mut deliverer, claimed, &shutdown, config.shutdown_timeout).await;
                     continue;
@@ -314,6 +327,9 @@ async fn work<S: Sink + Sync>(
             reader.rewind();
             next_reread = tokio::time::Instant::now() + reread;
         }
+        if !turn(&rate, config.batch_size, &shutdown).await {
+            break;
+        }
         let collected = batch::collect(
             &mut reader,
             config.batch_size,
@@ -321,6 +337,7 @@ async fn work<S: Sink + Sync>(
             &shutdown,
         )
         .await;
+        rate.refund(config.batch_size.saturating_sub(collected.messages.len()));
         if !collected.messages.is_empty() {
             // At most `batch_size`: no read returns more than it asked for.
             deliver(
@@ -349,6 +366,16 @@ async fn work<S: Sink + Sync>(
         }
     }
     Ok(())
+}
+
+/// Waits for `batch` entries of the rate before a read or a claim, so that nothing read
+/// waits pending for its turn (see `rate.rs`). `false` when shutdown came first.
+async fn turn(rate: &rate::Rate, batch: usize, shutdown: &Shutdown) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown.wait() => false,
+        () = rate.acquire(batch) => true,
+    }
 }
 
 /// How often a worker re-reads its own pending entries: every `trim_interval`, and at

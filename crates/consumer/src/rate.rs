@@ -2,12 +2,19 @@
 //! share, bursts of one batch) and what the sink accepted lately, for `/metrics` and, through
 //! Redis, `redline status`.
 //!
-//! The bucket is GCRA (the "virtual scheduling" form of a token bucket): each write of `n`
-//! entries moves a theoretical arrival time on by `n / rate`, and waits while that time is
-//! more than one batch ahead of now. So in any window of `t` seconds at most
-//! `rate × t + batch` entries are sent: a backlog drains at the rate, and a backend never
-//! gets more than one batch over its budget in any second. Every write counts, retries
-//! included, because every write is load on the backend.
+//! The bucket is GCRA (the "virtual scheduling" form of a token bucket): taking `n` entries
+//! moves a theoretical arrival time on by `n / rate`, and waits while that time is more than
+//! one batch ahead of now. So in any window of `t` seconds at most `rate × t + batch`
+//! entries are taken: a backlog drains at the rate, and a backend never gets more than one
+//! batch over its budget in any second.
+//!
+//! A worker waits for its turn *before* it reads (or claims) a batch, asking for a whole
+//! batch and giving back what the read did not fill. Waiting after the read would leave
+//! the batch pending meanwhile: at a rate low enough that a process's workers wait longer
+//! than `min_idle`, claims would take the waiting entries from their live consumer, each
+//! claim counting a delivery, until `max_deliveries` dead-lettered them. The retries of a
+//! batch already read (after an outage, or split after a rejection) are not counted
+//! again: an outage's retries are paced by the backoff.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -71,7 +78,21 @@ impl Rate {
         self.inner.limit
     }
 
-    /// Waits until `entries` may be sent; returns at once when unlimited.
+    /// Gives back `entries` taken by [`Self::acquire`] but not sent (a read that did not
+    /// fill its batch).
+    pub(crate) fn refund(&self, entries: usize) {
+        let Some(limit) = self.inner.limit else {
+            return;
+        };
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.next = state
+            .next
+            .checked_sub(per(entries as u64, limit))
+            .map_or(now, |next| next.max(now));
+    }
+
+    /// Waits until `entries` may be taken; returns at once when unlimited.
     pub(crate) async fn acquire(&self, entries: usize) {
         let Some(limit) = self.inner.limit else {
             return;
@@ -191,7 +212,8 @@ pub(crate) async fn report(
     }
 }
 
-/// A sink whose writes wait for the process's [`Rate`] and count toward it.
+/// A sink whose accepted writes count toward the process's [`Rate`] (the waiting is done
+/// before the reads).
 pub(crate) struct Limited<S> {
     sink: S,
     rate: Rate,
@@ -209,7 +231,6 @@ impl<S: Sink> Sink for Limited<S> {
     }
 
     async fn write(&mut self, route: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
-        self.rate.acquire(batch.len()).await;
         let written = self.sink.write(route, batch).await;
         if written.is_ok() {
             self.rate.accepted(batch.len());
@@ -254,6 +275,26 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         rate.acquire(100).await;
         assert_eq!(start.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_a_read_did_not_fill_is_given_back_never_more() {
+        let rate = Rate::new(Some(1000), 100);
+        let start = Instant::now();
+        // Reads that asked for a batch and got 10 entries: 10 entries of the rate each.
+        for _ in 0..20 {
+            rate.acquire(100).await;
+            rate.refund(90);
+        }
+        // 200 entries taken, then a batch: 300 at 1000/s, the first batch (100) at once.
+        rate.acquire(100).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        // Giving back more than was taken makes no credit beyond an idle bucket.
+        rate.refund(100_000);
+        let idle = Instant::now();
+        rate.acquire(100).await;
+        rate.acquire(100).await;
+        assert_eq!(idle.elapsed(), Duration::from_millis(100));
     }
 
     #[tokio::test(start_paused = true)]
