@@ -26,7 +26,11 @@ async fn read_by_c1(n: usize) -> (RedisServer, Vec<String>) {
         .unwrap();
     let mut pipe = redis::pipe();
     for i in 0..n {
-        pipe.cmd("XADD").arg(KEY).arg("*").arg("lp").arg(format!("m v={i}"));
+        pipe.cmd("XADD")
+            .arg(KEY)
+            .arg("*")
+            .arg("lp")
+            .arg(format!("m v={i}"));
     }
     let ids: Vec<String> = pipe.query_async(&mut conn).await.unwrap();
     let read: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
@@ -108,10 +112,17 @@ async fn owned_pages_past_entries_of_the_consumer_that_are_not_asked_for() {
     );
     // One full page holding every id asked for: no second page.
     let first: Vec<&str> = ids[..100].iter().map(String::as_str).collect();
-    let found = owned(&mut conn, KEY, GROUP, "c1", &first).await.unwrap().unwrap();
+    let found = owned(&mut conn, KEY, GROUP, "c1", &first)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.len(), 100);
     assert!(found.values().all(|n| *n == 1));
-    assert_eq!(xpending_calls(&redis).await, 1, "every id was on the first page");
+    assert_eq!(
+        xpending_calls(&redis).await,
+        1,
+        "every id was on the first page"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +134,9 @@ async fn owned_is_none_when_the_group_is_gone_and_an_error_when_xpending_fails()
     // Redis refuses XPENDING itself (here an ACL): an error, not "the group is gone".
     acl(&redis, "-xpending").await;
     let refused = owned(&mut conn, KEY, GROUP, "c1", &asked).await;
-    let error = refused.expect_err("a refused XPENDING is an error").to_string();
+    let error = refused
+        .expect_err("a refused XPENDING is an error")
+        .to_string();
     assert_eq!(
         error,
         "NoPerm: this user has no permissions to run the 'xpending' command"
@@ -153,7 +166,9 @@ async fn touch_sets_given_counts_keeps_the_others_and_ignores_only_a_lost_group(
 
     acl(&redis, "-xclaim").await;
     let refused = touch(&mut conn, KEY, GROUP, "c1", &touched).await;
-    let error = refused.expect_err("a refused XCLAIM is an error").to_string();
+    let error = refused
+        .expect_err("a refused XCLAIM is an error")
+        .to_string();
     let one = "NoPerm: this user has no permissions to run the 'xclaim' command";
     assert_eq!(
         error,
