@@ -202,3 +202,33 @@ async fn ping_health_and_bad_requests_answer_like_influxdb() {
         .unwrap();
     assert_eq!(len, 0, "nothing of a refused request is stored");
 }
+
+/// `redline_xadd_duration_seconds` observes each request's XADDs once: a request stored in
+/// several rounds, and one Redis refuses, count one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xadd_histogram_observes_each_request_once() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=d", producer.url);
+    // Several rounds of at most 256 KiB of lines.
+    let big = lines(0, 20_000);
+    assert!(big.len() > 2 * 256 * 1024, "{} bytes", big.len());
+    assert_eq!(support::post(&write, big).await.status(), 204);
+    assert_eq!(support::post(&write, lines(20_000, 10)).await.status(), 204);
+    // The stream key holding a string: Redis refuses the XADDs (WRONGTYPE).
+    let mut conn = redis.conn().await;
+    redis::pipe()
+        .cmd("DEL")
+        .arg(support::STREAM)
+        .cmd("SET")
+        .arg(support::STREAM)
+        .arg("not a stream")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let refused = support::post(&write, lines(30_000, 10)).await.status();
+    assert!(refused.is_server_error(), "{refused}");
+    let text = support::scrape(&producer.url).await;
+    let observed = support::sample(&text, "redline_xadd_duration_seconds_count", "");
+    assert_eq!(observed, Some(3.0), "{text}");
+}

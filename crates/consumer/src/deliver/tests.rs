@@ -380,6 +380,35 @@ async fn a_write_that_times_out_is_retried_smaller_without_counting() {
     );
 }
 
+/// After a timeout shrank the writes, each write that takes the whole limit doubles it for
+/// the next attempt, so the writes grow back to the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_grow_back_after_a_timeout_by_doubling() {
+    let (redis, mut batches) = read_entries(&lines(256, None)).await;
+    // The first three writes time out (64, 32, 16); the sink takes everything after.
+    let decide = |call: usize, _: &[&Entry]| {
+        if call <= 3 {
+            Err(SinkError::TimedOut("operation timed out".into()))
+        } else {
+            Ok(())
+        }
+    };
+    let (mut deliverer, seen) = deliverer(&redis, decide, 1);
+    for _ in 0..4 {
+        let rest = batches.split_off(64);
+        within(deliverer.deliver(batches)).await;
+        batches = rest;
+    }
+    let seen = seen.lock().unwrap().clone();
+    // Down to 8 after the timeouts, then 16 (the first 8 took the whole limit), 32, 64.
+    assert_eq!(
+        seen.sizes,
+        [64, 32, 16, 8, 8, 8, 8, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 64]
+    );
+    assert_eq!(seen.written.len(), 256);
+    assert_eq!(pending_count(&redis).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_claimed_by_another_consumer_are_left_to_it() {
     let (redis, batch) = read_entries(&lines(5, None)).await;

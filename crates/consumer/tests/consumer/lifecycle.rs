@@ -59,6 +59,60 @@ async fn a_redis_that_lost_its_data_gets_the_group_created_again() {
     assert_eq!(file_lines(&path).len(), 30);
 }
 
+/// A read error other than `NOGROUP` (the stream key replaced by a string: `WRONGTYPE`) is
+/// retried, not taken for a lost group: creating the group on that key would fail for good
+/// and end the consumer. Once the key is a stream again, delivery resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_error_other_than_nogroup_is_retried_without_creating_the_group() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let consumer = Consumer::start(config(&redis, "c1", file_sink(&path)));
+    add_metrics(&mut conn, STREAM, "cpu", 0..1, None).await;
+    wait_until("1 line", PATIENCE, || async {
+        file_lines(&path).len() == 1
+    })
+    .await;
+
+    redis::pipe()
+        .cmd("DEL")
+        .arg(STREAM)
+        .cmd("SET")
+        .arg(STREAM)
+        .arg("not a stream")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    wait_until("reads refused with WRONGTYPE", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("errorstats")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.lines()
+                .find_map(|line| line.strip_prefix("errorstat_WRONGTYPE:count="))
+                .is_some_and(|n| n.trim().parse::<u64>().unwrap() >= 3)
+        }
+    })
+    .await;
+    redis::cmd("DEL")
+        .arg(STREAM)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // A new stream without the group: `NOGROUP`, which does create it (at 0).
+    add_metrics(&mut conn, STREAM, "cpu", 1..3, None).await;
+    wait_until("3 lines", PATIENCE, || async {
+        file_lines(&path).len() >= 3
+    })
+    .await;
+    consumer.stop().await;
+    assert_eq!(file_lines(&path).len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_are_served() {
     let redis = RedisServer::start(&[]);

@@ -349,3 +349,78 @@ fn the_scan_fuzz_target_finds_no_difference_on_the_seed_corpus() {
         fuzz_scan(&body);
     }
 }
+
+/// The default limits are those the README documents: lines of up to 64 KiB.
+#[test]
+fn the_default_limit_takes_a_line_of_64_kib_and_refuses_one_byte_more() {
+    let line = |len: usize| format!("m v=\"{}\" 1", "x".repeat(len - r#"m v="" 1"#.len()));
+    let limits = Limits::default();
+    let fits = line(64 * 1024);
+    let parsed = parse_with(&fits, Precision::Nanoseconds, NOW, &limits);
+    assert!(parsed.first_error.is_none(), "{:?}", parsed.first_error);
+    assert_eq!(parsed.len(), 1);
+    let too_long = line(64 * 1024 + 1);
+    let parsed = parse_with(&too_long, Precision::Nanoseconds, NOW, &limits);
+    assert_eq!(
+        parsed.first_error.unwrap().reason,
+        "line is 65537 bytes long, more than the limit of 65536 bytes"
+    );
+}
+
+/// InfluxDB's range of timestamps ends one below `i64::MAX` (`models.MaxNanoTime`).
+#[test]
+fn the_largest_timestamp_is_one_below_i64_max() {
+    let largest = i64::MAX - 1;
+    assert_eq!(
+        lines(&format!("m v=1i {largest}"), Precision::Nanoseconds),
+        [format!("m v=1i {largest}")]
+    );
+    let too_late = format!("m v=1i {}", i64::MAX);
+    let parsed = parse(&too_late, Precision::Nanoseconds, NOW);
+    assert!(parsed.first_error.unwrap().reason.contains("out of range"));
+}
+
+/// A line the parser cannot make sense of gets a message naming the expected form (the
+/// parser's own names a parser combinator); its other messages are kept.
+#[test]
+fn a_line_without_fields_is_refused_with_the_expected_form_or_the_parsers_reason() {
+    for (body, reason) in [
+        (
+            "cpu,host=a",
+            "invalid line protocol: expected 'measurement[,tag=value...] field=value[,...] [timestamp]'",
+        ),
+        ("m,t=a v=", "No fields were provided"),
+    ] {
+        let parsed = parse(body, Precision::Nanoseconds, NOW);
+        assert_eq!(parsed.first_error.unwrap().reason, reason, "{body}");
+    }
+}
+
+/// Lines of the general path (an escape sends them there) are held to the field limit as
+/// the others are: `max_fields` fields are taken.
+#[test]
+fn a_line_of_the_general_path_with_exactly_max_fields_is_kept() {
+    let limits = Limits {
+        max_fields: 2,
+        ..Limits::NONE
+    };
+    let parsed = parse_with(
+        r"c,b=1,a=2\ 3 x=1,y=2 1",
+        Precision::Nanoseconds,
+        NOW,
+        &limits,
+    );
+    assert!(parsed.first_error.is_none(), "{:?}", parsed.first_error);
+    let kept: Vec<&str> = parsed.metrics().map(|m| m.line()).collect();
+    assert_eq!(kept, [r"c,a=2\ 3,b=1 x=1,y=2 1"]);
+}
+
+/// The series key of each line of the general path (an escape sends it there) is its own,
+/// not offset by the lines written before it.
+#[test]
+fn the_series_key_of_each_line_of_the_general_path_is_its_own() {
+    let body = "a,z=1,b=2\\ 3 v=1 1\nc,y=1,x=2\\ 3 v=1 2";
+    let parsed = parse(body, Precision::Nanoseconds, NOW);
+    assert_eq!(parsed.metric(0).series_key(), r"a,b=2\ 3,z=1");
+    assert_eq!(parsed.metric(1).series_key(), r"c,x=2\ 3,y=1");
+}
