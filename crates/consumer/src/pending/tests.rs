@@ -158,11 +158,25 @@ async fn owned_is_none_when_the_group_is_gone_and_an_error_when_xpending_fails()
 async fn touch_sets_given_counts_keeps_the_others_and_ignores_only_a_lost_group() {
     let (redis, ids) = read_by_c1(3).await;
     let mut conn = pooled(&redis).await;
+    // Idle time to reset: touching is what keeps a live consumer's retried entries from
+    // being claimed.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let touched = [(ids[0].as_str(), Some(7)), (ids[1].as_str(), None)];
     touch(&mut conn, KEY, GROUP, "c1", &touched).await.unwrap();
     let counts: Vec<u64> = pending_rows(&redis).await.iter().map(|r| r.2).collect();
     assert_eq!(counts, [7, 1, 1]);
+    let idle: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(KEY)
+        .arg(GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let untouched = idle[2].2;
+    assert!(untouched >= 50, "{idle:?}");
+    assert!(idle[..2].iter().all(|row| row.2 < untouched), "{idle:?}");
 
     acl(&redis, "-xclaim").await;
     let refused = touch(&mut conn, KEY, GROUP, "c1", &touched).await;
