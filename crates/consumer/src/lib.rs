@@ -305,15 +305,11 @@ async fn work<S: Sink + Sync>(
 
     while !shutdown.is_triggered() {
         if claimer.is_due() {
-            if !turn(&rate, config.batch_size, &shutdown).await {
+            let Some(turn) = rate.turn(config.batch_size, &shutdown).await else {
                 break;
-            }
+            };
             let claimed = claimer.next(&pool).await;
-            rate.refund(
-                config
-                    .batch_size
-                    .saturating_sub(claimed.as_ref().map_or(0, Vec::len)),
-            );
+            turn.used(claimed.as_ref().map_or(0, Vec::len));
             match claimed {
                 Ok(claimed) if !claimed.is_empty() => {
                     deliver(&mut deliverer, claimed, &shutdown, config.shutdown_timeout).await;
@@ -327,9 +323,9 @@ async fn work<S: Sink + Sync>(
             reader.rewind();
             next_reread = tokio::time::Instant::now() + reread;
         }
-        if !turn(&rate, config.batch_size, &shutdown).await {
+        let Some(turn) = rate.turn(config.batch_size, &shutdown).await else {
             break;
-        }
+        };
         let collected = batch::collect(
             &mut reader,
             config.batch_size,
@@ -337,7 +333,7 @@ async fn work<S: Sink + Sync>(
             &shutdown,
         )
         .await;
-        rate.refund(config.batch_size.saturating_sub(collected.messages.len()));
+        turn.used(collected.messages.len());
         if !collected.messages.is_empty() {
             // At most `batch_size`: no read returns more than it asked for.
             deliver(
@@ -366,16 +362,6 @@ async fn work<S: Sink + Sync>(
         }
     }
     Ok(())
-}
-
-/// Waits for `batch` entries of the rate before a read or a claim, so that nothing read
-/// waits pending for its turn (see `rate.rs`). `false` when shutdown came first.
-async fn turn(rate: &rate::Rate, batch: usize, shutdown: &Shutdown) -> bool {
-    tokio::select! {
-        biased;
-        () = shutdown.wait() => false,
-        () = rate.acquire(batch) => true,
-    }
 }
 
 /// How often a worker re-reads its own pending entries: every `trim_interval`, and at

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use redline_core::entry::Entry;
 use redline_core::telemetry;
+use redline_core::Shutdown;
 use tokio::time::Instant;
 
 use crate::sink::{Route, Sink, SinkError};
@@ -78,9 +79,19 @@ impl Rate {
         self.inner.limit
     }
 
+    /// Waits for a turn of `batch` entries before a read or a claim, so that nothing read
+    /// waits pending for its turn; `None` when shutdown came first.
+    pub(crate) async fn turn(&self, batch: usize, shutdown: &Shutdown) -> Option<Turn<'_>> {
+        tokio::select! {
+            biased;
+            () = shutdown.wait() => None,
+            () = self.acquire(batch) => Some(Turn { rate: self, taken: batch }),
+        }
+    }
+
     /// Gives back `entries` taken by [`Self::acquire`] but not sent (a read that did not
     /// fill its batch).
-    pub(crate) fn refund(&self, entries: usize) {
+    fn refund(&self, entries: usize) {
         let Some(limit) = self.inner.limit else {
             return;
         };
@@ -145,6 +156,20 @@ impl Rate {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A batch's worth of the rate, taken before a read or a claim.
+#[must_use = "what the read did not fill is given back by `used`"]
+pub(crate) struct Turn<'a> {
+    rate: &'a Rate,
+    taken: usize,
+}
+
+impl Turn<'_> {
+    /// The read (or claim) brought `entries`: the rest of the turn is given back.
+    pub(crate) fn used(self, entries: usize) {
+        self.rate.refund(self.taken.saturating_sub(entries));
     }
 }
 
