@@ -59,9 +59,9 @@ async fn pooled(redis: &RedisServer) -> Connection {
     conn::get(&pool).await.unwrap()
 }
 
-/// `(id, consumer, delivery count)` of every pending entry.
-async fn pending_rows(redis: &RedisServer) -> Vec<(String, String, u64)> {
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+/// `(id, consumer, idle ms, delivery count)` of every pending entry.
+async fn pending_rows(redis: &RedisServer) -> Vec<(String, String, u64, u64)> {
+    redis::cmd("XPENDING")
         .arg(KEY)
         .arg(GROUP)
         .arg("-")
@@ -69,8 +69,18 @@ async fn pending_rows(redis: &RedisServer) -> Vec<(String, String, u64)> {
         .arg(10_000)
         .query_async(&mut redis.conn().await)
         .await
+        .unwrap()
+}
+
+/// Destroys the group: what `owned` and `touch` meet when Redis lost it.
+async fn destroy_group(redis: &RedisServer) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("DESTROY")
+        .arg(KEY)
+        .arg(GROUP)
+        .query_async(&mut redis.conn().await)
+        .await
         .unwrap();
-    rows.into_iter().map(|(id, c, _, n)| (id, c, n)).collect()
 }
 
 async fn acl(redis: &RedisServer, rule: &str) {
@@ -143,13 +153,7 @@ async fn owned_is_none_when_the_group_is_gone_and_an_error_when_xpending_fails()
     );
     acl(&redis, "+xpending").await;
 
-    let _: () = redis::cmd("XGROUP")
-        .arg("DESTROY")
-        .arg(KEY)
-        .arg(GROUP)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    destroy_group(&redis).await;
     let gone = owned(&mut conn, KEY, GROUP, "c1", &asked).await.unwrap();
     assert_eq!(gone, None);
 }
@@ -163,20 +167,12 @@ async fn touch_sets_given_counts_keeps_the_others_and_ignores_only_a_lost_group(
     tokio::time::sleep(Duration::from_millis(50)).await;
     let touched = [(ids[0].as_str(), Some(7)), (ids[1].as_str(), None)];
     touch(&mut conn, KEY, GROUP, "c1", &touched).await.unwrap();
-    let counts: Vec<u64> = pending_rows(&redis).await.iter().map(|r| r.2).collect();
+    let rows = pending_rows(&redis).await;
+    let counts: Vec<u64> = rows.iter().map(|r| r.3).collect();
     assert_eq!(counts, [7, 1, 1]);
-    let idle: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(KEY)
-        .arg(GROUP)
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
-    let untouched = idle[2].2;
-    assert!(untouched >= 50, "{idle:?}");
-    assert!(idle[..2].iter().all(|row| row.2 < untouched), "{idle:?}");
+    let untouched = rows[2].2;
+    assert!(untouched >= 50, "{rows:?}");
+    assert!(rows[..2].iter().all(|row| row.2 < untouched), "{rows:?}");
 
     acl(&redis, "-xclaim").await;
     let refused = touch(&mut conn, KEY, GROUP, "c1", &touched).await;
@@ -190,13 +186,7 @@ async fn touch_sets_given_counts_keeps_the_others_and_ignores_only_a_lost_group(
     );
     acl(&redis, "+xclaim").await;
 
-    let _: () = redis::cmd("XGROUP")
-        .arg("DESTROY")
-        .arg(KEY)
-        .arg(GROUP)
-        .query_async(&mut redis.conn().await)
-        .await
-        .unwrap();
+    destroy_group(&redis).await;
     touch(&mut conn, KEY, GROUP, "c1", &touched).await.unwrap();
 }
 
