@@ -6,6 +6,12 @@
 //! The discarding sink is `--sink stdout` with stdout on `/dev/null`: each batch is
 //! formatted and written (flushed) before its XACK, as with any sink, and nothing else. The
 //! file sink cannot serve: `fdatasync` on `/dev/null` fails with EINVAL.
+//!
+//! The targets are met by a consumer with `--workers 2`, what a catch-up after an outage
+//! runs: one worker reads, writes and acks in turn (one batch in flight per consumer name),
+//! so Redis and the consumer are never busy at the same time and its rate is bounded by
+//! the sum of both costs per entry; a second worker reads while the first one writes. The
+//! one-worker drain is reported next to it, without a target, to show that cost.
 
 use std::time::{Duration, Instant};
 
@@ -39,17 +45,23 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
     let lines = workload::canonical(0, 10_000);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
     let file = dir.path().join("drain.lp");
-    let sinks = [("discard", Sink::Discard), ("file", Sink::File(&file))];
+    // (name, sink, workers, target ratio to the read ceiling)
+    let cases = [
+        ("discard", Sink::Discard, 2, Some(0.8)),
+        ("discard_one_worker", Sink::Discard, 1, None),
+        ("file", Sink::File(&file), 2, Some(0.6)),
+    ];
 
     let ceiling = report.add(crate::ceiling::xreadgroup(
         redis,
         options.batch_size,
         options.drain_entries * 2,
+        3,
     ));
-    let mut results: Vec<Vec<Drain>> = vec![Vec::new(); 3];
+    let mut results: Vec<Vec<Drain>> = vec![Vec::new(); cases.len() + 1];
     for round in 0..options.rounds.max(1) {
         results[0].push(baseline(options, &mut conn, &lines));
-        for (i, (name, sink)) in sinks.iter().enumerate() {
+        for (i, (name, sink, workers, _)) in cases.iter().enumerate() {
             let _ = std::fs::remove_file(&file);
             let phase = format!("drain-{name}");
             let drain = consumer(
@@ -57,7 +69,7 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
                 redis,
                 &mut conn,
                 &lines,
-                sink,
+                (sink, *workers),
                 (round == 0).then_some((&phase, &mut *peaks)),
             );
             results[i + 1].push(drain);
@@ -88,25 +100,24 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
         .detail("other_cores", b.other_cores)
         .detail("rounds", rounds(&results[0])),
     );
-    for (i, (name, sink)) in sinks.iter().enumerate() {
+    for (i, (name, sink, workers, want)) in cases.iter().enumerate() {
         let d = best(&results[i + 1]);
-        let label = match sink {
-            Sink::Discard => "drain: consumer → discarding sink (stdout >/dev/null)",
-            _ => "drain: consumer → file sink (fdatasync per batch)",
+        let label = match (sink, workers) {
+            (Sink::Discard, 1) => "drain: consumer, one worker → discarding sink",
+            (Sink::Discard, _) => "drain: consumer --workers 2 → discarding sink (>/dev/null)",
+            _ => "drain: consumer --workers 2 → file sink (fdatasync per batch)",
         };
-        let figure = Figure::new(&format!("drain.{name}_per_s"), label, d.rate, "metrics/s")
+        let mut figure = Figure::new(&format!("drain.{name}_per_s"), label, d.rate, "metrics/s")
             .ratio_to(&ceiling);
         // The discarding sink is the relay alone: it must come close to what Redis hands
         // out; the file sink also waits for the disk.
-        let want = if matches!(sink, Sink::Discard) {
-            0.8
-        } else {
-            0.6
-        };
-        let met = figure.ratio.as_ref().is_some_and(|(r, _)| *r >= want);
+        if let Some(want) = want {
+            let met = figure.ratio.as_ref().is_some_and(|(r, _)| r >= want);
+            figure = figure.target(format!("≥ {want} × read ceiling"), met);
+        }
         report.add(
             figure
-                .target(format!("≥ {want} × read ceiling"), met)
+                .detail("workers", *workers)
                 .detail(
                     "ratio_to_redis_rs_loop",
                     (d.rate / baseline.value.max(1.0) * 100.0).round() / 100.0,
@@ -147,14 +158,14 @@ fn baseline(options: &Options, conn: &mut redis::Connection, lines: &[String]) -
     }
 }
 
-/// A consumer draining `drain_entries` pre-filled entries into `sink`; timed from its
-/// spawn to XINFO GROUPS showing nothing pending and nothing left.
+/// A consumer with `workers` workers draining `drain_entries` pre-filled entries into
+/// `sink`; timed from its spawn to XINFO GROUPS showing nothing pending and nothing left.
 fn consumer(
     options: &Options,
     redis: &RedisServer,
     conn: &mut redis::Connection,
     lines: &[String],
-    sink: &Sink<'_>,
+    (sink, workers): (&Sink<'_>, usize),
     peaks: Option<(&str, &mut Peaks)>,
 ) -> Drain {
     let entries = options.drain_entries;
@@ -163,7 +174,7 @@ fn consumer(
     let redis_cpu = redisx::cpu_seconds(conn);
     let load = Load::sample();
     let started = Instant::now();
-    let mut consumer = stack::consumer(options, &redis.url(), key, CONSUMER_GROUP, sink, 1);
+    let mut consumer = stack::consumer(options, &redis.url(), key, CONSUMER_GROUP, sink, workers);
     redisx::wait_progress(
         conn,
         key,

@@ -148,6 +148,8 @@ struct Relayed {
     acked_at_ingest: u64,
     /// The share of the consumer workers' time spent in writes to InfluxDB.
     sink_busy: f64,
+    /// Points per InfluxDB write request, on average.
+    points_per_write: f64,
     other_cores: f64,
     cpu_us_per_metric: f64,
     by_process: std::collections::BTreeMap<String, f64>,
@@ -205,6 +207,7 @@ impl Relayed {
             .detail("all_acked_seconds", self.all_acked_seconds)
             .detail("acked_at_ingest", self.acked_at_ingest)
             .detail("consumer_sink_busy", self.sink_busy)
+            .detail("points_per_write", self.points_per_write.round())
             .detail(
                 "drain_after_ingest_per_s",
                 total.saturating_sub(self.acked_at_ingest) as f64
@@ -288,6 +291,9 @@ async fn relay(
     // acking) leaves InfluxDB idle.
     let sink_seconds = metric_sum(metrics, "redline_sink_write_duration_seconds_sum");
     let sink_busy = sink_seconds / (seconds * options.e2e_workers.max(1) as f64);
+    // Points per InfluxDB write: small writes cost influxd more per point.
+    let points_per_write = metric_sum(metrics, "redline_metrics_written_total")
+        / metric_sum(metrics, "redline_batches_written_total").max(1.0);
     let command = format!("{}\n{}", producer.command(), consumer.command());
     producer.stop();
     consumer.stop();
@@ -306,6 +312,7 @@ async fn relay(
         all_acked_seconds: seconds,
         acked_at_ingest,
         sink_busy,
+        points_per_write,
         other_cores,
         cpu_us_per_metric: cpu * 1e6 / total as f64,
         by_process,

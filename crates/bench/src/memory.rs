@@ -192,7 +192,7 @@ pub(crate) fn backlog(
         options.backlog_entries as f64 / seconds,
     )
     .detail("redis_bytes_per_metric_prefilled", redis_per_metric);
-    let small = peaks.consumer_in("drain-discard");
+    let small = peaks.consumer_in("drain-discard_one_worker");
     if let Some(small) = small.filter(|s| *s > 0) {
         let growth = peak as f64 / small as f64;
         figure = figure

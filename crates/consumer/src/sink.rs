@@ -242,3 +242,150 @@ where
     }
     out
 }
+
+/// The entries' lines, each followed by `\n`, grouped by series: the lines of one series
+/// are next to each other and keep their order in `batch` (so of two points of one series
+/// with the same timestamp the later one still wins), series follow each other in no
+/// particular order.
+///
+/// What InfluxDB is sent: a batch mixes the lines of several producer requests, and influxd
+/// spends about a fifth less CPU per point when each series comes in one run (measured with
+/// `redline-bench --only e2e`: 5.1–5.8 µs per point before, 4.0 after). The series key is
+/// everything before the line's first space (a point's measurement and tags, or a prefix of
+/// them when they hold an escaped space; either way the same for every point of a series).
+pub(crate) fn lines_by_series(batch: &[&Entry]) -> Vec<u8> {
+    let mut order: Vec<(u64, usize)> = batch
+        .iter()
+        .enumerate()
+        .map(|(at, entry)| {
+            let line = entry.lp.as_bytes();
+            let key = line
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(line, |end| &line[..end]);
+            (series_hash(key), at)
+        })
+        .collect();
+    // Ties broken by position: the lines of a series (and of two series whose keys hash
+    // alike) stay in batch order.
+    order.sort_unstable();
+    lines(order.into_iter().map(|(_, at)| batch[at]))
+}
+
+/// A cheap hash of a series key (FxHash's word-at-a-time mix): a collision only puts two
+/// series in one run, so it needs to be fast, not strong.
+fn series_hash(key: &[u8]) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut words = key.chunks_exact(8);
+    let mut hash = 0;
+    for word in words.by_ref() {
+        hash = mix(hash, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    mix(mix(hash, u64::from_le_bytes(tail)), key.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(lp: &str) -> Entry {
+        Entry {
+            lp: lp.to_string(),
+            db: None,
+            rp: None,
+        }
+    }
+
+    fn body(lines: &[&str]) -> Vec<String> {
+        let entries: Vec<Entry> = lines.iter().map(|l| entry(l)).collect();
+        let batch: Vec<&Entry> = entries.iter().collect();
+        String::from_utf8(lines_by_series(&batch))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_series_comes_in_one_run_in_batch_order() {
+        let got = body(&[
+            "cpu,host=a v=1 1",
+            "mem,host=a v=1 1",
+            "cpu,host=a v=2 1",
+            r"cpu,host=a\ b v=3 1",
+            "mem,host=a v=2 2",
+            "cpu,host=a v=3 1",
+        ]);
+        let runs = |key: &str| -> Vec<&str> {
+            got.iter()
+                .filter(|l| l.starts_with(&format!("{key} ")))
+                .map(String::as_str)
+                .collect()
+        };
+        assert_eq!(got.len(), 6);
+        assert_eq!(
+            runs("cpu,host=a"),
+            ["cpu,host=a v=1 1", "cpu,host=a v=2 1", "cpu,host=a v=3 1"]
+        );
+        assert_eq!(runs("mem,host=a"), ["mem,host=a v=1 1", "mem,host=a v=2 2"]);
+        let at = |line: &str| got.iter().position(|l| l == line).unwrap();
+        assert_eq!(
+            at("cpu,host=a v=3 1") - at("cpu,host=a v=1 1"),
+            2,
+            "{got:#?}"
+        );
+        assert_eq!(
+            at("mem,host=a v=2 2") - at("mem,host=a v=1 1"),
+            1,
+            "{got:#?}"
+        );
+        assert!(got.contains(&r"cpu,host=a\ b v=3 1".to_string()));
+    }
+
+    #[test]
+    fn an_empty_batch_is_an_empty_body() {
+        assert!(lines_by_series(&[]).is_empty());
+    }
+
+    proptest! {
+        /// Every line once; each series contiguous and in batch order.
+        #[test]
+        fn grouping_keeps_every_line_and_each_series_order(
+            picks in prop::collection::vec((0usize..6, 0u32..1000), 0..200),
+        ) {
+            let series = ["cpu,host=a", "cpu,host=b", "mem", r"disk,path=/a\ b", "cpu,host=a,x=1", "m"];
+            let lines: Vec<String> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, (s, v))| format!("{} v={v},n={i}i 1", series[*s]))
+                .collect();
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let got = body(&refs);
+            let mut want_sorted = lines.clone();
+            want_sorted.sort();
+            let mut got_sorted = got.clone();
+            got_sorted.sort();
+            prop_assert_eq!(got_sorted, want_sorted);
+            for key in series {
+                let prefix = format!("{key} ");
+                let want: Vec<&String> = lines.iter().filter(|l| l.starts_with(&prefix)).collect();
+                let positions: Vec<usize> = got
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.starts_with(&prefix))
+                    .map(|(at, _)| at)
+                    .collect();
+                let run: Vec<&String> = positions.iter().map(|&at| &got[at]).collect();
+                prop_assert_eq!(run, want);
+                if let (Some(first), Some(last)) = (positions.first(), positions.last()) {
+                    prop_assert_eq!(last - first + 1, positions.len(), "{} is not one run", key);
+                }
+            }
+        }
+    }
+}

@@ -52,7 +52,9 @@ use answer::{
     all_dropped, classify, classify_v2, context, error_text, transport, truncate, QueryAnswer,
 };
 
-use super::{lines, ContentEncoding, InfluxApi, InfluxConfig, OpenError, Route, Sink, SinkError};
+use super::{
+    lines_by_series, ContentEncoding, InfluxApi, InfluxConfig, OpenError, Route, Sink, SinkError,
+};
 
 /// Writes to InfluxDB over HTTP. Clones share the HTTP client and its connections, and
 /// the URL in use.
@@ -206,7 +208,7 @@ impl InfluxSink {
         rp: Option<&str>,
         batch: &[&Entry],
     ) -> Result<(), SinkError> {
-        let body = encode(lines(batch.iter().copied()), self.encoding)?;
+        let body = encode(lines_by_series(batch), self.encoding)?;
         let answer = self.post_v1(at, db, rp, body.clone()).await?;
         let Endpoint::V1 {
             create_database,
@@ -320,7 +322,7 @@ impl InfluxSink {
         else {
             unreachable!("write_v2 is called for the v2 API");
         };
-        let body = encode(lines(batch.iter().copied()), self.encoding)?;
+        let body = encode(lines_by_series(batch), self.encoding)?;
         let query = [
             ("org", org.as_str()),
             ("bucket", bucket),

@@ -55,6 +55,48 @@ async fn plain_bodies_arrive_like_gzipped_ones() {
     assert!(dead_letters(&mut conn).await.is_empty());
 }
 
+/// A batch's lines reach InfluxDB grouped by series; two points of one series with the same
+/// timestamp must still arrive in stream order, so the later one wins, as it does written
+/// one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_later_of_two_points_with_one_timestamp_wins_within_a_batch() {
+    let redis = RedisServer::start(&[]);
+    let influx = InfluxServer::start();
+    let mut conn = redis.conn().await;
+    // 20 rounds over 50 series, interleaved: every series' point at t=1000 is written 20
+    // times in one batch, v=0 first and v=19 last.
+    let lines: Vec<String> = (0..20)
+        .flat_map(|round| (0..50).map(move |s| format!("last,host=h{s:02} v={round}i 1000")))
+        .collect();
+    let entries: Vec<Vec<(&str, Vec<u8>)>> = lines
+        .iter()
+        .map(|l| vec![("lp", l.clone().into_bytes())])
+        .collect();
+    xadd(&mut conn, STREAM, &entries).await;
+    let consumer = Consumer::start(config(&redis, "c1", influx_sink(&influx.url(), "last")));
+    wait_until("nothing pending", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { pending(&mut conn, STREAM).await == 0 && redis_lag(&mut conn).await == 0 }
+    })
+    .await;
+    consumer.stop().await;
+    let answer = influx
+        .query("last", r#"SELECT "v" FROM "last" GROUP BY "host""#)
+        .await;
+    let series = answer["results"][0]["series"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no series in {answer}"));
+    let values: Vec<(String, serde_json::Value)> = series
+        .iter()
+        .map(|s| (s["tags"]["host"].to_string(), s["values"].clone()))
+        .collect();
+    assert_eq!(values.len(), 50, "{answer}");
+    for (host, points) in values {
+        assert_eq!(points, serde_json::json!([[1000, 19]]), "host {host}");
+    }
+    assert!(dead_letters(&mut conn).await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn type_conflicts_are_dead_lettered_and_the_rest_arrive() {
     let redis = RedisServer::start(&[]);
