@@ -173,3 +173,6 @@ async fn drop_oldest<C: ConnectionLike + Send>(
     let acked = len.saturating_sub(unacked);
     Ok(removed.saturating_sub(acked))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! `Buffer::admit` and `drop_oldest` against a real `redis-server`: what fits, what is
+//! refused and with which figures, what `drop_oldest` removes and counts, and that a
+//! backlog acknowledged meanwhile is measured again.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redline_testkit::RedisServer;
+
+use super::*;
+
+const GROUP: &str = "g";
+
+/// `n` entries added to `key`.
+async fn add(conn: &mut MultiplexedConnection, key: &str, n: usize) -> Vec<String> {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        pipe.cmd("XADD")
+            .arg(key)
+            .arg("*")
+            .arg("lp")
+            .arg(format!("m v={i}i {i}"));
+    }
+    pipe.query_async(conn).await.unwrap()
+}
+
+/// Creates `GROUP` on `key` at the start of the stream.
+async fn group(conn: &mut MultiplexedConnection, key: &str) {
+    let _: () = redis::cmd("XGROUP")
+        .arg(&["CREATE", key, GROUP, "0", "MKSTREAM"])
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// Reads and acks the first `n` entries of `key` in `GROUP`.
+async fn consume(conn: &mut MultiplexedConnection, key: &str, n: usize) {
+    let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", GROUP, "c", "COUNT"])
+        .arg(n)
+        .arg(&["STREAMS", key, ">"])
+        .query_async(conn)
+        .await
+        .unwrap();
+    let ids: Vec<String> = reply.keys[0].ids.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), n);
+    let acked: u64 = redis::cmd("XACK")
+        .arg(key)
+        .arg(GROUP)
+        .arg(&ids)
+        .query_async(conn)
+        .await
+        .unwrap();
+    assert_eq!(acked, n as u64);
+}
+
+async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("XLEN").arg(key).query_async(conn).await.unwrap()
+}
+
+fn full(result: Result<(), Full>) -> (u64, u64) {
+    let full = result.expect_err("the request must be refused");
+    (full.backlog, full.limit)
+}
+
+#[tokio::test]
+async fn without_a_limit_everything_fits_and_redis_is_not_asked() {
+    let buffer = Buffer::new(0, BufferFull::Block, StreamKeys::new("m", 1));
+    assert!(!buffer.is_limited());
+    assert_eq!(buffer.largest_request(), None);
+    // A connection to a Redis that is gone: asking it would fail.
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    drop(redis);
+    assert!(buffer.admit(&mut conn, &[1_000_000]).await.unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn block_admits_up_to_the_limit_exactly_and_refuses_the_entry_beyond() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    group(&mut conn, "m").await;
+    add(&mut conn, "m", 8).await;
+    let buffer = Buffer::new(10, BufferFull::Block, StreamKeys::new("m", 1));
+    assert_eq!(buffer.largest_request(), Some(10));
+    assert_eq!(full(buffer.admit(&mut conn, &[3]).await.unwrap()), (8, 10));
+    // 8 + 2 = 10: fits exactly, and counts towards the next request at once.
+    assert!(buffer.admit(&mut conn, &[2]).await.unwrap().is_ok());
+    assert_eq!(full(buffer.admit(&mut conn, &[1]).await.unwrap()), (10, 10));
+    // Refusing stores and removes nothing.
+    assert_eq!(xlen(&mut conn, "m").await, 8);
+}
+
+#[tokio::test]
+async fn the_backlog_counts_only_what_the_slowest_group_has_not_acknowledged() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    group(&mut conn, "m").await;
+    add(&mut conn, "m", 10).await;
+    consume(&mut conn, "m", 6).await;
+    let buffer = Buffer::new(10, BufferFull::Block, StreamKeys::new("m", 1));
+    assert!(buffer.admit(&mut conn, &[6]).await.unwrap().is_ok());
+    assert_eq!(full(buffer.admit(&mut conn, &[1]).await.unwrap()), (10, 10));
+}
+
+#[tokio::test]
+async fn a_backlog_acknowledged_meanwhile_is_measured_again() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    group(&mut conn, "m").await;
+    add(&mut conn, "m", 10).await;
+    let buffer = Buffer::new(10, BufferFull::Block, StreamKeys::new("m", 1));
+    assert_eq!(full(buffer.admit(&mut conn, &[1]).await.unwrap()), (10, 10));
+    consume(&mut conn, "m", 10).await;
+    let mut admitted = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !admitted && Instant::now() < deadline {
+        admitted = buffer.admit(&mut conn, &[1]).await.unwrap().is_ok();
+        tokio::time::sleep(REFRESH / 4).await;
+    }
+    assert!(
+        admitted,
+        "the acknowledged backlog was never measured again"
+    );
+}
+
+#[tokio::test]
+async fn drop_oldest_keeps_each_partitions_share_minus_what_arrives() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let keys = StreamKeys::new("m", 2);
+    let (p0, p1) = (keys.partition(0).to_string(), keys.partition(1).to_string());
+    group(&mut conn, &p0).await;
+    group(&mut conn, &p1).await;
+    let ids = add(&mut conn, &p0, 8).await;
+    add(&mut conn, &p1, 4).await;
+    // Share per partition: 10 / 2 = 5. Partition 0 gets 3 new entries: it keeps its newest
+    // 2; partition 1 (4 + 0 ≤ 5) keeps all.
+    let buffer = Buffer::new(10, BufferFull::DropOldest, StreamKeys::new("m", 2));
+    assert_eq!(buffer.largest_request(), None);
+    assert!(buffer.admit(&mut conn, &[3, 0]).await.unwrap().is_ok());
+    let kept: Vec<redis::streams::StreamId> = {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&p0)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        reply.ids
+    };
+    let kept: Vec<&str> = kept.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(kept, [ids[6].as_str(), ids[7].as_str()]);
+    assert_eq!(xlen(&mut conn, &p1).await, 4);
+    // One more entry on partition 1 (4 + 1 = 5, its share) fits without dropping anything.
+    assert!(buffer.admit(&mut conn, &[0, 1]).await.unwrap().is_ok());
+    assert_eq!(xlen(&mut conn, &p0).await, 2);
+    assert_eq!(xlen(&mut conn, &p1).await, 4);
+}
+
+#[tokio::test]
+async fn drop_oldest_counts_only_entries_no_group_had_acknowledged() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    group(&mut conn, "m").await;
+    add(&mut conn, "m", 10).await;
+    consume(&mut conn, "m", 4).await;
+    // 10 entries, 4 acked: keeping 2 removes 8, of which 4 were still waiting.
+    assert_eq!(drop_oldest(&mut conn, "m", 2).await.unwrap(), 4);
+    assert_eq!(xlen(&mut conn, "m").await, 2);
+    // Nothing to remove: nothing counted.
+    assert_eq!(drop_oldest(&mut conn, "m", 5).await.unwrap(), 0);
+}
