@@ -136,26 +136,59 @@ async fn drop_oldest_keeps_each_partitions_share_minus_what_arrives() {
     add(&mut conn, &p1, 4).await;
     // Share per partition: 10 / 2 = 5. Partition 0 gets 3 new entries: it keeps its newest
     // 2; partition 1 (4 + 0 ≤ 5) keeps all.
-    let buffer = Buffer::new(10, BufferFull::DropOldest, StreamKeys::new("m", 2));
+    let buffer = Buffer::new(10, BufferFull::DropOldest, keys.clone());
     assert_eq!(buffer.largest_request(), None);
     assert!(buffer.admit(&mut conn, &[3, 0]).await.unwrap().is_ok());
-    let kept: Vec<redis::streams::StreamId> = {
-        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(&p0)
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        reply.ids
-    };
-    let kept: Vec<&str> = kept.iter().map(|e| e.id.as_str()).collect();
+    let kept: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&p0)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let kept: Vec<&str> = kept.ids.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(kept, [ids[6].as_str(), ids[7].as_str()]);
     assert_eq!(xlen(&mut conn, &p1).await, 4);
-    // One more entry on partition 1 (4 + 1 = 5, its share) fits without dropping anything.
-    assert!(buffer.admit(&mut conn, &[0, 1]).await.unwrap().is_ok());
-    assert_eq!(xlen(&mut conn, &p0).await, 2);
-    assert_eq!(xlen(&mut conn, &p1).await, 4);
+    // The writer stores them: 5 + 4 waiting. Two more for partition 1 (9 + 2 > 10): it keeps
+    // 5 - 2 = 3, partition 0 (5 + 0 ≤ 5) all of its 5.
+    add(&mut conn, &p0, 3).await;
+    assert!(buffer.admit(&mut conn, &[0, 2]).await.unwrap().is_ok());
+    assert_eq!(xlen(&mut conn, &p0).await, 5);
+    assert_eq!(xlen(&mut conn, &p1).await, 3);
+}
+
+#[tokio::test]
+async fn drop_oldest_leaves_a_partition_within_its_share_untouched() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let keys = StreamKeys::new("m", 2);
+    let (p0, p1) = (keys.partition(0).to_string(), keys.partition(1).to_string());
+    group(&mut conn, &p0).await;
+    group(&mut conn, &p1).await;
+    add(&mut conn, &p0, 7).await;
+    // Partition 1: 10 entries, 5 acknowledged, so exactly its share (10 / 2) is waiting. The
+    // acknowledged entries are the trimmer's to remove, not the buffer's.
+    add(&mut conn, &p1, 10).await;
+    consume(&mut conn, &p1, 5).await;
+    let buffer = Buffer::new(10, BufferFull::DropOldest, keys.clone());
+    // 7 + 5 + 1 > 10: partition 0 keeps 5 − 1 = 4; partition 1 is left as it is.
+    assert!(buffer.admit(&mut conn, &[1, 0]).await.unwrap().is_ok());
+    assert_eq!(xlen(&mut conn, &p0).await, 4);
+    assert_eq!(xlen(&mut conn, &p1).await, 10);
+}
+
+#[test]
+fn the_policy_is_read_from_its_name() {
+    assert_eq!("block".parse::<BufferFull>(), Ok(BufferFull::Block));
+    assert_eq!(
+        "drop_oldest".parse::<BufferFull>(),
+        Ok(BufferFull::DropOldest)
+    );
+    assert_eq!(
+        "drop-oldest".parse::<BufferFull>(),
+        Ok(BufferFull::DropOldest)
+    );
+    assert!("drop".parse::<BufferFull>().is_err());
 }
 
 #[tokio::test]
