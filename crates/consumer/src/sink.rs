@@ -293,7 +293,8 @@ mod tests {
 
     use super::*;
 
-    fn entry(lp: &str) -> Entry {
+    /// An entry of line `lp` for the sink's default route.
+    pub(super) fn entry(lp: &str) -> Entry {
         Entry {
             lp: lp.to_string(),
             db: None,

@@ -232,14 +232,7 @@ fn unavailable(path: &Path, error: &std::io::Error) -> SinkError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn entry(lp: &str) -> Entry {
-        Entry {
-            lp: lp.to_string(),
-            db: None,
-            rp: None,
-        }
-    }
+    use crate::sink::tests::entry;
 
     #[tokio::test]
     async fn appends_lines_across_writes() {

@@ -54,6 +54,15 @@ async fn consume(conn: &mut MultiplexedConnection, key: &str, n: usize) {
     assert_eq!(acked, n as u64);
 }
 
+/// The keys of stream `m` in two partitions, each with `GROUP`; and the two partition keys.
+async fn two_partitions(conn: &mut MultiplexedConnection) -> (StreamKeys, String, String) {
+    let keys = StreamKeys::new("m", 2);
+    let (p0, p1) = (keys.partition(0).to_string(), keys.partition(1).to_string());
+    group(conn, &p0).await;
+    group(conn, &p1).await;
+    (keys, p0, p1)
+}
+
 async fn xlen(conn: &mut MultiplexedConnection, key: &str) -> u64 {
     redis::cmd("XLEN").arg(key).query_async(conn).await.unwrap()
 }
@@ -128,10 +137,7 @@ async fn a_backlog_acknowledged_meanwhile_is_measured_again() {
 async fn drop_oldest_keeps_each_partitions_share_minus_what_arrives() {
     let redis = RedisServer::start(&[]);
     let mut conn = redis.conn().await;
-    let keys = StreamKeys::new("m", 2);
-    let (p0, p1) = (keys.partition(0).to_string(), keys.partition(1).to_string());
-    group(&mut conn, &p0).await;
-    group(&mut conn, &p1).await;
+    let (keys, p0, p1) = two_partitions(&mut conn).await;
     let ids = add(&mut conn, &p0, 8).await;
     add(&mut conn, &p1, 4).await;
     // Share per partition: 10 / 2 = 5. Partition 0 gets 3 new entries: it keeps its newest
@@ -161,10 +167,7 @@ async fn drop_oldest_keeps_each_partitions_share_minus_what_arrives() {
 async fn drop_oldest_leaves_a_partition_within_its_share_untouched() {
     let redis = RedisServer::start(&[]);
     let mut conn = redis.conn().await;
-    let keys = StreamKeys::new("m", 2);
-    let (p0, p1) = (keys.partition(0).to_string(), keys.partition(1).to_string());
-    group(&mut conn, &p0).await;
-    group(&mut conn, &p1).await;
+    let (keys, p0, p1) = two_partitions(&mut conn).await;
     add(&mut conn, &p0, 7).await;
     // Partition 1: 10 entries, 5 acknowledged, so exactly its share (10 / 2) is waiting. The
     // acknowledged entries are the trimmer's to remove, not the buffer's.
