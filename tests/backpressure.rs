@@ -135,3 +135,62 @@ async fn drop_oldest_keeps_the_newest_and_counts_every_drop() {
         producer.guard.logs()
     );
 }
+
+/// With partitions, `drop_oldest` gives each partition its share of the limit and makes
+/// room where the request's metrics go: in the partition of their series, not another.
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_oldest_makes_room_in_the_partition_the_metrics_go_to() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(
+        &redis.url(),
+        &[
+            "--partitions",
+            "2",
+            "--buffer-limit",
+            "100",
+            "--buffer-full",
+            "drop_oldest",
+        ],
+    )
+    .await;
+    // A series of partition 1 (the second): a writer counting it in partition 0 would trim
+    // the wrong one.
+    let host = (0..)
+        .find(|h| redline_core::series::partition(&format!("pm,host=h{h}"), 2) == 1)
+        .unwrap();
+    let body = |first: u64| -> String {
+        (first..first + 60)
+            .map(|i| format!("pm,host=h{host} v={i}i {}\n", 1_600_000_000_000_000_000 + i))
+            .collect()
+    };
+    let write = format!("{}/write?db=db0", producer.url);
+    for first in [0, 60] {
+        let answer = client()
+            .post(&write)
+            .body(body(first))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204);
+    }
+    // Its share is 50: the second request (60 + 60 > 100) leaves room for itself only.
+    let (p0, p1) = (format!("{STREAM}:{{0}}"), format!("{STREAM}:{{1}}"));
+    assert_eq!(xlen(&redis, &p0).await, 0);
+    assert_eq!(
+        xlen(&redis, &p1).await,
+        60,
+        "partition 1 holds the second request"
+    );
+    let mut conn = redis.conn().await;
+    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&p1)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let lp: String = oldest.ids[0].get("lp").unwrap();
+    assert!(lp.contains(" v=60i "), "{lp}");
+}
