@@ -348,3 +348,38 @@ async fn after_a_redis_restart_the_next_write_is_stored_without_a_503() {
     // Redis without persistence restarted empty: it holds exactly the writes after it.
     assert_eq!(xlen(&mut redis.conn().await, STREAM).await, 2_000);
 }
+
+/// On a Redis Cluster (the pooled path, like TLS and Sentinel) `--wait-replicas` holds the
+/// same: masters without a replica confirm nothing, so the answer is 503, never a 204.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_without_replicas_wait_replicas_answers_503() {
+    let cluster = redline_testkit::RedisCluster::start(3, 0, &[]);
+    let producer = Producer::start(
+        &cluster.url(),
+        &[
+            "--partitions",
+            "3",
+            "--wait-replicas",
+            "1",
+            "--wait-timeout",
+            "100ms",
+        ],
+    )
+    .await;
+    // Over 256 KiB of lines: several rounds, the WAIT only after the last.
+    let response = client()
+        .post(format!("{}/write?db=db0", producer.url))
+        .body(lines(0, 10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("only 0 of 1 replicas confirmed"),
+        "{body}"
+    );
+}
