@@ -11,6 +11,20 @@ async fn xlen(redis: &RedisServer, key: &str) -> u64 {
     support::xlen(&mut redis.conn().await, key).await
 }
 
+/// The line of the oldest entry of `key`.
+async fn oldest_line(redis: &RedisServer, key: &str) -> String {
+    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    oldest.ids[0].get("lp").unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_buffer_answers_503_until_a_consumer_drains_it() {
     let redis = RedisServer::start(&[]);
@@ -100,17 +114,7 @@ async fn drop_oldest_keeps_the_newest_and_counts_every_drop() {
         10_000,
         "the buffer holds the limit"
     );
-    let mut conn = redis.conn().await;
-    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(STREAM)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let lp: String = oldest.ids[0].get("lp").unwrap();
+    let lp = oldest_line(&redis, STREAM).await;
     assert!(
         lp.contains("v=20000i"),
         "the oldest kept metric is the first of the last two batches: {lp}"
@@ -181,16 +185,6 @@ async fn drop_oldest_makes_room_in_the_partition_the_metrics_go_to() {
         60,
         "partition 1 holds the second request"
     );
-    let mut conn = redis.conn().await;
-    let oldest: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&p1)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let lp: String = oldest.ids[0].get("lp").unwrap();
+    let lp = oldest_line(&redis, &p1).await;
     assert!(lp.contains(" v=60i "), "{lp}");
 }
