@@ -102,12 +102,16 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
     );
     for (i, (name, sink, workers, want)) in cases.iter().enumerate() {
         let d = best(&results[i + 1]);
-        let label = match (sink, workers) {
-            (Sink::Discard, 1) => "drain: consumer, one worker → discarding sink",
-            (Sink::Discard, _) => "drain: consumer --workers 2 → discarding sink (>/dev/null)",
-            _ => "drain: consumer --workers 2 → file sink (fdatasync per batch)",
+        let who = match workers {
+            1 => "one worker".to_string(),
+            n => format!("--workers {n}"),
         };
-        let mut figure = Figure::new(&format!("drain.{name}_per_s"), label, d.rate, "metrics/s")
+        let into = match sink {
+            Sink::Discard => "discarding sink (>/dev/null)",
+            _ => "file sink (fdatasync per batch)",
+        };
+        let label = format!("drain: consumer, {who} → {into}");
+        let mut figure = Figure::new(&format!("drain.{name}_per_s"), &label, d.rate, "metrics/s")
             .ratio_to(&ceiling);
         // The discarding sink is the relay alone: it must come close to what Redis hands
         // out; the file sink also waits for the disk.
