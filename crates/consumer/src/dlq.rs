@@ -10,6 +10,8 @@
 
 use redline_streams::NewLetter;
 
+use crate::entry_id::EntryId;
+
 /// Why an entry was dead-lettered, as the `reason` label of the dead-letter counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cause {
@@ -38,7 +40,7 @@ pub(crate) struct DeadLetter {
     /// Index of the source stream in the partition keys.
     pub(crate) stream: usize,
     /// The source entry id.
-    pub(crate) id: String,
+    pub(crate) id: EntryId,
     /// The line (empty when the entry had none).
     pub(crate) lp: String,
     /// Its database, when it named one.

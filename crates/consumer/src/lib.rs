@@ -36,6 +36,7 @@ mod config;
 mod conn;
 mod deliver;
 mod dlq;
+mod entry_id;
 mod group;
 mod http;
 mod maintain;

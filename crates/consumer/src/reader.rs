@@ -33,6 +33,7 @@ use redline_core::redis::{raw, Connection, RedisConfig};
 use tokio::time::Instant;
 
 use crate::batch::{self, Message, ReplyError};
+use crate::entry_id::EntryId;
 use crate::resp;
 
 /// On a cluster, the longest a blocking read waits on one partition before the reader
@@ -83,7 +84,7 @@ pub(crate) struct Reader {
     conn: Option<Link>,
     /// Per partition, the id after which own pending entries are still to be re-read;
     /// `None` once that partition's history is exhausted.
-    history: Vec<Option<String>>,
+    history: Vec<Option<EntryId>>,
     /// The partition that goes first in the next sweep; rotates.
     next: usize,
     /// On a cluster, the partition the next blocking read waits on; rotates.
@@ -99,7 +100,7 @@ impl Reader {
         group: String,
         consumer: String,
     ) -> Self {
-        let history = vec![Some("0".to_string()); keys.len()];
+        let history = vec![Some(EntryId::START); keys.len()];
         Self {
             redis,
             keys,
@@ -114,7 +115,7 @@ impl Reader {
 
     /// Makes the next read start with this consumer's own pending entries again.
     pub(crate) fn rewind(&mut self) {
-        self.history = vec![Some("0".to_string()); self.keys.len()];
+        self.history = vec![Some(EntryId::START); self.keys.len()];
     }
 
     /// Reads up to `count` entries over all partitions: own pending ones without waiting
@@ -204,27 +205,20 @@ impl Reader {
                     break;
                 }
                 let id = if history {
-                    self.history[index]
-                        .clone()
-                        .unwrap_or_else(|| "0".to_string())
+                    self.history[index].unwrap_or(EntryId::START)
                 } else {
-                    ">".to_string()
+                    EntryId::NEW
                 };
                 let mut cmd = self.command(want);
-                cmd.arg("STREAMS").arg(&self.keys[index]).arg(&id);
+                cmd.arg("STREAMS").arg(&self.keys[index]).arg(id);
                 let deliveries = (!history).then_some(1);
                 let patience = self.redis.response_timeout;
-                let messages: Vec<Message> = self
-                    .query(&cmd, patience, deliveries)
-                    .await?
-                    .into_iter()
-                    .flat_map(|(_, messages)| messages)
-                    .collect();
+                let messages = flatten(self.query(&cmd, patience, deliveries).await?);
                 let got = messages.len();
                 if history {
                     // Fewer than asked: nothing of this consumer is pending past the cursor.
                     self.history[index] = match messages.last() {
-                        Some(last) if got == want => Some(last.id.clone()),
+                        Some(last) if got == want => Some(last.id),
                         _ => None,
                     };
                 }
@@ -232,7 +226,7 @@ impl Reader {
                 if got == want {
                     full.push(index);
                 }
-                out.extend(messages);
+                batch::append(&mut out, messages);
             }
             active = full;
         }
@@ -258,12 +252,7 @@ impl Reader {
             cmd.arg(">");
         }
         let patience = block + self.redis.response_timeout;
-        Ok(self
-            .query(&cmd, patience, Some(1))
-            .await?
-            .into_iter()
-            .flat_map(|(_, messages)| messages)
-            .collect())
+        Ok(flatten(self.query(&cmd, patience, Some(1)).await?))
     }
 
     fn command(&self, count: usize) -> redis::Cmd {
@@ -331,6 +320,16 @@ impl Link {
     fn is_cluster(&self) -> bool {
         matches!(self, Self::Driver(conn) if conn.is_cluster())
     }
+}
+
+/// The messages of a read, partition after partition (a read of one partition, the common
+/// case, handed on without a copy).
+fn flatten(read: Vec<(usize, Vec<Message>)>) -> Vec<Message> {
+    let mut all = Vec::new();
+    for (_, more) in read {
+        batch::append(&mut all, more);
+    }
+    all
 }
 
 /// Parses an XREADGROUP reply, nil or `[[key, entries], …]` (RESP2) or a map (RESP3), into

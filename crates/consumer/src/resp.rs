@@ -20,6 +20,7 @@ use redis::Value;
 use redline_core::redis::raw::{bulk_end, length, Frame, Malformed};
 
 use crate::batch::{field_slot, Body, Field, Message};
+use crate::entry_id::EntryId;
 use crate::reader;
 
 /// What a whole XREADGROUP reply holds, per partition index of `keys`: the fast path for the
@@ -108,7 +109,7 @@ fn fast(
             if c.array()? != 2 {
                 return None;
             }
-            let id = std::str::from_utf8(c.bulk()?).ok()?.to_owned();
+            let id = EntryId::new(std::str::from_utf8(c.bulk()?).ok()?)?;
             let fields = c.array()?;
             let body = if fields < 0 {
                 Body::Deleted

@@ -229,15 +229,14 @@ impl<S: Sink> Sink for Shared<S> {
 }
 
 /// The entries' lines, each followed by `\n`.
-pub(crate) fn lines<'a, I>(batch: I) -> Vec<u8>
-where
-    I: IntoIterator<Item = &'a Entry>,
-    I::IntoIter: Clone,
-{
-    let batch = batch.into_iter();
-    let len = batch.clone().map(|e| e.lp.len() + 1).sum();
-    let mut out = Vec::with_capacity(len);
-    for entry in batch {
+pub(crate) fn lines(batch: &[&Entry]) -> Vec<u8> {
+    joined(batch, batch.iter().copied())
+}
+
+/// The lines of `batch`'s entries in the order `order` takes them, each followed by `\n`.
+fn joined<'a>(batch: &[&Entry], order: impl Iterator<Item = &'a Entry>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(batch.iter().map(|e| e.lp.len() + 1).sum());
+    for entry in order {
         out.extend_from_slice(entry.lp.as_bytes());
         out.push(b'\n');
     }
@@ -262,7 +261,7 @@ pub(crate) fn lines_by_series(batch: &[&Entry]) -> Vec<u8> {
     // Ties broken by position: the lines of a series (and of two series whose keys hash
     // alike) stay in batch order.
     order.sort_unstable();
-    lines(order.into_iter().map(|(_, at)| batch[at]))
+    joined(batch, order.into_iter().map(|(_, at)| batch[at]))
 }
 
 /// A cheap hash of a series key (FxHash's word-at-a-time mix): a collision only puts two

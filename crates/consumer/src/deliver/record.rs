@@ -13,6 +13,7 @@ use super::work::Work;
 use super::{Deliverer, ACK_CHUNK};
 use crate::conn;
 use crate::dlq::{self, Cause, DeadLetter, Origin};
+use crate::entry_id::EntryId;
 use crate::pending;
 use crate::sink::Sink;
 
@@ -74,7 +75,7 @@ impl<S: Sink> Deliverer<S> {
         }
         work.dead = refused.into_iter().map(|(letter, _)| letter).collect();
         // Dead-lettered: from now on they only need their XACK.
-        let acks: Vec<(usize, String)> = written.into_iter().map(|d| (d.stream, d.id)).collect();
+        let acks: Vec<(usize, EntryId)> = written.into_iter().map(|d| (d.stream, d.id)).collect();
         if !acks.is_empty() {
             if let Err(error) = self.ack(&mut conn, &acks).await {
                 // Written but not acked: the retry writes them again (a duplicate at worst).
@@ -86,7 +87,11 @@ impl<S: Sink> Deliverer<S> {
     }
 
     /// XACKs `acks`, one pipeline per partition on a cluster, one in all otherwise.
-    async fn ack(&self, conn: &mut PooledConnection, acks: &[(usize, String)]) -> conn::Result<()> {
+    async fn ack(
+        &self,
+        conn: &mut PooledConnection,
+        acks: &[(usize, EntryId)],
+    ) -> conn::Result<()> {
         let mut pipes = Pipelines::new(conn.is_cluster());
         let mut by_stream: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
         for (stream, id) in acks {

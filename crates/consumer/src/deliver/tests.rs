@@ -412,7 +412,7 @@ async fn writes_grow_back_after_a_timeout_by_doubling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_claimed_by_another_consumer_are_left_to_it() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
-    let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    let ids: Vec<String> = batch.iter().map(|m| m.id.to_string()).collect();
     let mut other = redis.sync_conn();
     let decide = move |call: usize, _: &[&Entry]| {
         if call == 1 {

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use redline_core::entry::Entry;
 
-use crate::batch::{Body, Message};
+use crate::batch::{Body, Invalid, Message};
 use crate::dlq::{Cause, DeadLetter};
+use crate::entry_id::EntryId;
 
 /// An entry still to be written.
 #[derive(Debug)]
 pub(super) struct Todo {
     pub(super) stream: usize,
-    pub(super) id: String,
+    pub(super) id: EntryId,
     pub(super) entry: Entry,
     /// Deliveries so far, this one included; `None` while only XPENDING knows (a re-read
     /// or claimed entry before it was verified, or a group that is gone).
@@ -24,7 +25,7 @@ pub(super) struct Todo {
 pub(super) struct Work {
     pub(super) todo: Vec<Todo>,
     /// Accepted (or deleted) entries, to XACK.
-    pub(super) acks: Vec<(usize, String)>,
+    pub(super) acks: Vec<(usize, EntryId)>,
     /// To XADD to the dead-letter stream, then (once Redis confirmed that) to XACK.
     pub(super) dead: Vec<DeadLetter>,
 }
@@ -41,23 +42,26 @@ impl Work {
                     entry,
                     deliveries,
                 }),
-                Body::Invalid {
-                    error,
-                    lp,
-                    db,
-                    rp,
-                    raw,
-                } => work.dead.push(DeadLetter {
-                    stream,
-                    id,
-                    lp: lp.unwrap_or_default(),
-                    db,
-                    rp,
-                    reason: format!("undecodable entry: {error}"),
-                    cause: Cause::Undecodable,
-                    deliveries,
-                    raw: Some(raw),
-                }),
+                Body::Invalid(invalid) => {
+                    let Invalid {
+                        error,
+                        lp,
+                        db,
+                        rp,
+                        raw,
+                    } = *invalid;
+                    work.dead.push(DeadLetter {
+                        stream,
+                        id,
+                        lp: lp.unwrap_or_default(),
+                        db,
+                        rp,
+                        reason: format!("undecodable entry: {error}"),
+                        cause: Cause::Undecodable,
+                        deliveries,
+                        raw: Some(raw),
+                    });
+                }
                 Body::Deleted => work.acks.push((stream, id)),
             }
         }

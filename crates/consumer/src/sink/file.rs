@@ -136,7 +136,7 @@ impl Sink for FileSink {
             .await
             .map_err(|e| unavailable(&self.path, &e))?
             .len();
-        let bytes = lines(batch.iter().copied());
+        let bytes = lines(batch);
         let before = self.rotate_if_full(size, bytes.len()).await;
         match self.append(&bytes).await {
             Ok(()) => Ok(()),

@@ -28,7 +28,7 @@ impl Sink for StdoutSink {
 
     async fn write(&mut self, _: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
         let mut out = tokio::io::stdout();
-        let bytes = lines(batch.iter().copied());
+        let bytes = lines(batch);
         let result = async {
             out.write_all(&bytes).await?;
             out.flush().await

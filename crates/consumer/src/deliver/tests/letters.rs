@@ -43,7 +43,7 @@ async fn a_dead_letter_redis_refuses_stays_pending_and_the_rest_is_acked() {
     let mut entries = lines(8, None);
     entries[2].0 = "poison v=1 2".into();
     let (redis, batch) = read_entries(&entries).await;
-    let poison = batch[2].id.clone();
+    let poison = batch[2].id;
     // The dead-letter stream's key holds a string: every XADD to it fails (WRONGTYPE).
     let mut conn = redis.conn().await;
     let dlq = format!("{KEY}:dlq");
@@ -89,7 +89,7 @@ async fn a_dead_letter_redis_refuses_stays_pending_and_the_rest_is_acked() {
     let letters = dead_letters(&redis).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["lp"], "poison v=1 2");
-    assert_eq!(letters[0]["source_id"], poison);
+    assert_eq!(letters[0]["source_id"], poison.as_str());
     assert_eq!(letters[0]["reason"], "field type conflict");
     assert_eq!(
         seen.lock().unwrap().written.len(),
@@ -103,7 +103,7 @@ async fn a_dead_letter_past_max_deliveries_carries_its_own_routes_refusal() {
     let mut entries = lines(2, Some("a"));
     entries.extend(lines(2, Some("b")));
     let (redis, batch) = read_entries(&entries).await;
-    let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+    let ids: Vec<String> = batch.iter().map(|m| m.id.to_string()).collect();
     let refuse = |_: usize, batch: &[&Entry]| {
         let db = batch[0].db.clone().unwrap_or_default();
         Err(SinkError::Refused(format!("403: no access to {db}")))
