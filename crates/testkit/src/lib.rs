@@ -49,6 +49,7 @@ mod influx;
 mod process;
 mod redis;
 mod sentinel;
+mod tied;
 mod tmpfs;
 mod wait;
 

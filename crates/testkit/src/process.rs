@@ -204,11 +204,7 @@ impl ChildGuard {
     }
 
     fn spawn_with(name: &str, cmd: &mut Command, logs: Logs) -> Self {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log_file(&logs.stdout()))
-            .stderr(log_file(&logs.stderr()))
-            .spawn()
+        let child = crate::tied::spawn(cmd, log_file(&logs.stdout()), log_file(&logs.stderr()))
             .unwrap_or_else(|error| {
                 panic!("cannot spawn {name} ({:?}): {error}", cmd.get_program())
             });

@@ -9,7 +9,7 @@
 //! - drop SIGKILLs and reaps the server before its directory is deleted.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -263,8 +263,8 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
     let err = out
         .try_clone()
         .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let child = Command::new(&bin)
-        .args(["--bind", "127.0.0.1"])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--bind", "127.0.0.1"])
         .arg("--port")
         .arg(port.to_string())
         .arg("--dir")
@@ -272,11 +272,8 @@ fn launch(dir: &Path, port: u16, extra: &[String]) -> Result<Child, LaunchError>
         .arg("--logfile")
         .arg(dir.join(LOG))
         .args(["--save", "", "--daemonize", "no"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
+        .args(extra);
+    let child = crate::tied::spawn(&cmd, out, err)
         .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
 
     await_ready(

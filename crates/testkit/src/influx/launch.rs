@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use super::{CONFIG, LOG, READY_DEADLINE};
@@ -19,13 +19,9 @@ pub(super) fn launch(dir: &Path, port: u16) -> Result<Child, LaunchError> {
     let err = out
         .try_clone()
         .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let child = Command::new(&bin)
-        .arg("-config")
-        .arg(dir.join(CONFIG))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-config").arg(dir.join(CONFIG));
+    let child = crate::tied::spawn(&cmd, out, err)
         .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
 
     // The log line proves that *our* influxd bound the port, not another process that took

@@ -3,7 +3,7 @@
 //! on a free loopback port, killed and reaped on drop before the directory goes.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -165,12 +165,9 @@ fn launch(dir: &Path, port: u16, password: Option<&str>) -> Result<Child, Launch
     let err = out
         .try_clone()
         .unwrap_or_else(|error| panic!("cannot clone a file handle: {error}"));
-    let child = Command::new(&bin)
-        .arg(dir.join(CONFIG))
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
+    let mut cmd = Command::new(&bin);
+    cmd.arg(dir.join(CONFIG));
+    let child = crate::tied::spawn(&cmd, out, err)
         .unwrap_or_else(|error| panic!("cannot spawn {}: {error}", bin.display()));
     await_ready(
         child,
