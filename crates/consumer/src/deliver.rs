@@ -220,10 +220,9 @@ impl<S: Sink> Deliverer<S> {
         self.routed_any |= !work.todo.is_empty();
     }
 
-    /// Sleeps before a retry, never longer than half of `min_idle`, so the entries are
-    /// touched again before anyone may claim them.
+    /// Sleeps before a retry, as long as [`pause_for`] says.
     async fn pause(&self, backoff: &mut Backoff) {
-        tokio::time::sleep(backoff.next_delay().min(self.settings.min_idle / 2)).await;
+        tokio::time::sleep(pause_for(backoff, self.settings.min_idle)).await;
     }
 
     /// Writes the entries still to write, route by route (database, retention policy):
@@ -452,6 +451,12 @@ impl Holding {
             Self::GroupGone => true,
         }
     }
+}
+
+/// How long to wait before a retry: the backoff's next delay, never longer than half of
+/// `min_idle`, so that the entries are touched again before another consumer may claim them.
+fn pause_for(backoff: &mut Backoff, min_idle: Duration) -> Duration {
+    backoff.next_delay().min(min_idle / 2)
 }
 
 #[cfg(test)]

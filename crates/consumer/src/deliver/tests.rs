@@ -455,3 +455,4 @@ async fn entries_claimed_by_another_consumer_are_left_to_it() {
 }
 
 mod letters;
+mod pauses;
