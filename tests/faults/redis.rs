@@ -380,3 +380,68 @@ async fn assert_no_replica_confirmed(response: reqwest::Response) {
         "{body}"
     );
 }
+
+/// The WAIT after a request's last round covers the masters written only in earlier rounds:
+/// their replicas must confirm too, not only those of the masters the last round wrote to.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_round() {
+    let mut cluster = redline_testkit::RedisCluster::start(3, 1, &[]);
+    let keys = redline_core::keys::StreamKeys::new(STREAM, 3);
+    let masters: Vec<u16> = (0..3)
+        .map(|p| cluster.master_of(keys.partition(p)))
+        .collect();
+    let early = 0;
+    let late = (1..3)
+        .find(|&p| masters[p] != masters[early])
+        .expect("3 partitions on 3 masters: one is not on partition 0's");
+    let producer = Producer::start(
+        &cluster.url(),
+        &[
+            "--partitions",
+            "3",
+            "--wait-replicas",
+            "1",
+            "--wait-timeout",
+            "200ms",
+        ],
+    )
+    .await;
+    // About 300 KB of lines of `early`'s partition, then 600 KB of `late`'s: rounds are at most
+    // 256 KiB, so the last round holds only `late`'s lines.
+    let mut body = lines_of_partition(early, 3, 300_000);
+    body.push_str(&lines_of_partition(late, 3, 600_000));
+    let write = format!("{}/write?db=db0", producer.url);
+
+    // Every replica up: both masters confirm.
+    let response = client()
+        .post(&write)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+    // The replica of `early`'s master hangs: that master is written in the first rounds only.
+    let replicas = cluster.replicas_of(masters[early]);
+    assert_eq!(replicas.len(), 1, "{replicas:?}");
+    cluster.node(replicas[0]).pause();
+    let response = client().post(&write).body(body).send().await.unwrap();
+    cluster.node(replicas[0]).resume();
+    assert_no_replica_confirmed(response).await;
+}
+
+/// About `bytes` of timestamped lines, each of its own series, all of whose series go to
+/// `partition` of `partitions`.
+fn lines_of_partition(partition: usize, partitions: usize, bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes + 64);
+    let series = (0..)
+        .map(|host| format!("m,host=h{host}"))
+        .filter(|series| redline_core::series::partition(series, partitions) == partition);
+    for (i, series) in series.enumerate() {
+        if out.len() >= bytes {
+            break;
+        }
+        let at = 1_600_000_000_000_000_000_i64 + i as i64;
+        out.push_str(&format!("{series} v={i}i {at}\n"));
+    }
+    out
+}

@@ -248,7 +248,14 @@ impl Writer {
                     // Every master written to in any round waits here, for all of them.
                     for (partition, n) in incoming.iter().enumerate() {
                         if *n > 0 {
-                            pipes.partition(partition);
+                            let pipe = pipes.partition(partition);
+                            if pipe.is_empty() {
+                                // Written in earlier rounds only. A pipeline of the WAIT alone
+                                // has no key, and redis-rs sends a keyless pipeline to any
+                                // node of a cluster: an ignored XLEN of the partition's key
+                                // sends it to the master that took the XADDs.
+                                pipe.cmd("XLEN").arg(self.keys.partition(partition)).ignore();
+                            }
                         }
                     }
                     let millis = u64::try_from(timeout.as_millis())

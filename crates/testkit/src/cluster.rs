@@ -157,6 +157,27 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The ports of the replicas the master on `port` has now, as `INFO replication` there
+    /// lists them.
+    ///
+    /// # Panics
+    /// If that node does not answer.
+    pub fn replicas_of(&mut self, port: u16) -> Vec<u16> {
+        let info: String = ::redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut self.node(port).sync_conn())
+            .unwrap_or_else(|error| panic!("INFO replication on {port}: {error}"));
+        // `slave0:ip=127.0.0.1,port=7001,state=online,offset=…,lag=0`
+        info.lines()
+            .filter(|line| line.starts_with("slave") && line.contains(":ip="))
+            .filter_map(|line| {
+                line.split(',')
+                    .find_map(|field| field.strip_prefix("port="))
+                    .and_then(|port| port.parse().ok())
+            })
+            .collect()
+    }
+
     /// Crash: SIGKILLs the node on `port` (its directory is kept for
     /// [`RedisCluster::start_again`]).
     pub fn kill(&mut self, port: u16) {

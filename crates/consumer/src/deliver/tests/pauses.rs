@@ -17,7 +17,10 @@ fn a_pause_is_never_longer_than_half_of_min_idle() {
 
     let mut short = Backoff::new(Duration::from_millis(20), Duration::from_millis(20));
     let pause = pause_for(&mut short, Duration::from_secs(1));
-    assert!(pause <= Duration::from_millis(20), "{pause:?}: the backoff's own delay");
+    assert!(
+        pause <= Duration::from_millis(20),
+        "{pause:?}: the backoff's own delay"
+    );
 }
 
 #[tokio::test]
