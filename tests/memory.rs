@@ -131,6 +131,50 @@ async fn a_request_past_the_budget_waits_then_gets_503_and_nothing_of_it_is_stor
     assert_eq!(xlen(&redis).await, 1_000);
 }
 
+/// Storing a request holds up to 1 MiB besides its body and parsed metrics (its XADD rounds
+/// of 256 KiB: the commands and the bytes they are packed into, as the README says), and the
+/// budget counts it for as long as the store takes: a small request whose XADDs wait on
+/// Redis holds that 1 MiB of the budget, and gives it back when Redis answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_being_stored_holds_its_store_memory_in_the_budget() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    // Writes wait (reads, and so /metrics, do not) until CLIENT UNPAUSE.
+    let mut admin = redis.conn().await;
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(60_000)
+        .arg("WRITE")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let write = tokio::spawn(
+        client()
+            .post(format!("{}/write?db=d", producer.url))
+            .body(timestamped_lines(0, 10))
+            .send(),
+    );
+    wait_until(
+        "the stored request's 1 MiB held",
+        Duration::from_secs(10),
+        || async { gauge(&producer.url, "redline_producer_inflight_bytes").await >= MIB as f64 },
+    )
+    .await;
+    let held = gauge(&producer.url, "redline_producer_inflight_bytes").await;
+    assert!(held < (2 * MIB) as f64, "{held} bytes held for 10 lines");
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(write.await.unwrap().unwrap().status(), 204);
+    assert_eq!(xlen(&redis).await, 10);
+    wait_until("the budget given back", Duration::from_secs(5), || async {
+        gauge(&producer.url, "redline_producer_inflight_bytes").await == 0.0
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_larger_than_the_budget_gets_413_at_once() {
     let redis = RedisServer::start(&[]);

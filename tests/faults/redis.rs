@@ -382,7 +382,8 @@ async fn assert_no_replica_confirmed(response: reqwest::Response) {
 }
 
 /// The WAIT after a request's last round covers the masters written only in earlier rounds:
-/// their replicas must confirm too, not only those of the masters the last round wrote to.
+/// their replicas must confirm too, not only those of the masters the last round wrote to;
+/// and it covers no master the request did not write to.
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_round() {
     let mut cluster = redline_testkit::RedisCluster::start(3, 1, &[]);
@@ -425,8 +426,21 @@ async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_r
     assert_eq!(replicas.len(), 1, "{replicas:?}");
     cluster.node(replicas[0]).pause();
     let response = client().post(&write).body(body).send().await.unwrap();
+    // A request that writes nothing to that master is not held back by its replica.
+    let elsewhere = client()
+        .post(&write)
+        .body(lines_of_partition(late, 3, 10_000))
+        .send()
+        .await
+        .unwrap();
     cluster.node(replicas[0]).resume();
     assert_no_replica_confirmed(response).await;
+    assert_eq!(
+        elsewhere.status(),
+        204,
+        "{}",
+        elsewhere.text().await.unwrap()
+    );
 }
 
 /// About `bytes` of timestamped lines, each of its own series, all of whose series go to

@@ -254,7 +254,9 @@ impl Writer {
                                 // has no key, and redis-rs sends a keyless pipeline to any
                                 // node of a cluster: an ignored XLEN of the partition's key
                                 // sends it to the master that took the XADDs.
-                                pipe.cmd("XLEN").arg(self.keys.partition(partition)).ignore();
+                                pipe.cmd("XLEN")
+                                    .arg(self.keys.partition(partition))
+                                    .ignore();
                             }
                         }
                     }
