@@ -232,3 +232,38 @@ async fn the_xadd_histogram_observes_each_request_once() {
     let observed = support::sample(&text, "redline_xadd_duration_seconds_count", "");
     assert_eq!(observed, Some(3.0), "{text}");
 }
+
+/// The producer keeps its Redis connections between requests: 50 requests one after the
+/// other open none after the first (a connection per request would churn sockets, and leave
+/// thousands in TIME_WAIT under load).
+#[tokio::test(flavor = "multi_thread")]
+async fn sequential_requests_reuse_the_producers_redis_connections() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut conn = redis.conn().await;
+    assert_eq!(support::post(&write, lines(0, 100)).await.status(), 204);
+    let before = connections_received(&mut conn).await;
+    for i in 1..=50 {
+        assert_eq!(
+            support::post(&write, lines(i * 100, 100)).await.status(),
+            204
+        );
+    }
+    let opened = connections_received(&mut conn).await - before;
+    assert!(opened <= 2, "{opened} connections opened for 50 requests");
+    assert_eq!(support::xlen(&mut conn, support::STREAM).await, 5_100);
+}
+
+/// Connections Redis accepted since it started (`total_connections_received`).
+async fn connections_received(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_connections_received in INFO stats")
+}
