@@ -255,6 +255,37 @@ async fn sequential_requests_reuse_the_producers_redis_connections() {
     assert_eq!(support::xlen(&mut conn, support::STREAM).await, 5_100);
 }
 
+/// The stdout sink prints every line exactly once, whole, with `--workers 2` taking turns.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stdout_sink_prints_every_line_once() {
+    let redis = RedisServer::start(&[]);
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let consumer = redline_testkit::ChildGuard::spawn(
+        "stdout-consumer",
+        support::redline()
+            .args(["consumer", "--redis-url", &redis.url(), "--sink", "stdout"])
+            .args(["--workers", "2", "--batch-size", "1000"])
+            .args(["--flush-interval", "100ms"]),
+    );
+    let mut sent = Vec::new();
+    for start in (0..20_000).step_by(5_000) {
+        let body = support::timestamped_lines(start, 5_000);
+        sent.extend(body.lines().map(str::to_string));
+        let write = format!("{}/write?db=db0", producer.url);
+        assert_eq!(support::post(&write, body).await.status(), 204);
+    }
+    redline_testkit::wait_until("20,000 lines printed", Duration::from_secs(20), || {
+        let printed = consumer.stdout().lines().count();
+        async move { printed >= 20_000 }
+    })
+    .await;
+    let mut printed: Vec<String> = consumer.stdout().lines().map(str::to_string).collect();
+    printed.sort();
+    sent.sort();
+    assert_eq!(printed.len(), sent.len(), "each line once");
+    assert!(printed == sent, "the printed lines are the lines sent");
+}
+
 /// Connections Redis accepted since it started (`total_connections_received`).
 async fn connections_received(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO")

@@ -4,7 +4,6 @@
 //! nothing more durable can be promised about a pipe.
 
 use redline_core::entry::Entry;
-use tokio::io::AsyncWriteExt;
 
 use super::{lines, Route, Sink, SinkError};
 
@@ -27,13 +26,18 @@ impl Sink for StdoutSink {
     }
 
     async fn write(&mut self, _: Route<'_>, batch: &[&Entry]) -> Result<(), SinkError> {
-        let mut out = tokio::io::stdout();
         let bytes = lines(batch);
-        let result = async {
-            out.write_all(&bytes).await?;
-            out.flush().await
-        }
-        .await;
+        // One blocking write of the whole batch under stdout's lock: the batch moves to the
+        // blocking thread (tokio's `Stdout` copied it into a buffer of its own first), and
+        // the lock keeps the batch's lines together.
+        let result = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         result.map_err(|e| SinkError::Unavailable(format!("cannot write to stdout: {e}")))
     }
 }
