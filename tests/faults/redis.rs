@@ -345,18 +345,7 @@ async fn after_a_redis_restart_the_next_write_is_stored_without_a_503() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_cluster_without_replicas_wait_replicas_answers_503() {
     let cluster = redline_testkit::RedisCluster::start(3, 0, &[]);
-    let producer = Producer::start(
-        &cluster.url(),
-        &[
-            "--partitions",
-            "3",
-            "--wait-replicas",
-            "1",
-            "--wait-timeout",
-            "100ms",
-        ],
-    )
-    .await;
+    let producer = waiting_producer(&cluster, "100ms").await;
     // Over 256 KiB of lines: several rounds, the WAIT only after the last.
     let response = client()
         .post(format!("{}/write?db=db0", producer.url))
@@ -395,18 +384,7 @@ async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_r
     let late = (1..3)
         .find(|&p| masters[p] != masters[early])
         .expect("3 partitions on 3 masters: one is not on partition 0's");
-    let producer = Producer::start(
-        &cluster.url(),
-        &[
-            "--partitions",
-            "3",
-            "--wait-replicas",
-            "1",
-            "--wait-timeout",
-            "200ms",
-        ],
-    )
-    .await;
+    let producer = waiting_producer(&cluster, "200ms").await;
     // About 300 KB of lines of `early`'s partition, then 600 KB of `late`'s: rounds are at most
     // 256 KiB, so the last round holds only `late`'s lines.
     let mut body = lines_of_partition(early, 3, 300_000);
@@ -458,4 +436,18 @@ fn lines_of_partition(partition: usize, partitions: usize, bytes: usize) -> Stri
         out.push_str(&format!("{series} v={i}i {at}\n"));
     }
     out
+}
+
+/// A producer on `cluster`'s 3 partitions that answers 204 only once a replica of every
+/// master written confirmed, within `wait_timeout`.
+async fn waiting_producer(cluster: &redline_testkit::RedisCluster, wait_timeout: &str) -> Producer {
+    let args = [
+        "--partitions",
+        "3",
+        "--wait-replicas",
+        "1",
+        "--wait-timeout",
+        wait_timeout,
+    ];
+    Producer::start(&cluster.url(), &args).await
 }

@@ -183,6 +183,17 @@ fn rejects_poison(_: usize, batch: &[&Entry]) -> Result<(), SinkError> {
     }
 }
 
+/// A sink that is down (connection refused) for its first `calls` writes, then takes all.
+fn down_for(calls: usize) -> impl FnMut(usize, &[&Entry]) -> Result<(), SinkError> + Send {
+    move |call: usize, _: &[&Entry]| {
+        if call <= calls {
+            Err(SinkError::Unavailable("connection refused".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
 fn lines(n: usize, db: Option<&'static str>) -> Vec<(String, Option<&'static str>)> {
     (0..n).map(|i| (format!("m,i={i} v={i} {i}"), db)).collect()
 }
@@ -245,14 +256,7 @@ async fn a_refused_route_is_parked_counted_and_dead_lettered_at_max_deliveries()
 #[tokio::test]
 async fn an_unavailable_sink_is_retried_without_counting_deliveries() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
-    let decide = |call: usize, _: &[&Entry]| {
-        if call <= 20 {
-            Err(SinkError::Unavailable("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    };
-    let (mut deliverer, seen) = deliverer(&redis, decide, 2);
+    let (mut deliverer, seen) = deliverer(&redis, down_for(20), 2);
     within(deliverer.deliver(batch)).await;
 
     let seen = seen.lock().unwrap().clone();

@@ -26,14 +26,7 @@ fn a_pause_is_never_longer_than_half_of_min_idle() {
 #[tokio::test]
 async fn an_outage_is_retried_after_pauses_not_at_once() {
     let (redis, batch) = read_entries(&lines(5, None)).await;
-    let decide = |call: usize, _: &[&Entry]| {
-        if call <= 20 {
-            Err(SinkError::Unavailable("connection refused".into()))
-        } else {
-            Ok(())
-        }
-    };
-    let (mut deliverer, seen) = deliverer(&redis, decide, 2);
+    let (mut deliverer, seen) = deliverer(&redis, down_for(20), 2);
     deliverer.settings.retry_initial = Duration::from_millis(100);
     deliverer.settings.retry_max = Duration::from_millis(100);
     let started = std::time::Instant::now();
