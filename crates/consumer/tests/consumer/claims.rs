@@ -7,7 +7,7 @@ use std::time::Duration;
 use redline_testkit::{wait_until, RedisServer};
 
 use crate::support::{
-    add_metrics, command_calls, config, dead_letters, file_lines, file_sink, pending,
+    add_metrics, command_calls, config, dead_letters, file_lines, file_sink, line, pending,
     pending_entries, read_and_abandon, wait_nothing_pending, Consumer, GROUP, PATIENCE, STREAM,
 };
 
@@ -113,6 +113,67 @@ async fn a_claimer_takes_nothing_a_live_consumer_just_read() {
         10,
         "only the new entries were written"
     );
+}
+
+/// What a claim pass takes is delivered by that pass, not left for the claimer's next
+/// re-read of its own pending entries (with a 10-minute `min_idle` and `trim_interval`, five
+/// minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claimed_entries_are_delivered_by_the_claim_not_the_next_re_read() {
+    let redis = RedisServer::start(&[]);
+    let mut conn = redis.conn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out.lp");
+    let consumer = Consumer::start(redline_consumer::Config {
+        min_idle: Duration::from_secs(600),
+        trim_interval: Duration::from_secs(600),
+        ..config(&redis, "alive", file_sink(&path))
+    });
+    // Past its start: its first claim pass, and the re-read of its own entries, are done.
+    wait_until("the first claim pass", PATIENCE, || {
+        let mut conn = conn.clone();
+        async move { command_calls(&mut conn, "xautoclaim").await >= 1 }
+    })
+    .await;
+
+    // At once, so that the live consumer's blocked read gets none of them: ten entries, read
+    // by a consumer that then died, which has held them for an hour (XCLAIM to itself with
+    // IDLE; JUSTID leaves their delivery counts at 1).
+    let ids: Vec<String> = (1..=10).map(|i| format!("1-{i}")).collect();
+    let mut atomic = redis::pipe();
+    atomic.atomic();
+    for (i, id) in ids.iter().enumerate() {
+        atomic
+            .cmd("XADD")
+            .arg(STREAM)
+            .arg(id)
+            .arg("lp")
+            .arg(line("cpu", i))
+            .ignore();
+    }
+    atomic
+        .cmd("XREADGROUP")
+        .arg(&[
+            "GROUP", GROUP, "dead", "COUNT", "10", "STREAMS", STREAM, ">",
+        ])
+        .ignore();
+    atomic
+        .cmd("XCLAIM")
+        .arg(&[STREAM, GROUP, "dead", "0"])
+        .arg(&ids)
+        .arg(&["IDLE", "3600000", "JUSTID"])
+        .ignore();
+    atomic.query_async::<()>(&mut conn).await.unwrap();
+    let held = pending_entries(&mut conn, STREAM).await;
+    assert!(held.iter().all(|(_, owner, _)| owner == "dead"), "{held:?}");
+
+    wait_until("the 10 claimed lines", PATIENCE, || async {
+        file_lines(&path).len() >= 10
+    })
+    .await;
+    wait_nothing_pending(&conn).await;
+    consumer.stop().await;
+    assert_eq!(file_lines(&path).len(), 10, "each entry written once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
