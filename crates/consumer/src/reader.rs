@@ -204,13 +204,13 @@ impl Reader {
                 if want == 0 {
                     break;
                 }
-                let id = if history {
-                    self.history[index].unwrap_or(EntryId::START)
-                } else {
-                    EntryId::NEW
-                };
                 let mut cmd = self.command(want);
-                cmd.arg("STREAMS").arg(&self.keys[index]).arg(id);
+                cmd.arg("STREAMS").arg(&self.keys[index]);
+                if history {
+                    cmd.arg(self.history[index].unwrap_or(EntryId::START));
+                } else {
+                    cmd.arg(">");
+                }
                 let deliveries = (!history).then_some(1);
                 let patience = self.redis.response_timeout;
                 let messages = flatten(self.query(&cmd, patience, deliveries).await?);
