@@ -347,12 +347,7 @@ async fn on_a_cluster_without_replicas_wait_replicas_answers_503() {
     let cluster = redline_testkit::RedisCluster::start(3, 0, &[]);
     let producer = waiting_producer(&cluster, "100ms").await;
     // Over 256 KiB of lines: several rounds, the WAIT only after the last.
-    let response = client()
-        .post(format!("{}/write?db=db0", producer.url))
-        .body(lines(0, 10_000))
-        .send()
-        .await
-        .unwrap();
+    let response = post(&format!("{}/write?db=db0", producer.url), lines(0, 10_000)).await;
     assert_no_replica_confirmed(response).await;
 }
 
@@ -392,25 +387,15 @@ async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_r
     let write = format!("{}/write?db=db0", producer.url);
 
     // Every replica up: both masters confirm.
-    let response = client()
-        .post(&write)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = post(&write, body.clone()).await;
     assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
     // The replica of `early`'s master hangs: that master is written in the first rounds only.
     let replicas = cluster.replicas_of(masters[early]);
     assert_eq!(replicas.len(), 1, "{replicas:?}");
     cluster.node(replicas[0]).pause();
-    let response = client().post(&write).body(body).send().await.unwrap();
+    let response = post(&write, body).await;
     // A request that writes nothing to that master is not held back by its replica.
-    let elsewhere = client()
-        .post(&write)
-        .body(lines_of_partition(late, 3, 10_000))
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = post(&write, lines_of_partition(late, 3, 10_000)).await;
     cluster.node(replicas[0]).resume();
     assert_no_replica_confirmed(response).await;
     assert_eq!(

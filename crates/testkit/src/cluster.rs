@@ -162,18 +162,18 @@ impl RedisCluster {
     ///
     /// # Panics
     /// If that node does not answer.
-    pub fn replicas_of(&mut self, port: u16) -> Vec<u16> {
-        let info: String = ::redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut self.node(port).sync_conn())
-            .unwrap_or_else(|error| panic!("INFO replication on {port}: {error}"));
+    pub fn replicas_of(&self, port: u16) -> Vec<u16> {
+        let info = node_info(port, "INFO", Some("replication"))
+            .unwrap_or_else(|| panic!("INFO replication on {port}: no answer"));
+        let count: usize = field(&info, "connected_slaves").map_or(0, |n| n.parse().unwrap_or(0));
         // `slave0:ip=127.0.0.1,port=7001,state=online,offset=…,lag=0`
-        info.lines()
-            .filter(|line| line.starts_with("slave") && line.contains(":ip="))
-            .filter_map(|line| {
-                line.split(',')
-                    .find_map(|field| field.strip_prefix("port="))
-                    .and_then(|port| port.parse().ok())
+        (0..count)
+            .filter_map(|i| {
+                field(&info, &format!("slave{i}"))?
+                    .split(',')
+                    .find_map(|part| part.strip_prefix("port="))?
+                    .parse()
+                    .ok()
             })
             .collect()
     }
