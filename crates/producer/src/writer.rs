@@ -7,7 +7,10 @@
 //! standalone Redis a round is one pipeline; on Redis Cluster it is one pipeline per
 //! partition (a pipeline may not cross slots), sent concurrently, each to its partition's
 //! master. With `wait_replicas`, the last round ends with a `WAIT` on every master the
-//! request wrote to: it covers every earlier round of the connection.
+//! request wrote to: it covers every earlier round of the connection. Known gap: on a
+//! cluster, a failover between two rounds of one request sends the last round's `WAIT` for
+//! that partition over a new connection to the promoted master, which confirms nothing of
+//! the earlier rounds' writes (a `WAIT` per round would close it; see docs/faults.md).
 
 use std::{
     sync::Arc,
