@@ -18,6 +18,7 @@
 //! stored" and answer non-success (the client retries, and a stamped metric written twice
 //! is the same InfluxDB point).
 
+pub mod liveness;
 mod pool;
 pub mod raw;
 pub mod sentinel;
@@ -301,6 +302,12 @@ impl RedisConfig {
             let client = self.cluster_client(Some(self.response_timeout))?;
             return Ok(Pool::cluster(client, self.connect_timeout * 2));
         }
+        self.standalone_pool(liveness::PROVEN_FOR)
+    }
+
+    /// The pool of a standalone Redis; a reply vouches for a connection for `proven_for`
+    /// (see [`liveness`]).
+    fn standalone_pool(&self, proven_for: Duration) -> Result<Pool> {
         let manager = Manager::new_with_config(
             self.url.as_str(),
             self.connection_config(Some(self.response_timeout)),
@@ -309,7 +316,7 @@ impl RedisConfig {
             url: redact_url(&self.url),
             reason: source,
         })?;
-        deadpool_redis::Pool::builder(manager)
+        liveness::Pool::builder(liveness::Manager::new(manager, proven_for))
             .max_size(self.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(self.response_timeout))

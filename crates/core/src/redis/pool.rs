@@ -19,13 +19,14 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::Mutex;
 
-use super::sentinel;
+use super::{liveness, sentinel};
 
 /// Where pooled connections come from.
 #[derive(Clone)]
 pub enum Pool {
-    /// A standalone Redis: a deadpool of multiplexed connections.
-    Standalone(deadpool_redis::Pool),
+    /// A standalone Redis: a deadpool of multiplexed connections (deadpool-redis' manager,
+    /// pinging only connections that have been quiet, see [`liveness`]).
+    Standalone(liveness::Pool),
     /// A Redis Cluster: one shared cluster connection, made on first use.
     Cluster(Arc<ClusterPool>),
     /// A master under Sentinel: a deadpool of connections made through the sentinels,
@@ -61,7 +62,7 @@ pub struct ClusterPool {
 pub enum PoolError {
     /// The standalone pool failed (Redis down, pool exhausted, connect timeout).
     #[error(transparent)]
-    Standalone(#[from] deadpool_redis::PoolError),
+    Standalone(#[from] deadpool::managed::PoolError<redis::RedisError>),
     /// The cluster could not be reached (no seed answered, or its slot map is incomplete).
     #[error("cannot connect to the Redis Cluster: {0}")]
     Cluster(redis::RedisError),
@@ -103,7 +104,9 @@ impl Pool {
     /// [`PoolError`] when Redis cannot be reached; a later call tries again.
     pub async fn get(&self) -> Result<PooledConnection, PoolError> {
         match self {
-            Self::Standalone(pool) => Ok(PooledConnection::Standalone(pool.get().await?)),
+            Self::Standalone(pool) => Ok(PooledConnection::Standalone(liveness::Pooled(
+                pool.get().await?,
+            ))),
             Self::Sentinel(pool) => pool
                 .get()
                 .await
@@ -144,7 +147,7 @@ pub enum Link<S, M> {
 }
 
 /// A connection from a [`Pool`]; a standalone or Sentinel one returns to the pool on drop.
-pub type PooledConnection = Link<deadpool_redis::Connection, sentinel::pool::Pooled>;
+pub type PooledConnection = Link<liveness::Pooled, sentinel::pool::Pooled>;
 
 /// A dedicated connection (not pooled): for blocking reads and the ops commands.
 pub type Connection = Link<MultiplexedConnection, sentinel::pool::Master>;
@@ -167,7 +170,7 @@ impl<S, M> Link<S, M> {
     }
 }
 
-impl Link<deadpool_redis::Connection, sentinel::pool::Pooled> {
+impl Link<liveness::Pooled, sentinel::pool::Pooled> {
     /// Under Sentinel, the master's address (`host:port`) this connection goes to.
     pub fn master(&self) -> Option<&str> {
         match self {

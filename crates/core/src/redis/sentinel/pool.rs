@@ -8,7 +8,9 @@
 //!   (`READONLY`: it was demoted; the connection dropped, refused or broken: the master died
 //!   or the sentinels had it closed), the generation ends: no connection of it is reused,
 //!   each fails its recycle, and the next one is made through the sentinels again, so the
-//!   pool never keeps writing to a demoted master that still answers `PING`.
+//!   pool never keeps writing to a demoted master that still answers `PING`;
+//! - a connection that answered within [`liveness::PROVEN_FOR`] goes out again without a
+//!   `PING` (see [`liveness`]); a quieter one is pinged first.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use super::{Error, Resolver};
+use crate::redis::liveness::{self, Liveness, Verdict};
 
 /// A connection to the master the sentinels named, checked master when made.
 #[derive(Clone)]
@@ -28,6 +31,8 @@ pub struct Master {
     /// The generation this connection belongs to, and the pool's current one (`None` for a
     /// dedicated connection, which is dropped on any error anyway).
     generation: Option<(u64, Arc<AtomicU64>)>,
+    /// What its replies say about it.
+    liveness: Liveness,
 }
 
 impl std::fmt::Debug for Master {
@@ -49,6 +54,7 @@ impl Master {
             conn,
             address,
             generation: None,
+            liveness: Liveness::new(),
         })
     }
 
@@ -117,6 +123,7 @@ impl ConnectionLike for Master {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let reply = self.conn.req_packed_command(cmd).await;
+            self.liveness.note(&reply);
             self.note(reply.as_ref().map(std::slice::from_ref));
             reply
         })
@@ -130,6 +137,7 @@ impl ConnectionLike for Master {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let reply = self.conn.req_packed_commands(cmd, offset, count).await;
+            self.liveness.note(&reply);
             self.note(reply.as_deref());
             reply
         })
@@ -185,10 +193,15 @@ impl deadpool::managed::Manager for Manager {
                 "the master may have moved: reconnecting through the sentinels",
             ));
         }
+        match master.liveness.verdict(liveness::PROVEN_FOR) {
+            Verdict::Broken => return Err(RecycleError::message("the connection broke")),
+            Verdict::Proven => return Ok(()),
+            Verdict::Unknown => {}
+        }
         redis::cmd("PING")
             .query_async::<String>(&mut master.conn)
             .await
-            .map(drop)
+            .map(|_| master.liveness = Liveness::new())
             .map_err(|reason| {
                 RecycleError::Backend(Error::Connect {
                     master: self.resolver.master_name().to_string(),

@@ -1,0 +1,208 @@
+//! Whether a pooled connection may be handed out again without a `PING` first.
+//!
+//! deadpool checks a connection each time it is checked out (`recycle`), and
+//! deadpool-redis does that with a `PING` round trip. On a busy Redis that round trip
+//! queues behind every other client's commands: a consumer worker acking a 5,000-entry
+//! batch waited for its `PING` behind the other worker's 5,000-entry read, then again for
+//! its `XACK`, and a third of its time went to waiting so (measured on the drain bench).
+//!
+//! A `PING` only proves that the connection answered a moment ago. A reply to any command
+//! proves the same, so a connection that answered within [`PROVEN_FOR`], and has met no
+//! error that says it is gone (dropped, refused, timed out, unreadable), is handed out
+//! without one; a connection that met such an error is never handed out again; one that has
+//! been quiet for longer is pinged as before. A connection that dies in the second after
+//! its last reply fails its next command, as it would if it died right after a `PING`, and
+//! is then replaced: every caller already retries a failed command.
+
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{Metrics, Object, RecycleError, RecycleResult};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+/// How long a reply vouches for a connection.
+pub(crate) const PROVEN_FOR: Duration = Duration::from_secs(1);
+
+/// What a connection's replies and errors say about it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Liveness {
+    /// When the server last answered on it (an error reply counts: the server answered).
+    last_reply: Instant,
+    /// Set by an error after which the connection must not be used again.
+    broken: bool,
+}
+
+/// What to do with a connection before handing it out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It met an error that says it is gone: replace it.
+    Broken,
+    /// It answered within the window: hand it out.
+    Proven,
+    /// It has been quiet for longer: ask it (`PING`).
+    Unknown,
+}
+
+impl Liveness {
+    /// A connection that just answered its handshake.
+    pub(crate) fn new() -> Self {
+        Self {
+            last_reply: Instant::now(),
+            broken: false,
+        }
+    }
+
+    /// Records what a command's outcome says about the connection.
+    pub(crate) fn note<T>(&mut self, reply: &RedisResult<T>) {
+        match reply {
+            Err(error) if is_gone(error) => self.broken = true,
+            _ => self.last_reply = Instant::now(),
+        }
+    }
+
+    /// What to do with it now, if a reply vouches for it for `proven_for`.
+    pub(crate) fn verdict(&self, proven_for: Duration) -> Verdict {
+        if self.broken {
+            Verdict::Broken
+        } else if self.last_reply.elapsed() < proven_for {
+            Verdict::Proven
+        } else {
+            Verdict::Unknown
+        }
+    }
+}
+
+/// True for an error after which the connection cannot be trusted: it is gone, or a
+/// reply went missing or could not be read, so the next reply may be another command's.
+pub(crate) fn is_gone(error: &RedisError) -> bool {
+    error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_io_error()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+/// A standalone Redis connection that remembers its [`Liveness`].
+pub struct Tracked {
+    conn: MultiplexedConnection,
+    liveness: Liveness,
+}
+
+impl std::fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracked")
+            .field("liveness", &self.liveness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionLike for Tracked {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let reply = self.conn.req_packed_command(cmd).await;
+            self.liveness.note(&reply);
+            reply
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let reply = self.conn.req_packed_commands(cmd, offset, count).await;
+            self.liveness.note(&reply);
+            reply
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+/// deadpool-redis' manager, with the `PING` of its recycle only when [`Liveness`] asks.
+pub struct Manager {
+    inner: deadpool_redis::Manager,
+    proven_for: Duration,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("proven_for", &self.proven_for)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Wraps `inner`; a reply vouches for a connection for `proven_for` (zero: a `PING`
+    /// at every checkout, as deadpool-redis does).
+    pub(crate) fn new(inner: deadpool_redis::Manager, proven_for: Duration) -> Self {
+        Self { inner, proven_for }
+    }
+}
+
+impl deadpool::managed::Manager for Manager {
+    type Type = Tracked;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Tracked, RedisError> {
+        let conn = self.inner.create().await?;
+        Ok(Tracked {
+            conn,
+            liveness: Liveness::new(),
+        })
+    }
+
+    async fn recycle(&self, tracked: &mut Tracked, metrics: &Metrics) -> RecycleResult<RedisError> {
+        match tracked.liveness.verdict(self.proven_for) {
+            Verdict::Broken => Err(RecycleError::message("the connection broke")),
+            Verdict::Proven => Ok(()),
+            Verdict::Unknown => {
+                // UNWATCH + PING, as deadpool-redis does; a failure discards the connection.
+                let checked = self.inner.recycle(&mut tracked.conn, metrics).await;
+                if checked.is_ok() {
+                    tracked.liveness = Liveness::new();
+                }
+                checked
+            }
+        }
+    }
+}
+
+/// The pool of standalone connections.
+pub type Pool = deadpool::managed::Pool<Manager>;
+
+/// A connection checked out of a standalone [`Pool`]; it returns to the pool on drop.
+pub struct Pooled(pub(crate) Object<Manager>);
+
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pooled")
+    }
+}
+
+impl ConnectionLike for Pooled {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.0.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+}
+
+#[cfg(test)]
+mod tests;
