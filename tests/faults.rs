@@ -8,6 +8,7 @@ mod operator;
 mod processes;
 mod producer;
 mod redis;
+mod replicas;
 mod routes;
 
 /// Asserts the answer a write gets while Redis cannot take it: 503, `Retry-After: 1`, and

@@ -6,11 +6,13 @@
 //! packs them into) is bounded by that, not by the request: [`STORE_MEMORY`]. On a
 //! standalone Redis a round is one pipeline; on Redis Cluster it is one pipeline per
 //! partition (a pipeline may not cross slots), sent concurrently, each to its partition's
-//! master. With `wait_replicas`, the last round ends with a `WAIT` on every master the
-//! request wrote to: it covers every earlier round of the connection. Known gap: on a
-//! cluster, a failover between two rounds of one request sends the last round's `WAIT` for
-//! that partition over a new connection to the promoted master, which confirms nothing of
-//! the earlier rounds' writes (a `WAIT` per round would close it; see docs/faults.md).
+//! master. With `wait_replicas`, on this pooled path each round's pipelines end with a
+//! `WAIT`, so each round's writes are confirmed over the connection that carried them: on a
+//! cluster, a master failing over between two rounds is reached over a new connection, and
+//! a `WAIT` there would confirm nothing of the earlier rounds (a `WAIT` only after the last
+//! round once answered 204 so for writes the promoted replica never got). The producer's
+//! own connection to a standalone Redis ([`raw`]) waits once, after the last round: it
+//! carries every round, and a failover breaks it.
 
 use std::{
     sync::Arc,
@@ -246,28 +248,14 @@ impl Writer {
                     .ignore();
             }
             let last = metrics.len() == 0;
-            if last {
-                if let Some((replicas, timeout)) = self.wait {
-                    // Every master written to in any round waits here, for all of them.
-                    for (partition, n) in incoming.iter().enumerate() {
-                        if *n > 0 {
-                            let pipe = pipes.partition(partition);
-                            if pipe.is_empty() {
-                                // Written in earlier rounds only. A pipeline of the WAIT alone
-                                // has no key, and redis-rs sends a keyless pipeline to any
-                                // node of a cluster: an ignored XLEN of the partition's key
-                                // sends it to the master that took the XADDs.
-                                pipe.cmd("XLEN")
-                                    .arg(self.keys.partition(partition))
-                                    .ignore();
-                            }
-                        }
-                    }
-                    let millis = u64::try_from(timeout.as_millis())
-                        .unwrap_or(u64::MAX)
-                        .max(1);
-                    pipes.each(redis::cmd("WAIT").arg(replicas).arg(millis));
-                }
+            if let Some((replicas, timeout)) = self.wait {
+                // Every round's own WAIT, on each connection the round wrote over: a WAIT
+                // covers only what its connection wrote, and on a cluster a master that
+                // failed over since an earlier round is reached over another connection.
+                let millis = u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                pipes.each(redis::cmd("WAIT").arg(replicas).arg(millis));
             }
             let result = pipes.query::<Vec<u64>>(&mut conn).await;
             if last || result.is_err() {
@@ -275,9 +263,6 @@ impl Writer {
                     .record(started.elapsed().as_secs_f64());
             }
             let replies = result.map_err(classify)?;
-            if !last {
-                continue;
-            }
             if let Some((wanted, timeout)) = self.wait {
                 // Each pipeline's one reply is its WAIT; the least-replicated master decides.
                 let confirmed = replies
@@ -292,6 +277,9 @@ impl Writer {
                         timeout,
                     });
                 }
+            }
+            if !last {
+                continue;
             }
             return Ok(count);
         }
