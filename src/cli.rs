@@ -24,6 +24,10 @@ pub(crate) struct Cli {
     /// Log filter, e.g. `info` or `redline_consumer=debug,info` (RUST_LOG also works).
     #[arg(long, env = "REDLINE_LOG_LEVEL", global = true)]
     pub(crate) log_level: Option<String>,
+    /// Threads that run the process's work. On a machine shared with Redis, leave Redis
+    /// its core: e.g. 1 on 2 cores (a consumer drains faster so).
+    #[arg(long, env = "REDLINE_THREADS", global = true, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// What to run.
     #[command(subcommand)]
     pub(crate) command: Command,

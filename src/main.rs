@@ -119,6 +119,9 @@ fn one_line(error: &anyhow::Error) -> String {
     format!("{error:#}").replace('\n', " ")
 }
 
+/// Most runtime threads `--threads` takes.
+const MAX_THREADS: usize = 1024;
+
 fn run(cli: Cli) -> Result<()> {
     if let Command::Config { action } = cli.command {
         return config_command(action);
@@ -127,18 +130,29 @@ fn run(cli: Cli) -> Result<()> {
     let global = file.layer(&config::GlobalArgs {
         log_format: cli.log_format,
         log_level: cli.log_level.clone(),
+        threads: cli.threads,
     })?;
     init_logging(
         global.log_format.unwrap_or_default(),
         global.log_level.as_deref(),
     )?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = global.threads {
+        if !(1..=MAX_THREADS).contains(&threads) {
+            return Err(config::usage(format!(
+                "{}: must be between 1 and {MAX_THREADS}",
+                config::describe("threads")
+            )));
+        }
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        redline_core::telemetry::install();
+        redline_core::telemetry::record_runtime();
         let shutdown = Shutdown::new();
         if matches!(
             cli.command,

@@ -203,3 +203,24 @@ async fn ready_follows_redis_and_the_sink() {
     wait_ready(&producer.url, 200, "the producer is ready again").await;
     wait_ready(&consumer_url, 200, "the consumer is ready again").await;
 }
+
+/// `--threads` sets the threads of the process's runtime, and `/metrics` says how many run;
+/// without it, one per CPU.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runtime_runs_the_threads_asked_for() {
+    let redis = RedisServer::start(&[]);
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    for (args, threads) in [
+        (&["--threads", "1"][..], 1),
+        (&["--threads", "3"], 3),
+        (&[], cpus),
+    ] {
+        let producer = Producer::start(&redis.url(), args).await;
+        let metrics = scrape(&producer.url).await;
+        assert_eq!(
+            sample(&metrics, "redline_runtime_threads", ""),
+            Some(threads as f64),
+            "{args:?}"
+        );
+    }
+}

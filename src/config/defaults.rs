@@ -73,8 +73,10 @@ pub(crate) fn value(key: &str) -> Option<Value> {
 
 /// What `--help` says a default is: the value, or what stands in for a computed one.
 fn shown(key: &str) -> Option<String> {
-    if key == "consumer" {
-        return Some("HOSTNAME-PID".to_string());
+    match key {
+        "consumer" => return Some("HOSTNAME-PID".to_string()),
+        "threads" => return Some("one per CPU".to_string()),
+        _ => {}
     }
     value(key).map(|v| match v {
         Value::String(s) => s,

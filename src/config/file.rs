@@ -42,6 +42,9 @@ pub(crate) struct GlobalArgs {
     /// Log filter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) log_level: Option<String>,
+    /// Runtime threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) threads: Option<usize>,
 }
 
 /// A parsed configuration file (empty without `--config`).

@@ -68,6 +68,13 @@ const BAD: &[Bad] = &[
         "--max-inflight-bytes",
     ),
     args(&["producer", "--listen", "nope"], "--listen"),
+    args(&["producer", "--threads", "0"], "--threads"),
+    env(
+        &["consumer"],
+        &[("REDLINE_THREADS", "9999")],
+        "REDLINE_THREADS",
+    ),
+    file(&["producer"], "threads = 0\n", "threads"),
     args(&["producer", "--log-level", "===bad"], "--log-level"),
     args(&["producer", "--tls-cert", "cert.pem"], "--tls-key"),
     args(

@@ -86,6 +86,8 @@ pub const WRITE_RATE: &str = "redline_write_rate";
 pub const SINK_URL_UP: &str = "redline_sink_url_up";
 /// Gauge: entries in the dead-letter stream.
 pub const DLQ_LENGTH: &str = "redline_dlq_length";
+/// Gauge: the threads of the process's async runtime (`--threads`).
+pub const RUNTIME_THREADS: &str = "redline_runtime_threads";
 
 /// The `reason` values of [`LINES_REJECTED`]: `parse` (not line protocol, or over a limit,
 /// named in the 400), `line_too_long` (a TCP line past `max_line_length`, skipped).
@@ -136,6 +138,14 @@ pub fn install() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Records the threads of the runtime this is called from (`--threads`).
+pub fn record_runtime() {
+    install();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        metrics::gauge!(RUNTIME_THREADS).set(runtime.metrics().num_workers() as f64);
+    }
 }
 
 /// Registers the producer's series at 0, with every known label value, and its
@@ -273,6 +283,10 @@ fn describe() {
         "Age of a group's oldest pending entry."
     );
     describe_gauge!(DLQ_LENGTH, "Entries in the dead-letter stream.");
+    describe_gauge!(
+        RUNTIME_THREADS,
+        "Threads of the process's async runtime (--threads)."
+    );
     describe_gauge!(
         GROUP_WRITE_RATE,
         "Entries per second a group's sinks accepted lately (its processes' reports)."
