@@ -11,7 +11,7 @@
 //! cluster, a master failing over between two rounds is reached over a new connection, and
 //! a `WAIT` there would confirm nothing of the earlier rounds (a `WAIT` only after the last
 //! round once answered 204 so for writes the promoted replica never got). The producer's
-//! own connection to a standalone Redis ([`raw`]) waits once, after the last round: it
+//! own connection to a standalone Redis (`writer::raw`) waits once, after the last round: it
 //! carries every round, and a failover breaks it.
 
 use std::{

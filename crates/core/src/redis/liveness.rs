@@ -21,11 +21,11 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 /// How long a reply vouches for a connection.
-pub(crate) const PROVEN_FOR: Duration = Duration::from_secs(1);
+pub const PROVEN_FOR: Duration = Duration::from_secs(1);
 
 /// What a connection's replies and errors say about it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Liveness {
+pub struct Liveness {
     /// When the server last answered on it (an error reply counts: the server answered).
     last_reply: Instant,
     /// Set by an error after which the connection must not be used again.
