@@ -139,6 +139,12 @@ async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_r
         "{}",
         elsewhere.text().await.unwrap()
     );
+    // Each of the three requests is observed once, the refused one too.
+    let metrics = crate::support::scrape(&producer.url).await;
+    assert_eq!(
+        crate::support::sample(&metrics, "redline_xadd_duration_seconds_count", ""),
+        Some(3.0)
+    );
 }
 
 /// About `bytes` of timestamped lines, each of its own series, all of whose series go to

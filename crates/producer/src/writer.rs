@@ -230,6 +230,25 @@ impl Writer {
                 .store_raw(raw, metrics, target, &incoming, started)
                 .await;
         }
+        let stored = self.store_pooled(&mut conn, metrics, target, count).await;
+        // Once per request, whatever its end (the raw path records its own).
+        metrics::histogram!(telemetry::XADD_SECONDS).record(started.elapsed().as_secs_f64());
+        stored
+    }
+
+    /// [`Writer::store`]'s rounds through the pool: each round's pipelines, ending with a
+    /// `WAIT` when replicas are asked for.
+    async fn store_pooled<'m, I>(
+        &self,
+        conn: &mut redline_core::redis::PooledConnection,
+        metrics: I,
+        target: &Target,
+        count: usize,
+    ) -> Result<usize, Error>
+    where
+        I: ExactSizeIterator<Item = Metric<'m>>,
+    {
+        let partitions = self.keys.count();
         let mut metrics = metrics;
         loop {
             let mut pipes = Pipelines::new(self.pool.is_cluster());
@@ -247,7 +266,6 @@ impl Writer {
                     .add_command(xadd(self.keys.partition(partition), metric.line(), target))
                     .ignore();
             }
-            let last = metrics.len() == 0;
             if let Some((replicas, timeout)) = self.wait {
                 // Every round's own WAIT, on each connection the round wrote over: a WAIT
                 // covers only what its connection wrote, and on a cluster a master that
@@ -257,12 +275,7 @@ impl Writer {
                     .max(1);
                 pipes.each(redis::cmd("WAIT").arg(replicas).arg(millis));
             }
-            let result = pipes.query::<Vec<u64>>(&mut conn).await;
-            if last || result.is_err() {
-                metrics::histogram!(telemetry::XADD_SECONDS)
-                    .record(started.elapsed().as_secs_f64());
-            }
-            let replies = result.map_err(classify)?;
+            let replies = pipes.query::<Vec<u64>>(conn).await.map_err(classify)?;
             if let Some((wanted, timeout)) = self.wait {
                 // Each pipeline's one reply is its WAIT; the least-replicated master decides.
                 let confirmed = replies
@@ -278,10 +291,9 @@ impl Writer {
                     });
                 }
             }
-            if !last {
-                continue;
+            if metrics.len() == 0 {
+                return Ok(count);
             }
-            return Ok(count);
         }
     }
 }
