@@ -10,10 +10,14 @@
 //! proves the same, so a connection that answered within [`PROVEN_FOR`], and has met no
 //! error that says it is gone (dropped, refused, timed out, unreadable), is handed out
 //! without one; a connection that met such an error is never handed out again; one that has
-//! been quiet for longer is pinged as before. A connection that dies in the second after
+//! been quiet for longer is pinged as before, and so is every connection of a pool in which
+//! another one was found gone since it last answered (after a Redis restart, one command
+//! meets the loss, not one per pooled connection). A connection that dies in the second after
 //! its last reply fails its next command, as it would if it died right after a `PING`, and
 //! is then replaced: every caller already retries a failed command.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{Metrics, Object, RecycleError, RecycleResult};
@@ -24,12 +28,17 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 pub const PROVEN_FOR: Duration = Duration::from_secs(1);
 
 /// What a connection's replies and errors say about it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Liveness {
     /// When the server last answered on it (an error reply counts: the server answered).
     last_reply: Instant,
     /// Set by an error after which the connection must not be used again.
     broken: bool,
+    /// Connections of its pool found gone so far: a loss on one (Redis restarted, the
+    /// network broke) makes every other one unproven until it answers again.
+    losses: Arc<AtomicU64>,
+    /// `losses` when this one last answered.
+    seen: u64,
 }
 
 /// What to do with a connection before handing it out again.
@@ -37,26 +46,40 @@ pub struct Liveness {
 pub(crate) enum Verdict {
     /// It met an error that says it is gone: replace it.
     Broken,
-    /// It answered within the window: hand it out.
+    /// It answered within the window, and no connection of its pool was lost since: hand
+    /// it out.
     Proven,
-    /// It has been quiet for longer: ask it (`PING`).
+    /// It has been quiet for longer, or another was lost since: ask it (`PING`).
     Unknown,
 }
 
 impl Liveness {
-    /// A connection that just answered its handshake.
-    pub(crate) fn new() -> Self {
+    /// A connection that just answered its handshake, of a pool counting its `losses`.
+    pub(crate) fn new(losses: Arc<AtomicU64>) -> Self {
         Self {
             last_reply: Instant::now(),
             broken: false,
+            seen: losses.load(Ordering::SeqCst),
+            losses,
         }
+    }
+
+    /// Records that it just answered (a command, or the `PING` of a check).
+    pub(crate) fn answered(&mut self) {
+        self.seen = self.losses.load(Ordering::SeqCst);
+        self.last_reply = Instant::now();
     }
 
     /// Records what a command's outcome says about the connection.
     pub(crate) fn note<T>(&mut self, reply: &RedisResult<T>) {
         match reply {
-            Err(error) if is_gone(error) => self.broken = true,
-            _ => self.last_reply = Instant::now(),
+            Err(error) if is_gone(error) => {
+                if !self.broken {
+                    self.losses.fetch_add(1, Ordering::SeqCst);
+                }
+                self.broken = true;
+            }
+            _ => self.answered(),
         }
     }
 
@@ -64,7 +87,9 @@ impl Liveness {
     pub(crate) fn verdict(&self, proven_for: Duration) -> Verdict {
         if self.broken {
             Verdict::Broken
-        } else if self.last_reply.elapsed() < proven_for {
+        } else if self.seen == self.losses.load(Ordering::SeqCst)
+            && self.last_reply.elapsed() < proven_for
+        {
             Verdict::Proven
         } else {
             Verdict::Unknown
@@ -127,6 +152,8 @@ impl ConnectionLike for Tracked {
 pub struct Manager {
     inner: deadpool_redis::Manager,
     proven_for: Duration,
+    /// Its connections found gone so far.
+    losses: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -141,7 +168,11 @@ impl Manager {
     /// Wraps `inner`; a reply vouches for a connection for `proven_for` (zero: a `PING`
     /// at every checkout, as deadpool-redis does).
     pub(crate) fn new(inner: deadpool_redis::Manager, proven_for: Duration) -> Self {
-        Self { inner, proven_for }
+        Self {
+            inner,
+            proven_for,
+            losses: Arc::default(),
+        }
     }
 }
 
@@ -153,7 +184,7 @@ impl deadpool::managed::Manager for Manager {
         let conn = self.inner.create().await?;
         Ok(Tracked {
             conn,
-            liveness: Liveness::new(),
+            liveness: Liveness::new(self.losses.clone()),
         })
     }
 
@@ -165,7 +196,7 @@ impl deadpool::managed::Manager for Manager {
                 // UNWATCH + PING, as deadpool-redis does; a failure discards the connection.
                 let checked = self.inner.recycle(&mut tracked.conn, metrics).await;
                 if checked.is_ok() {
-                    tracked.liveness = Liveness::new();
+                    tracked.liveness.answered();
                 }
                 checked
             }

@@ -3,13 +3,17 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redline_testkit::RedisServer;
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
 use super::*;
 use crate::redis::{Pool, RedisConfig};
 
 #[test]
 fn a_reply_or_an_error_reply_vouches_for_a_connection_a_lost_one_breaks_it() {
     let hour = Duration::from_secs(3600);
-    let mut liveness = Liveness::new();
+    let losses = Arc::new(AtomicU64::new(0));
+    let mut liveness = Liveness::new(losses.clone());
     assert_eq!(liveness.verdict(hour), Verdict::Proven);
     assert_eq!(liveness.verdict(Duration::ZERO), Verdict::Unknown);
 
@@ -25,19 +29,29 @@ fn a_reply_or_an_error_reply_vouches_for_a_connection_a_lost_one_breaks_it() {
     );
 
     for kind in [std::io::ErrorKind::BrokenPipe, std::io::ErrorKind::TimedOut] {
-        let mut lost = Liveness::new();
+        let mut lost = Liveness::new(losses.clone());
         lost.note::<()>(&Err(RedisError::from(std::io::Error::from(kind))));
         assert_eq!(lost.verdict(hour), Verdict::Broken, "{kind:?}");
         lost.note(&Ok(()));
         assert_eq!(lost.verdict(hour), Verdict::Broken, "{kind:?}: for good");
+        // Its pool's other connections are asked before they go out again, until they
+        // answer.
+        assert_eq!(liveness.verdict(hour), Verdict::Unknown, "{kind:?}");
+        liveness.answered();
+        assert_eq!(liveness.verdict(hour), Verdict::Proven, "{kind:?}");
     }
 }
 
 /// A standalone pool of one connection on which a reply vouches for `proven_for`.
 fn pool(redis: &RedisServer, proven_for: Duration) -> Pool {
+    pool_of(redis, 1, proven_for)
+}
+
+/// [`pool`] of `size` connections.
+fn pool_of(redis: &RedisServer, size: usize, proven_for: Duration) -> Pool {
     let config = RedisConfig {
         url: redis.url(),
-        pool_size: 1,
+        pool_size: size,
         ..RedisConfig::default()
     };
     config
@@ -62,13 +76,13 @@ fn pings(redis: &RedisServer) -> u64 {
         })
 }
 
-/// Closes every normal client connection but the one asking.
-fn kill_clients(redis: &RedisServer) {
+/// Closes every normal client connection but the one asking: `expected` of them.
+fn kill_clients(redis: &RedisServer, expected: u64) {
     let killed: u64 = redis::cmd("CLIENT")
         .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
         .query(&mut redis.sync_conn())
         .unwrap_or_else(|e| panic!("CLIENT KILL: {e}"));
-    assert_eq!(killed, 1, "the pool's one connection was killed");
+    assert_eq!(killed, expected, "the pool's connections were killed");
 }
 
 #[tokio::test]
@@ -92,7 +106,7 @@ async fn a_connection_that_broke_is_replaced_not_handed_out_again() {
     answer(&mut pool.get().await.unwrap_or_else(|e| panic!("{e}")))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    kill_clients(&redis);
+    kill_clients(&redis, 1);
     // It answered a moment ago, so it goes out unchecked, and its command meets the loss.
     let lost = answer(&mut pool.get().await.unwrap_or_else(|e| panic!("{e}"))).await;
     let error = lost.expect_err("a killed connection cannot answer");
@@ -114,7 +128,7 @@ async fn a_quiet_connection_is_pinged_and_replaced_if_it_died() {
     answer(&mut pool.get().await.unwrap_or_else(|e| panic!("{e}")))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    kill_clients(&redis);
+    kill_clients(&redis, 1);
     // The PING finds it dead; the checkout makes a new one, whose first command answers.
     let mut conn = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
     answer(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
@@ -126,4 +140,28 @@ async fn a_quiet_connection_is_pinged_and_replaced_if_it_died() {
         1,
         "the last checkout pinged the new connection (the dead one's PING never arrived)"
     );
+}
+
+#[tokio::test]
+async fn after_one_connection_of_a_pool_is_lost_the_others_are_pinged_before_use() {
+    let redis = RedisServer::start(&[]);
+    let pool = pool_of(&redis, 3, Duration::from_secs(3600));
+    // Three connections, each of which just answered.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+        answer(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+        held.push(conn);
+    }
+    drop(held);
+    // Redis restarted, in effect: every one of them is gone.
+    kill_clients(&redis, 3);
+    let lost = answer(&mut pool.get().await.unwrap_or_else(|e| panic!("{e}"))).await;
+    let error = lost.expect_err("a killed connection cannot answer");
+    assert!(is_gone(&error), "{error}");
+    // One command met the loss; the next ones go over connections that were checked.
+    for _ in 0..6 {
+        let mut conn = pool.get().await.unwrap_or_else(|e| panic!("{e}"));
+        answer(&mut conn).await.unwrap_or_else(|e| panic!("{e}"));
+    }
 }

@@ -54,7 +54,8 @@ impl Master {
             conn,
             address,
             generation: None,
-            liveness: Liveness::new(),
+            // A lost connection ends its generation, which retires the pool's others.
+            liveness: Liveness::new(Arc::default()),
         })
     }
 
@@ -201,7 +202,7 @@ impl deadpool::managed::Manager for Manager {
         redis::cmd("PING")
             .query_async::<String>(&mut master.conn)
             .await
-            .map(|_| master.liveness = Liveness::new())
+            .map(|_| master.liveness.answered())
             .map_err(|reason| {
                 RecycleError::Backend(Error::Connect {
                     master: self.resolver.master_name().to_string(),
