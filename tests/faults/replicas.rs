@@ -106,14 +106,7 @@ async fn assert_no_replica_confirmed(response: reqwest::Response) {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_round() {
     let mut cluster = redline_testkit::RedisCluster::start(3, 1, &[]);
-    let keys = redline_core::keys::StreamKeys::new(STREAM, 3);
-    let masters: Vec<u16> = (0..3)
-        .map(|p| cluster.master_of(keys.partition(p)))
-        .collect();
-    let early = 0;
-    let late = (1..3)
-        .find(|&p| masters[p] != masters[early])
-        .expect("3 partitions on 3 masters: one is not on partition 0's");
+    let (_, masters, early, late) = two_masters(&mut cluster);
     let producer = waiting_producer(&cluster, "200ms").await;
     // About 300 KB of lines of `early`'s partition, then 600 KB of `late`'s: rounds are at most
     // 256 KiB, so the last round holds only `late`'s lines.
@@ -145,6 +138,22 @@ async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_r
         crate::support::sample(&metrics, "redline_xadd_duration_seconds_count", ""),
         Some(3.0)
     );
+}
+
+/// The stream's 3 partition keys on `cluster`, each partition's master, partition 0
+/// (`early`) and a partition on another master (`late`).
+fn two_masters(
+    cluster: &mut redline_testkit::RedisCluster,
+) -> (redline_core::keys::StreamKeys, Vec<u16>, usize, usize) {
+    let keys = redline_core::keys::StreamKeys::new(STREAM, 3);
+    let masters: Vec<u16> = (0..3)
+        .map(|p| cluster.master_of(keys.partition(p)))
+        .collect();
+    let early = 0;
+    let late = (1..3)
+        .find(|&p| masters[p] != masters[early])
+        .expect("3 partitions on 3 masters: one is not on partition 0's");
+    (keys, masters, early, late)
 }
 
 /// About `bytes` of timestamped lines, each of its own series, all of whose series go to
@@ -187,14 +196,7 @@ async fn waiting_producer(cluster: &redline_testkit::RedisCluster, wait_timeout:
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_cluster_a_failover_between_rounds_of_a_request_never_turns_lost_writes_into_a_204() {
     let mut cluster = redline_testkit::RedisCluster::start(3, 1, &[]);
-    let keys = redline_core::keys::StreamKeys::new(STREAM, 3);
-    let masters: Vec<u16> = (0..3)
-        .map(|p| cluster.master_of(keys.partition(p)))
-        .collect();
-    let early = 0;
-    let late = (1..3)
-        .find(|&p| masters[p] != masters[early])
-        .expect("3 partitions on 3 masters: one is not on partition 0's");
+    let (keys, masters, early, late) = two_masters(&mut cluster);
     let (first, second) = (masters[early], masters[late]);
     let replica = cluster.replicas_of(first)[0];
     let args = [

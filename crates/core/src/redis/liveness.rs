@@ -207,16 +207,24 @@ impl deadpool::managed::Manager for Manager {
 /// The pool of standalone connections.
 pub type Pool = deadpool::managed::Pool<Manager>;
 
-/// A connection checked out of a standalone [`Pool`]; it returns to the pool on drop.
-pub struct Pooled(pub(crate) Object<Manager>);
+/// A connection checked out of a deadpool of `M`'s connections (a standalone [`Pool`], or
+/// the Sentinel one); it returns to the pool on drop.
+pub struct Pooled<M: deadpool::managed::Manager>(pub(crate) Object<M>);
 
-impl std::fmt::Debug for Pooled {
+impl<M: deadpool::managed::Manager> std::fmt::Debug for Pooled<M>
+where
+    M::Type: std::fmt::Debug,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pooled")
+        self.0.fmt(f)
     }
 }
 
-impl ConnectionLike for Pooled {
+impl<M> ConnectionLike for Pooled<M>
+where
+    M: deadpool::managed::Manager,
+    M::Type: ConnectionLike,
+{
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         self.0.req_packed_command(cmd)
     }

@@ -110,7 +110,7 @@ impl Pool {
             Self::Sentinel(pool) => pool
                 .get()
                 .await
-                .map(|conn| PooledConnection::Sentinel(sentinel::pool::Pooled(conn)))
+                .map(|conn| PooledConnection::Sentinel(liveness::Pooled(conn)))
                 .map_err(PoolError::Sentinel),
             Self::Cluster(pool) => {
                 let mut shared = pool.shared.lock().await;
@@ -147,7 +147,7 @@ pub enum Link<S, M> {
 }
 
 /// A connection from a [`Pool`]; a standalone or Sentinel one returns to the pool on drop.
-pub type PooledConnection = Link<liveness::Pooled, sentinel::pool::Pooled>;
+pub type PooledConnection = Link<liveness::Pooled<liveness::Manager>, sentinel::pool::Pooled>;
 
 /// A dedicated connection (not pooled): for blocking reads and the ops commands.
 pub type Connection = Link<MultiplexedConnection, sentinel::pool::Master>;
@@ -170,7 +170,7 @@ impl<S, M> Link<S, M> {
     }
 }
 
-impl Link<liveness::Pooled, sentinel::pool::Pooled> {
+impl Link<liveness::Pooled<liveness::Manager>, sentinel::pool::Pooled> {
     /// Under Sentinel, the master's address (`host:port`) this connection goes to.
     pub fn master(&self) -> Option<&str> {
         match self {

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use deadpool::managed::{Metrics, Object, RecycleError, RecycleResult};
+use deadpool::managed::{Metrics, RecycleError, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
@@ -217,37 +217,12 @@ impl deadpool::managed::Manager for Manager {
 pub type Pool = deadpool::managed::Pool<Manager>;
 
 /// A connection checked out of a [`Pool`]; it returns to the pool on drop.
-pub struct Pooled(pub(crate) Object<Manager>);
+pub type Pooled = liveness::Pooled<Manager>;
 
-impl std::fmt::Debug for Pooled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl Pooled {
+impl liveness::Pooled<Manager> {
     /// The master's address, `host:port`.
     pub fn address(&self) -> &str {
         self.0.address()
-    }
-}
-
-impl ConnectionLike for Pooled {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.req_packed_command(cmd)
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.req_packed_commands(cmd, offset, count)
-    }
-
-    fn get_db(&self) -> i64 {
-        self.0.get_db()
     }
 }
 
