@@ -107,10 +107,26 @@ pub(crate) fn is_gone(error: &RedisError) -> bool {
         || error.is_unrecoverable_error()
 }
 
-/// A standalone Redis connection that remembers its [`Liveness`].
+/// A Redis connection that remembers its [`Liveness`].
+#[derive(Clone)]
 pub struct Tracked {
     conn: MultiplexedConnection,
     liveness: Liveness,
+}
+
+impl Tracked {
+    /// `conn`, which just answered its handshake, of a pool counting its `losses`.
+    pub(crate) fn new(conn: MultiplexedConnection, losses: Arc<AtomicU64>) -> Self {
+        Self {
+            conn,
+            liveness: Liveness::new(losses),
+        }
+    }
+
+    /// What to do with it before handing it out again (see [`Liveness::verdict`]).
+    pub(crate) fn verdict(&self, proven_for: Duration) -> Verdict {
+        self.liveness.verdict(proven_for)
+    }
 }
 
 impl std::fmt::Debug for Tracked {
@@ -182,14 +198,11 @@ impl deadpool::managed::Manager for Manager {
 
     async fn create(&self) -> Result<Tracked, RedisError> {
         let conn = self.inner.create().await?;
-        Ok(Tracked {
-            conn,
-            liveness: Liveness::new(self.losses.clone()),
-        })
+        Ok(Tracked::new(conn, self.losses.clone()))
     }
 
     async fn recycle(&self, tracked: &mut Tracked, metrics: &Metrics) -> RecycleResult<RedisError> {
-        match tracked.liveness.verdict(self.proven_for) {
+        match tracked.verdict(self.proven_for) {
             Verdict::Broken => Err(RecycleError::message("the connection broke")),
             Verdict::Proven => Ok(()),
             Verdict::Unknown => {

@@ -16,23 +16,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use deadpool::managed::{Metrics, RecycleError, RecycleResult};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::aio::ConnectionLike;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use super::{Error, Resolver};
-use crate::redis::liveness::{self, Liveness, Verdict};
+use crate::redis::liveness::{self, Tracked, Verdict};
 
 /// A connection to the master the sentinels named, checked master when made.
 #[derive(Clone)]
 pub struct Master {
-    conn: MultiplexedConnection,
+    /// The connection, remembering what its replies say about it.
+    conn: Tracked,
     /// The master's `host:port`.
     address: String,
     /// The generation this connection belongs to, and the pool's current one (`None` for a
     /// dedicated connection, which is dropped on any error anyway).
     generation: Option<(u64, Arc<AtomicU64>)>,
-    /// What its replies say about it.
-    liveness: Liveness,
 }
 
 impl std::fmt::Debug for Master {
@@ -51,11 +50,10 @@ impl Master {
     ) -> Result<Self, Error> {
         let (conn, address) = resolver.connect(config).await?;
         Ok(Self {
-            conn,
+            // A lost connection ends its generation, which retires the pool's others.
+            conn: Tracked::new(conn, Arc::default()),
             address,
             generation: None,
-            // A lost connection ends its generation, which retires the pool's others.
-            liveness: Liveness::new(Arc::default()),
         })
     }
 
@@ -124,7 +122,6 @@ impl ConnectionLike for Master {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let reply = self.conn.req_packed_command(cmd).await;
-            self.liveness.note(&reply);
             self.note(reply.as_ref().map(std::slice::from_ref));
             reply
         })
@@ -138,7 +135,6 @@ impl ConnectionLike for Master {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let reply = self.conn.req_packed_commands(cmd, offset, count).await;
-            self.liveness.note(&reply);
             self.note(reply.as_deref());
             reply
         })
@@ -194,7 +190,7 @@ impl deadpool::managed::Manager for Manager {
                 "the master may have moved: reconnecting through the sentinels",
             ));
         }
-        match master.liveness.verdict(liveness::PROVEN_FOR) {
+        match master.conn.verdict(liveness::PROVEN_FOR) {
             Verdict::Broken => return Err(RecycleError::message("the connection broke")),
             Verdict::Proven => return Ok(()),
             Verdict::Unknown => {}
@@ -202,7 +198,7 @@ impl deadpool::managed::Manager for Manager {
         redis::cmd("PING")
             .query_async::<String>(&mut master.conn)
             .await
-            .map(|_| master.liveness.answered())
+            .map(drop)
             .map_err(|reason| {
                 RecycleError::Backend(Error::Connect {
                     master: self.resolver.master_name().to_string(),
