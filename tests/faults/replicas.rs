@@ -13,16 +13,8 @@ async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
     let port = primary.port().to_string();
     let mut replica = RedisServer::start(&["--replicaof", "127.0.0.1", &port]);
     let conn = primary.conn().await;
-    wait_until("the replica is connected", Duration::from_secs(15), || {
-        let mut conn = conn.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            info.contains("connected_slaves:1") && info.contains("state=online")
-        }
+    until_replication(&conn, "the replica is connected", |info| {
+        info.contains("connected_slaves:1") && info.contains("state=online")
     })
     .await;
     let producer = Producer::start(
@@ -50,21 +42,9 @@ async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
     assert_eq!(on_replica, 1_000, "a 204 means the replica has every entry");
 
     replica.kill();
-    wait_until(
-        "the primary notices the replica is gone",
-        Duration::from_secs(15),
-        || {
-            let mut conn = conn.clone();
-            async move {
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                info.contains("connected_slaves:0")
-            }
-        },
-    )
+    until_replication(&conn, "the primary notices the replica is gone", |info| {
+        info.contains("connected_slaves:0")
+    })
     .await;
     let response = client()
         .post(&write)
@@ -138,6 +118,26 @@ async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_r
         crate::support::sample(&metrics, "redline_xadd_duration_seconds_count", ""),
         Some(3.0)
     );
+}
+
+/// Waits up to 15 s until the primary's `INFO replication` satisfies `done`.
+async fn until_replication(
+    conn: &redis::aio::MultiplexedConnection,
+    what: &str,
+    done: fn(&str) -> bool,
+) {
+    wait_until(what, Duration::from_secs(15), || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            done(&info)
+        }
+    })
+    .await;
 }
 
 /// The stream's 3 partition keys on `cluster`, each partition's master, partition 0

@@ -230,10 +230,10 @@ impl Writer {
                 .store_raw(raw, metrics, target, &incoming, started)
                 .await;
         }
-        let stored = self.store_pooled(&mut conn, metrics, target, count).await;
+        let stored = self.store_pooled(&mut conn, metrics, target).await;
         // Once per request, whatever its end (the raw path records its own).
         metrics::histogram!(telemetry::XADD_SECONDS).record(started.elapsed().as_secs_f64());
-        stored
+        stored.map(|()| count)
     }
 
     /// [`Writer::store`]'s rounds through the pool: each round's pipelines, ending with a
@@ -243,8 +243,7 @@ impl Writer {
         conn: &mut redline_core::redis::PooledConnection,
         metrics: I,
         target: &Target,
-        count: usize,
-    ) -> Result<usize, Error>
+    ) -> Result<(), Error>
     where
         I: ExactSizeIterator<Item = Metric<'m>>,
     {
@@ -292,7 +291,7 @@ impl Writer {
                 }
             }
             if metrics.len() == 0 {
-                return Ok(count);
+                return Ok(());
             }
         }
     }
