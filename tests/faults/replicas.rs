@@ -60,7 +60,7 @@ async fn wait_replicas_answers_204_only_when_a_replica_confirmed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_a_cluster_without_replicas_wait_replicas_answers_503() {
     let cluster = redline_testkit::RedisCluster::start(3, 0, &[]);
-    let producer = waiting_producer(&cluster, "100ms").await;
+    let producer = waiting_producer(&cluster, "100ms", &[]).await;
     // Over 256 KiB of lines: several rounds, each with its WAIT.
     let response = post(&format!("{}/write?db=db0", producer.url), lines(0, 10_000)).await;
     assert_no_replica_confirmed(response).await;
@@ -87,7 +87,7 @@ async fn assert_no_replica_confirmed(response: reqwest::Response) {
 async fn on_a_cluster_wait_replicas_covers_a_master_written_only_in_an_earlier_round() {
     let mut cluster = redline_testkit::RedisCluster::start(3, 1, &[]);
     let (_, masters, early, late) = two_masters(&mut cluster);
-    let producer = waiting_producer(&cluster, "200ms").await;
+    let producer = waiting_producer(&cluster, "200ms", &[]).await;
     // About 300 KB of lines of `early`'s partition, then 600 KB of `late`'s: rounds are at most
     // 256 KiB, so the last round holds only `late`'s lines.
     let mut body = lines_of_partition(early, 3, 300_000);
@@ -174,9 +174,13 @@ fn lines_of_partition(partition: usize, partitions: usize, bytes: usize) -> Stri
 }
 
 /// A producer on `cluster`'s 3 partitions that answers 204 only once a replica of every
-/// master written confirmed, within `wait_timeout`.
-async fn waiting_producer(cluster: &redline_testkit::RedisCluster, wait_timeout: &str) -> Producer {
-    let args = [
+/// master written confirmed, within `wait_timeout`; with `extra` arguments.
+async fn waiting_producer(
+    cluster: &redline_testkit::RedisCluster,
+    wait_timeout: &str,
+    extra: &[&str],
+) -> Producer {
+    let mut args = vec![
         "--partitions",
         "3",
         "--wait-replicas",
@@ -184,6 +188,7 @@ async fn waiting_producer(cluster: &redline_testkit::RedisCluster, wait_timeout:
         "--wait-timeout",
         wait_timeout,
     ];
+    args.extend_from_slice(extra);
     Producer::start(&cluster.url(), &args).await
 }
 
@@ -199,17 +204,7 @@ async fn on_a_cluster_a_failover_between_rounds_of_a_request_never_turns_lost_wr
     let (keys, masters, early, late) = two_masters(&mut cluster);
     let (first, second) = (masters[early], masters[late]);
     let replica = cluster.replicas_of(first)[0];
-    let args = [
-        "--partitions",
-        "3",
-        "--wait-replicas",
-        "1",
-        "--wait-timeout",
-        "60s",
-        "--redis-timeout",
-        "60s",
-    ];
-    let producer = Producer::start(&cluster.url(), &args).await;
+    let producer = waiting_producer(&cluster, "60s", &["--redis-timeout", "60s"]).await;
     // 200 KB of `early`'s lines, then 600 KB of `late`'s: the first round (256 KiB) writes to
     // both masters, the later ones only to `late`'s.
     let early_lines = lines_of_partition(early, 3, 200_000);
