@@ -51,9 +51,7 @@ pub(crate) fn run(options: &Options, redis: &RedisServer, report: &mut Report, p
     let lines = workload::canonical(0, 10_000);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("cannot create a temp dir: {e}"));
     let file = dir.path().join("drain.lp");
-    // A consumer sharing the machine with Redis leaves Redis its core (`--threads`): with
-    // a thread per CPU, its workers' threads take turns on Redis's core and Redis waits.
-    let spare = std::thread::available_parallelism().map_or(1, |n| usize::from(n).max(2) - 1);
+    let spare = stack::spare_threads();
     let cases = [
         Case::new("discard", Sink::Discard, 2, Some(spare), Some(0.8)),
         Case::new("discard_all_threads", Sink::Discard, 2, None, None),
@@ -227,10 +225,7 @@ fn consumer(
     let redis_cpu = redisx::cpu_seconds(conn);
     let load = Load::sample();
     let started = Instant::now();
-    let threads: Vec<String> = case
-        .threads
-        .map(|n| vec!["--threads".to_string(), n.to_string()])
-        .unwrap_or_default();
+    let threads = stack::threads_args(case.threads);
     let mut consumer = stack::consumer_with(
         options,
         &redis.url(),

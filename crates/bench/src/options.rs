@@ -54,7 +54,7 @@ pub(crate) struct Options {
     pub(crate) batch_size: u64,
     /// The consumer's `--flush-interval`, in ms.
     pub(crate) flush_interval_ms: u64,
-    /// The end-to-end consumer's `--workers` (batches in flight to InfluxDB at once).
+    /// The end-to-end consumer's `--workers` (batches in flight at once).
     pub(crate) e2e_workers: usize,
     /// Seconds the line micro-benchmark runs.
     pub(crate) line_seconds: f64,
@@ -96,7 +96,7 @@ sections: line ceiling ingest drain e2e backlog latency scale burst abuse (defau
   --latency-body-lines N       lines per request when paced          [1000]
   --batch-size N               consumer --batch-size                 [5000]
   --flush-interval-ms N        consumer --flush-interval             [1000]
-  --e2e-workers N              end-to-end consumer --workers         [--connections]
+  --e2e-workers N              end-to-end consumer --workers         [2 × --connections]
   --line-seconds S             parse/normalise/encode micro-benchmark [2 | 0.5]
   --burst-seconds S            each burst, and the abuse run          [20 | 5]
   --burst-connections N        writers of the large burst             [256]
@@ -224,7 +224,10 @@ impl Options {
             latency_body_lines: number("latency-body-lines", 1000.0)? as u64,
             batch_size: number("batch-size", 5000.0)? as u64,
             flush_interval_ms: number("flush-interval-ms", 1000.0)? as u64,
-            e2e_workers: (number("e2e-workers", connections as f64)? as usize).max(1),
+            // A worker spends about 60% of its time in InfluxDB's write (the rest reading,
+            // grouping, acking): twice the load generator's connections keep about as many
+            // writes in flight to InfluxDB as it keeps (`sink_writes_in_flight` in the JSON).
+            e2e_workers: (number("e2e-workers", 2.0 * connections as f64)? as usize).max(1),
             line_seconds: number("line-seconds", pick(2.0, 0.5))?,
             burst_seconds: number("burst-seconds", pick(20.0, 5.0))?,
             burst_connections: number("burst-connections", 256.0)? as usize,

@@ -21,6 +21,21 @@ pub(crate) enum Sink<'a> {
     Influx(&'a str),
 }
 
+/// The `--threads` a redline process sharing this machine with Redis runs with, as the
+/// README advises: one less than the CPUs (at least 1), which leaves Redis a core. With a
+/// thread per CPU on 2 cores, redline's threads take turns on Redis's core and Redis, the
+/// bottleneck, waits.
+pub(crate) fn spare_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| usize::from(n).max(2) - 1)
+}
+
+/// `["--threads", N]`, or nothing for `None` (the default: a thread per CPU).
+pub(crate) fn threads_args(threads: Option<usize>) -> Vec<String> {
+    threads
+        .map(|n| vec!["--threads".to_string(), n.to_string()])
+        .unwrap_or_default()
+}
+
 /// `redline producer` on a free port, ready (answers `/ping`).
 pub(crate) async fn producer(
     options: &Options,
