@@ -1,12 +1,13 @@
 //! The producer's memory budget (`--max-inflight-bytes`): a request that does not fit waits,
 //! then gets 503 with nothing of it stored; one larger than the budget gets 413 at once; a
-//! gzip bomb stops at the budget; a TCP line past `--max-line-length` is skipped, not held.
+//! gzip bomb stops at the budget; a TCP line past `--max-line-length` is skipped, not held;
+//! a large request is stored in rounds of bounded memory on the pooled path too.
 //! Memory is read from the producer's own `/proc/<pid>/status` (`VmHWM`, the peak RSS).
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use redline_testkit::{free_port, wait_until, RedisServer};
+use redline_testkit::{free_port, wait_until, RedisCluster, RedisServer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -335,4 +336,60 @@ async fn a_tcp_line_longer_than_the_limit_is_skipped_counted_and_not_held() {
         .guard
         .stderr()
         .contains("longer than --max-line-length"));
+}
+
+/// `count` lines of about 150 bytes, as Telegraf's `cpu` input writes them (sorted tags,
+/// nanosecond timestamps).
+fn telegraf_lines(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "cpu,cpu=cpu{},host=server-{:03},region=eu-west-1 usage_user=12.{i},usage_system=3.25,usage_idle=84.{i},usage_iowait=0 {}\n",
+                i % 8,
+                i % 100,
+                1_600_000_000_000_000_000_i64 + i as i64
+            )
+        })
+        .collect()
+}
+
+/// On the pooled path (Redis Cluster here; Sentinel and TLS take the same path) a request is
+/// stored in rounds of 256 KiB, as on the standalone path: one large request grows the
+/// producer's peak RSS by less than twice its body (the body, its parsed lines, one round),
+/// not by the commands of all its lines at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_pooled_path_a_large_request_is_stored_in_rounds_of_bounded_memory() {
+    const LINES: usize = 150_000;
+    let cluster = RedisCluster::start(3, 0, &[]);
+    let producer = Producer::start(
+        &cluster.seed(),
+        &[
+            "--redis-cluster",
+            "--max-body-size",
+            "100MB",
+            "--max-inflight-bytes",
+            "256MiB",
+        ],
+    )
+    .await;
+    let body = telegraf_lines(LINES);
+    let size = body.len() as u64;
+    assert!(size > 16 * MIB, "{size} bytes");
+    let pid = producer.guard.pid();
+    let idle = peak_rss(pid);
+    let response = support::post(&format!("{}/write?db=d", producer.url), body).await;
+    assert_eq!(response.status(), 204);
+    let growth = peak_rss(pid).saturating_sub(idle);
+    let stored: u64 = redis::cmd("XLEN")
+        .arg(STREAM)
+        .query_async(&mut cluster.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(stored, LINES as u64);
+    assert!(
+        growth < 2 * size,
+        "peak RSS grew by {} MiB for one request of {} MiB",
+        growth / MIB,
+        size / MIB
+    );
 }
