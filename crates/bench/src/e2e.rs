@@ -3,11 +3,13 @@
 //! `influxd`. The relay's time runs from the first request to the last entry acked (after
 //! InfluxDB answered 204 for it); both runs then count the points InfluxDB holds.
 //!
-//! Direct and relayed runs alternate, `--rounds` pairs on shared cores, then as many with
-//! `influxd` on a core of its own; the best of each figure counts (the fastest rate, the
-//! least CPU per metric), as in the drain and ingest sections, so that a slow window of the
-//! machine (a VM's speed can move by a quarter within a run) slows both sides of a pair
-//! rather than one figure. Every round is kept in the JSON (`rounds`).
+//! Direct and relayed runs alternate, `--e2e-rounds` rounds of a pair on shared cores and a
+//! pair with `influxd` on a core of its own; the best of each figure counts (the fastest
+//! rate, the least CPU per metric), as in the drain and ingest sections. The machine's speed
+//! can move by a quarter for tens of seconds (a VM; no steal time shows it): spread over
+//! the whole section, each kind of run has several chances to meet a normal window, and a
+//! slow one slows both sides of a pair rather than one figure. Every pair is kept in the
+//! JSON (`rounds`).
 //!
 //! Redis shares the machine, so producer and consumer run with `--threads` one less than
 //! the CPUs, as the README advises (the drain section says why). The default, a thread
@@ -45,17 +47,38 @@ pub(crate) async fn run(
     let total = requests * options.body_lines;
 
     let spare = Some(stack::spare_threads());
+    // With 2 CPUs or more, influxd on the last core; the load generator, Redis and redline
+    // on the others.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let own_core = (cpus >= 2).then(|| Pinning {
+        influx: (cpus - 1).to_string(),
+        rest: if cpus == 2 {
+            "0".to_string()
+        } else {
+            format!("0-{}", cpus - 2)
+        },
+        all: format!("0-{}", cpus - 1),
+    });
 
     // A single-connection client shows what one writer at a time gets.
     let serial = straight(&bodies, 1, total, None).await;
     // redline's default threads, once; its peak RSS is the one that counts (more threads,
     // more of the allocator's arenas).
     let all_threads = relay(options, redis, &bodies, total, None, None, Some(peaks)).await;
-    let mut pairs = Vec::new();
-    for _ in 0..options.rounds.max(1) {
+    // Shared-core and own-core pairs take turns, so that each kind spans the whole section.
+    let (mut pairs, mut own_pairs) = (Vec::new(), Vec::new());
+    for _ in 0..options.e2e_rounds.max(1) {
         let direct = straight(&bodies, options.connections, total, None).await;
         let relayed = relay(options, redis, &bodies, total, None, spare, None).await;
         pairs.push((direct, relayed));
+        if let Some(pinning) = &own_core {
+            pinning.pin(redis, &pinning.rest);
+            let influx = Some(pinning.influx.as_str());
+            let direct = straight(&bodies, options.connections, total, influx).await;
+            let relayed = relay(options, redis, &bodies, total, influx, spare, None).await;
+            pinning.pin(redis, &pinning.all);
+            own_pairs.push((direct, relayed));
+        }
     }
     let (direct, relayed) = best(&pairs);
     let least_direct_cpu = least(&pairs, |(d, _)| d.cpu_us_per_metric)
@@ -117,41 +140,12 @@ pub(crate) async fn run(
     .detail("redis_cpu_us_per_metric", redis_us(&all_threads));
     report.add(all_threads.details(figure, total));
 
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    if cpus < 2 {
+    let Some(Pinning { influx, rest, .. }) = own_core else {
         return;
-    }
-    // influxd on the last core; the load generator, Redis and redline on the others.
-    let (influx_cpu, rest, all) = (
-        (cpus - 1).to_string(),
-        if cpus == 2 {
-            "0".to_string()
-        } else {
-            format!("0-{}", cpus - 2)
-        },
-        format!("0-{}", cpus - 1),
-    );
-    procs::pin(std::process::id(), &rest);
-    procs::pin(redis.pid(), &rest);
-    let mut pairs = Vec::new();
-    for _ in 0..options.rounds.max(1) {
-        let direct = straight(&bodies, options.connections, total, Some(&influx_cpu)).await;
-        let relayed = relay(
-            options,
-            redis,
-            &bodies,
-            total,
-            Some(&influx_cpu),
-            spare,
-            None,
-        )
-        .await;
-        pairs.push((direct, relayed));
-    }
-    procs::pin(std::process::id(), &all);
-    procs::pin(redis.pid(), &all);
+    };
+    let pairs = own_pairs;
     let (direct, relayed) = best(&pairs);
-    let pinning = format!("influxd on CPU {influx_cpu}, the rest on CPU {rest} (taskset)");
+    let pinning = format!("influxd on CPU {influx}, the rest on CPU {rest} (taskset)");
     let direct = report.add(
         Figure::new(
             "e2e.own_core.direct_per_s",
@@ -183,6 +177,21 @@ pub(crate) async fn run(
         .detail("rounds", rounds(&pairs));
     figure.command = format!("{}\n{pinning}", figure.command);
     report.add(figure);
+}
+
+/// Which CPUs `influxd` and the rest run on when `influxd` has a core of its own.
+struct Pinning {
+    influx: String,
+    rest: String,
+    all: String,
+}
+
+impl Pinning {
+    /// The harness (and so the processes it starts next) and Redis onto `cpus`.
+    fn pin(&self, redis: &RedisServer, cpus: &str) {
+        procs::pin(std::process::id(), cpus);
+        procs::pin(redis.pid(), cpus);
+    }
 }
 
 /// The fastest direct run and the fastest relayed run of `pairs` (not always of one pair).

@@ -40,6 +40,8 @@ pub(crate) struct Options {
     pub(crate) ingest_seconds: f64,
     /// Entries pre-filled for each drain.
     pub(crate) drain_entries: u64,
+    /// Alternating direct/relayed pairs end to end, on shared cores and on own cores.
+    pub(crate) e2e_rounds: usize,
     /// Metrics sent end to end (and straight to InfluxDB).
     pub(crate) e2e_metrics: u64,
     /// Entries of the consumer's backlog in the memory section.
@@ -90,6 +92,7 @@ sections: line ceiling ingest drain e2e backlog latency scale burst abuse (defau
   --ingest-seconds S           ingest measurement                    [10 | 3]
   --drain-entries N            pre-filled entries per drain          [1000000 | 200000]
   --e2e-metrics N              metrics sent end to end               [1000000 | 150000]
+  --e2e-rounds N               direct/relayed pairs end to end       [3 | 1]
   --backlog-entries N          consumer backlog for the memory check [5000000 | 500000]
   --max-rate-seconds S         full-load pipeline rate               [8 | 3]
   --latency-seconds S          paced load at half that rate          [20 | 5]
@@ -157,6 +160,7 @@ impl Options {
             "ingest-seconds",
             "drain-entries",
             "e2e-metrics",
+            "e2e-rounds",
             "backlog-entries",
             "max-rate-seconds",
             "latency-seconds",
@@ -218,6 +222,7 @@ impl Options {
             ingest_seconds: number("ingest-seconds", pick(10.0, 3.0))?,
             drain_entries: number("drain-entries", pick(1_000_000.0, 200_000.0))? as u64,
             e2e_metrics: number("e2e-metrics", pick(1_000_000.0, 150_000.0))? as u64,
+            e2e_rounds: number("e2e-rounds", pick(3.0, 1.0))? as usize,
             backlog_entries: number("backlog-entries", pick(5_000_000.0, 500_000.0))? as u64,
             max_rate_seconds: number("max-rate-seconds", pick(8.0, 3.0))?,
             latency_seconds: number("latency-seconds", pick(20.0, 5.0))?,
@@ -257,6 +262,7 @@ impl Options {
             "ingest_seconds": self.ingest_seconds,
             "drain_entries": self.drain_entries,
             "e2e_metrics": self.e2e_metrics,
+            "e2e_rounds": self.e2e_rounds,
             "backlog_entries": self.backlog_entries,
             "max_rate_seconds": self.max_rate_seconds,
             "latency_seconds": self.latency_seconds,
