@@ -84,23 +84,18 @@ pub(crate) async fn run(
     // What the relay could reach at best when the CPU is all that bounds it: what InfluxDB
     // alone needs per metric against what the whole relay needs.
     let cpu_bound_ratio = direct.cpu_us_per_metric / relayed.cpu_us_per_metric.max(1e-9);
+    let figure = Figure::new(
+        "e2e.direct_per_s",
+        "e2e baseline: load generator → InfluxDB",
+        direct.rate,
+        "metrics/s",
+    )
+    .command(straight_command(options, requests));
     let direct = report.add(
-        Figure::new(
-            "e2e.direct_per_s",
-            "e2e baseline: load generator → InfluxDB",
-            direct.rate,
-            "metrics/s",
-        )
-        .command(straight_command(options, requests))
-        .detail("metrics", total)
-        .detail("other_cores", direct.other_cores)
-        .detail("cpu_us_per_metric", direct.cpu_us_per_metric)
-        .detail(
-            "cpu_us_per_metric_by_process",
-            serde_json::json!(direct.by_process),
-        )
-        .detail("one_connection_per_s", serial.rate)
-        .detail("one_connection_cpu_us_per_metric", serial.cpu_us_per_metric),
+        direct
+            .details(figure, total)
+            .detail("one_connection_per_s", serial.rate)
+            .detail("one_connection_cpu_us_per_metric", serial.cpu_us_per_metric),
     );
     let figure = Figure::new(
         "e2e.relay_per_s",
@@ -140,24 +135,17 @@ pub(crate) async fn run(
     let pairs = own_pairs;
     let (direct, relayed) = median(&pairs);
     let pinning = format!("influxd on CPU {influx}, the rest on CPU {rest} (taskset)");
-    let direct = report.add(
-        Figure::new(
-            "e2e.own_core.direct_per_s",
-            "e2e baseline, influxd on a core of its own",
-            direct.rate,
-            "metrics/s",
-        )
-        .command(format!(
-            "{}; {pinning}",
-            straight_command(options, requests)
-        ))
-        .detail("metrics", total)
-        .detail("other_cores", direct.other_cores)
-        .detail(
-            "cpu_us_per_metric_by_process",
-            serde_json::json!(direct.by_process),
-        ),
-    );
+    let figure = Figure::new(
+        "e2e.own_core.direct_per_s",
+        "e2e baseline, influxd on a core of its own",
+        direct.rate,
+        "metrics/s",
+    )
+    .command(format!(
+        "{}; {pinning}",
+        straight_command(options, requests)
+    ));
+    let direct = report.add(direct.details(figure, total));
     let figure = Figure::new(
         "e2e.own_core.relay_per_s",
         "e2e through redline, influxd on a core of its own",

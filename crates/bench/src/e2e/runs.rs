@@ -196,6 +196,20 @@ pub(super) struct Straight {
     pub(super) by_process: BTreeMap<String, f64>,
 }
 
+impl Straight {
+    /// `figure` with the run's details.
+    pub(super) fn details(&self, figure: Figure, total: u64) -> Figure {
+        figure
+            .detail("metrics", total)
+            .detail("other_cores", self.other_cores)
+            .detail("cpu_us_per_metric", self.cpu_us_per_metric)
+            .detail(
+                "cpu_us_per_metric_by_process",
+                serde_json::json!(self.by_process),
+            )
+    }
+}
+
 /// Sends every body once straight to a fresh `influxd` (pinned to `influx_cpus` when given)
 /// from `connections` connections and checks that it holds every point.
 pub(super) async fn straight(
