@@ -159,13 +159,7 @@ pub(super) async fn relay(
     producer.stop();
     consumer.stop();
     redisx::unlink(&mut conn, STREAM);
-    let stored = influx
-        .count_points(workload::DB, workload::MEASUREMENT)
-        .await;
-    assert_eq!(
-        stored, total,
-        "InfluxDB holds every point sent through redline"
-    );
+    assert_holds(&influx, total, "sent through redline").await;
     Relayed {
         rate: total as f64 / seconds,
         command,
@@ -237,19 +231,21 @@ pub(super) async fn straight(
     let cpu = load.our_cpu_seconds();
     let by_process = load.our_cpu_us_per_metric(total);
     outcome.assert_clean("straight to InfluxDB");
-    let stored = influx
-        .count_points(workload::DB, workload::MEASUREMENT)
-        .await;
-    assert_eq!(
-        stored, total,
-        "InfluxDB holds every point written straight to it"
-    );
+    assert_holds(&influx, total, "written straight to it").await;
     Straight {
         rate: outcome.rate(),
         other_cores,
         cpu_us_per_metric: cpu * 1e6 / total as f64,
         by_process,
     }
+}
+
+/// Panics unless `influx` holds exactly `total` points of the workload.
+async fn assert_holds(influx: &InfluxServer, total: u64, how: &str) {
+    let stored = influx
+        .count_points(workload::DB, workload::MEASUREMENT)
+        .await;
+    assert_eq!(stored, total, "InfluxDB holds every point {how}");
 }
 
 /// The sum of every sample of `name` (all label sets) on the `/metrics` page at `addr`; 0
