@@ -285,6 +285,7 @@ impl<S: Sink> Deliverer<S> {
             }
         }
         let mut credentials = None;
+        work.acks.reserve(todo.len());
         for (t, fate) in todo.into_iter().zip(fate) {
             match fate {
                 Fate::Accepted => work.acks.push((t.stream, t.id)),
