@@ -10,7 +10,7 @@ use redline_testkit::RedisServer;
 use serde_json::{json, Value};
 
 use crate::procs::{shell_words, Load};
-use crate::report::Figure;
+use crate::report::{median_by, Figure};
 use crate::workload;
 
 /// The key redis-benchmark writes to.
@@ -130,76 +130,102 @@ pub(crate) fn once(requests: u64, redis: &RedisServer, pipeline: u32, clients: u
 
 /// The read ceiling: `redis-benchmark` repeating `XREADGROUP … COUNT batch STREAMS key 0`
 /// over `batch` entries pending for one consumer (pre-filled, read once), 4 clients: how many
-/// entries per second Redis hands out to a client that does nothing with them. The best of
-/// `tries` runs, as for the XADD ceiling: one run varies by ±20% on a shared machine
-/// (481k–711k/s seen in consecutive runs), and a ratio to an unlucky ceiling flatters. The
-/// key is deleted afterwards.
-pub(crate) fn xreadgroup(
-    redis: &RedisServer,
+/// entries per second Redis hands out to a client that does nothing with them.
+///
+/// One run varies by ±20% on a shared machine (481k–711k/s seen in consecutive runs), so a
+/// drain is not compared with a ceiling measured at another time: each drain runs right
+/// after a run of its own ([`ReadCeiling::run`]), and the pair's ratio is the drain's.
+pub(crate) struct ReadCeiling {
+    conn: redis::Connection,
     batch: u64,
-    entries_to_read: u64,
-    tries: usize,
-) -> Figure {
-    const READ_KEY: &str = "bench:ceiling:read";
-    let mut conn = redis.sync_conn();
-    let lines = workload::canonical(0, 10_000);
-    crate::redisx::prefill(&mut conn, READ_KEY, batch, &lines);
-    crate::redisx::create_group(&mut conn, READ_KEY, "ceiling");
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg(&["GROUP", "ceiling", "c", "COUNT"])
-        .arg(batch)
-        .arg(&["STREAMS", READ_KEY, ">"])
-        .query(&mut conn)
-        .unwrap_or_else(|e| panic!("XREADGROUP {READ_KEY}: {e}"));
-    let requests = entries_to_read.div_ceil(batch).max(20);
-    let args: Vec<String> = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &redis.port().to_string(),
-        "-c",
-        "4",
-        "-n",
-        &requests.to_string(),
-        "-q",
-        "XREADGROUP",
-        "GROUP",
-        "ceiling",
-        "c",
-        "COUNT",
-        &batch.to_string(),
-        "STREAMS",
-        READ_KEY,
-        "0",
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect();
-    let runs: Vec<(f64, f64)> = (0..tries.max(1)).map(|_| benchmark(&args)).collect();
-    let (rps, other_cores) = runs
+    args: Vec<String>,
+    /// Entries per second of every run so far, and the cores other processes used.
+    runs: Vec<(f64, f64)>,
+}
+
+impl ReadCeiling {
+    const KEY: &'static str = "bench:ceiling:read";
+
+    /// Sets up the pending entries; each run reads `entries_to_read` of them (at least 20
+    /// batches).
+    pub(crate) fn new(redis: &RedisServer, batch: u64, entries_to_read: u64) -> Self {
+        let mut conn = redis.sync_conn();
+        let lines = workload::canonical(0, 10_000);
+        crate::redisx::prefill(&mut conn, Self::KEY, batch, &lines);
+        crate::redisx::create_group(&mut conn, Self::KEY, "ceiling");
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg(&["GROUP", "ceiling", "c", "COUNT"])
+            .arg(batch)
+            .arg(&["STREAMS", Self::KEY, ">"])
+            .query(&mut conn)
+            .unwrap_or_else(|e| panic!("XREADGROUP {}: {e}", Self::KEY));
+        let requests = entries_to_read.div_ceil(batch).max(20);
+        let args: Vec<String> = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &redis.port().to_string(),
+            "-c",
+            "4",
+            "-n",
+            &requests.to_string(),
+            "-q",
+            "XREADGROUP",
+            "GROUP",
+            "ceiling",
+            "c",
+            "COUNT",
+            &batch.to_string(),
+            "STREAMS",
+            Self::KEY,
+            "0",
+        ]
         .iter()
-        .copied()
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .expect("at least one run");
-    let _: () = redis::cmd("DEL")
-        .arg(READ_KEY)
-        .query(&mut conn)
-        .unwrap_or_else(|e| panic!("DEL {READ_KEY}: {e}"));
-    Figure::new(
-        "ceiling.xreadgroup_per_s",
-        "ceiling: redis-benchmark XREADGROUP (entries handed out, -c 4)",
-        rps * batch as f64,
-        "metrics/s",
-    )
-    .command(format!("redis-benchmark {}", shell_words(&args)))
-    .detail("requests_per_s", rps)
-    .detail("other_cores", other_cores)
-    .detail(
-        "runs_entries_per_s",
-        runs.iter()
-            .map(|(rps, _)| (rps * batch as f64).round())
-            .collect::<Vec<_>>(),
-    )
+        .map(ToString::to_string)
+        .collect();
+        Self {
+            conn,
+            batch,
+            args,
+            runs: Vec::new(),
+        }
+    }
+
+    /// One run: entries handed out per second.
+    pub(crate) fn run(&mut self) -> f64 {
+        let (rps, other_cores) = benchmark(&self.args);
+        let rate = rps * self.batch as f64;
+        self.runs.push((rate, other_cores));
+        rate
+    }
+
+    /// The figure: the median of the runs (each drain's ratio is to its own run), every run
+    /// in the detail. The key is deleted.
+    ///
+    /// # Panics
+    /// Before any run.
+    pub(crate) fn figure(mut self) -> Figure {
+        let _: () = redis::cmd("DEL")
+            .arg(Self::KEY)
+            .query(&mut self.conn)
+            .unwrap_or_else(|e| panic!("DEL {}: {e}", Self::KEY));
+        let &(rate, other_cores) = median_by(&self.runs, |run| run.0);
+        Figure::new(
+            "ceiling.xreadgroup_per_s",
+            "ceiling: redis-benchmark XREADGROUP (entries handed out, -c 4; median run)",
+            rate,
+            "metrics/s",
+        )
+        .command(format!("redis-benchmark {}", shell_words(&self.args)))
+        .detail("other_cores", other_cores)
+        .detail(
+            "runs_entries_per_s",
+            self.runs
+                .iter()
+                .map(|(rate, _)| rate.round())
+                .collect::<Vec<_>>(),
+        )
+    }
 }
 
 /// Runs `redis-benchmark args`: requests per second, and the cores other processes used

@@ -26,7 +26,7 @@ use crate::ingest::write_path;
 use crate::memory::Peaks;
 use crate::options::Options;
 use crate::procs;
-use crate::report::{Figure, Report};
+use crate::report::{median_by, Figure, Report};
 use crate::stack;
 use crate::workload;
 use runs::{relay, straight, Relayed, Straight};
@@ -185,18 +185,6 @@ fn median(pairs: &[(Straight, Relayed)]) -> (&Straight, &Relayed) {
     (direct, relayed)
 }
 
-/// The item of `items` whose `key` is the median, the lower one of an even count.
-///
-/// # Panics
-/// When `items` is empty.
-fn median_by<T>(items: &[T], key: impl Fn(&T) -> f64) -> &T {
-    let mut sorted: Vec<&T> = items.iter().collect();
-    sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    sorted
-        .get(sorted.len().saturating_sub(1) / 2)
-        .expect("at least one round")
-}
-
 /// A pair's relayed rate against its direct rate.
 fn ratio((direct, relayed): &(Straight, Relayed)) -> f64 {
     relayed.rate / direct.rate.max(1e-9)
@@ -302,21 +290,4 @@ fn straight_command(options: &Options, requests: u64) -> String {
         write_path(),
         options.body_lines
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median_by;
-
-    #[test]
-    fn the_median_is_the_middle_item_and_the_lower_middle_of_an_even_count() {
-        let key = |x: &f64| *x;
-        assert_eq!(*median_by(&[0.589, 0.539, 0.478], key), 0.539);
-        assert_eq!(*median_by(&[0.478, 0.589, 0.539], key), 0.539);
-        assert_eq!(*median_by(&[1.0, 4.0, 2.0, 3.0], key), 2.0);
-        assert_eq!(*median_by(&[0.5], key), 0.5);
-        // By the key, not by the items' order or value.
-        let pairs = [(1, 0.9), (2, 0.1), (3, 0.5)];
-        assert_eq!(median_by(&pairs, |p| p.1).0, 3);
-    }
 }

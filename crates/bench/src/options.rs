@@ -28,7 +28,8 @@ pub(crate) struct Options {
     pub(crate) aof: bool,
     /// Load-generator connections.
     pub(crate) connections: usize,
-    /// Alternating rounds of ceiling/ingest and baseline/drain; the best of each counts.
+    /// Alternating rounds of ceiling/ingest (the best of each counts) and of ceiling/drain
+    /// pairs (the median pair counts).
     pub(crate) rounds: usize,
     /// Lines per request body in ingest and end to end.
     pub(crate) body_lines: u64,
@@ -85,7 +86,7 @@ sections: line ceiling ingest drain e2e backlog latency scale burst abuse (defau
   --out PATH                   JSON report (default: <target>/bench/latest.json)
   --aof                        Redis with appendonly yes / everysec (default: no persistence)
   --connections N              load-generator connections            [4]
-  --rounds N                   alternating baseline/measure rounds   [2 | 1]
+  --rounds N                   alternating baseline/measure rounds   [3 | 1]
   --body-lines N               lines per request                     [5000]
   --ceiling-requests N         XADDs per redis-benchmark config      [2000000 | 300000]
   --warmup-seconds S           before ingest is measured             [2 | 1]
@@ -215,7 +216,7 @@ impl Options {
             out,
             aof: boolean("aof"),
             connections,
-            rounds: number("rounds", pick(2.0, 1.0))? as usize,
+            rounds: number("rounds", pick(3.0, 1.0))? as usize,
             body_lines: number("body-lines", 5000.0)? as u64,
             ceiling_requests: number("ceiling-requests", pick(2_000_000.0, 300_000.0))? as u64,
             warmup_seconds: number("warmup-seconds", pick(2.0, 1.0))?,

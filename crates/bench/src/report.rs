@@ -6,6 +6,18 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+/// The item of `items` whose `key` is the median, the lower one of an even count.
+///
+/// # Panics
+/// When `items` is empty.
+pub(crate) fn median_by<T>(items: &[T], key: impl Fn(&T) -> f64) -> &T {
+    let mut sorted: Vec<&T> = items.iter().collect();
+    sorted.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    sorted
+        .get(sorted.len().saturating_sub(1) / 2)
+        .expect("at least one round")
+}
+
 /// One measured figure.
 #[derive(Debug, Clone)]
 pub(crate) struct Figure {
@@ -47,6 +59,13 @@ impl Figure {
         if baseline.value > 0.0 {
             self.ratio = Some((self.value / baseline.value, baseline.key.clone()));
         }
+        self
+    }
+
+    /// Sets the ratio, `ratio` to `baseline` (a figure of this run), measured as a pair in
+    /// the same window (the figure's value against a baseline run of its own).
+    pub(crate) fn ratio_of(mut self, ratio: f64, baseline: &Figure) -> Self {
+        self.ratio = Some((ratio, baseline.key.clone()));
         self
     }
 
@@ -227,5 +246,17 @@ mod tests {
         assert_eq!(human(1_234_567.8), "1,234,568");
         assert_eq!(human(999.0), "999");
         assert_eq!(human(1.234), "1.23");
+    }
+
+    #[test]
+    fn the_median_is_the_middle_item_and_the_lower_middle_of_an_even_count() {
+        let key = |x: &f64| *x;
+        assert_eq!(*median_by(&[0.589, 0.539, 0.478], key), 0.539);
+        assert_eq!(*median_by(&[0.478, 0.589, 0.539], key), 0.539);
+        assert_eq!(*median_by(&[1.0, 4.0, 2.0, 3.0], key), 2.0);
+        assert_eq!(*median_by(&[0.5], key), 0.5);
+        // By the key, not by the items' order or value.
+        let pairs = [(1, 0.9), (2, 0.1), (3, 0.5)];
+        assert_eq!(median_by(&pairs, |p| p.1).0, 3);
     }
 }
