@@ -1,9 +1,9 @@
-//! Redis faults: killed, full (`maxmemory` with `noeviction`), hung (SIGSTOP); a replica
-//! lost under `--wait-replicas` is in `replicas`.
+//! Redis faults: killed, full (`maxmemory` with `noeviction`), its disk full (`MISCONF`),
+//! hung (SIGSTOP); a replica lost under `--wait-replicas` is in `replicas`.
 
 use std::time::{Duration, Instant};
 
-use redline_testkit::{wait_until, InfluxServer, RedisServer};
+use redline_testkit::{wait_until, InfluxServer, RedisServer, Tmpfs};
 
 use crate::support::{
     self, client, consumer, dead_letters, lines, post, post_until_stored, timestamped_lines, xlen,
@@ -270,4 +270,83 @@ async fn after_a_redis_restart_the_next_write_is_stored_without_a_503() {
     }
     // Redis without persistence restarted empty: it holds exactly the writes after it.
     assert_eq!(xlen(&mut redis.conn().await, STREAM).await, 2_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_whose_disk_is_full_answers_503_dead_letters_nothing_and_delivers_everything_once_it_has_room(
+) {
+    let disk = match Tmpfs::mount("32m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            eprintln!("skipped: a full disk needs a tmpfs ({why}); CI runs as root");
+            return;
+        }
+    };
+    let dir = disk.path().to_str().expect("a UTF-8 mount point");
+    // The AOF on the small disk: Redis refuses every write (`MISCONF`) once it cannot append
+    // to it, and takes writes again by itself once it can.
+    let redis = RedisServer::start(&["--dir", dir, "--appendonly", "yes"]);
+    let influx = InfluxServer::start();
+    let producer = Producer::start(&redis.url(), &[]).await;
+    let write = format!("{}/write?db=db0", producer.url);
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+    post_until_stored(&write, &timestamped_lines(0, 5_000)).await;
+    support::wait_for_count(&influx, "db0", 5_000, Duration::from_secs(60)).await;
+
+    disk.fill();
+    // Each body is 5,000 lines (about 300 KB of AOF): the first ones may still go to Redis's
+    // memory before its next append fails; from then on every request is refused.
+    let mut stored = 1;
+    let refused = loop {
+        let body = timestamped_lines(stored * 5_000, 5_000);
+        let response = post(&write, body.clone()).await;
+        match response.status().as_u16() {
+            204 => {
+                stored += 1;
+                assert!(stored < 20, "Redis kept taking writes on a full disk");
+            }
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                let answer: serde_json::Value = response.json().await.unwrap();
+                let error = answer["error"].as_str().unwrap_or_default();
+                assert!(error.contains("Redis cannot persist writes"), "{answer}");
+                assert!(error.contains("No space left on device"), "{answer}");
+                break body;
+            }
+            other => panic!(
+                "{other} while Redis's disk is full (503 expected): {}",
+                response.text().await.unwrap()
+            ),
+        }
+    };
+
+    // A consumer restarted now comes up and waits: Redis refuses even creating a group that
+    // exists, and every read.
+    c1.sigkill();
+    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+    wait_until(
+        "the restarted c1 meets the refusal",
+        Duration::from_secs(30),
+        || {
+            let logs = c1.logs();
+            async move { logs.contains("MISCONF") }
+        },
+    )
+    .await;
+    assert!(c1.is_running(), "the consumer exited:\n{}", c1.logs());
+
+    // Room again: the client's retry is stored, more follow, and everything that got a 204
+    // reaches InfluxDB once, nothing dead-lettered.
+    disk.free();
+    post_until_stored(&write, &refused).await;
+    post_until_stored(&write, &timestamped_lines((stored + 1) * 5_000, 5_000)).await;
+    let total = (stored + 2) * 5_000;
+    support::wait_for_count(&influx, "db0", total as u64, Duration::from_secs(120)).await;
+    let mut conn = redis.conn().await;
+    support::wait_nothing_pending(&conn).await;
+    assert!(
+        dead_letters(&mut conn).await.is_empty(),
+        "an outage became dead letters"
+    );
+    assert!(c1.is_running(), "{}", c1.logs());
 }

@@ -398,18 +398,33 @@ pub fn describe(e: &redis::RedisError) -> String {
 /// A pipeline counts when any of its commands was refused so (the first ones of a request
 /// may fit, the rest not).
 pub fn is_oom(e: &redis::RedisError) -> bool {
-    const OOM: &str = "OOM";
-    e.code() == Some(OOM)
+    refused_with(e, "OOM")
+}
+
+/// True when Redis refused a write because it cannot persist it (`MISCONF Errors writing to
+/// the AOF file: No space left on device`, or a failed RDB save under
+/// `stop-writes-on-bgsave-error`): a full or failing disk under Redis. It refuses every
+/// write, reads of a group included (XREADGROUP, XACK), until it can persist again, which it
+/// finds out by itself (it retries its AOF every second): an outage, not a verdict. A
+/// pipeline counts as for [`is_oom`].
+pub fn is_unpersisted(e: &redis::RedisError) -> bool {
+    refused_with(e, "MISCONF")
+}
+
+/// Whether Redis answered `e`, or any command of a pipeline, with the error `code`.
+fn refused_with(e: &redis::RedisError, code: &str) -> bool {
+    e.code() == Some(code)
         || e.clone()
             .into_server_errors()
-            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == OOM))
+            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
 }
 
 /// True when a Redis error means "try again later" (connection refused or dropped, timeout,
-/// loading, failover, cluster redirection in progress, out of memory) rather than a bad
-/// command.
+/// loading, failover, cluster redirection in progress, out of memory, a disk it cannot
+/// persist to) rather than a bad command.
 pub fn is_transient(e: &redis::RedisError) -> bool {
     is_oom(e)
+        || is_unpersisted(e)
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound

@@ -44,7 +44,11 @@ impl WriteError {
             }
             Self::Ingest(_) => (StatusCode::BAD_REQUEST, "invalid"),
             Self::Store(
-                St::Unavailable(_) | St::Full(_) | St::BufferFull(_) | St::Replicas { .. },
+                St::Unavailable(_)
+                | St::Full(_)
+                | St::Unpersisted(_)
+                | St::BufferFull(_)
+                | St::Replicas { .. },
             ) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Store(St::Refused(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
         }
@@ -64,7 +68,7 @@ impl WriteError {
             Self::Ingest(_) => "invalid",
             Self::Store(St::BufferFull(_)) => "buffer_full",
             Self::Store(St::Replicas { .. }) => "replicas",
-            Self::Store(St::Unavailable(_) | St::Full(_)) => "redis",
+            Self::Store(St::Unavailable(_) | St::Full(_) | St::Unpersisted(_)) => "redis",
             Self::Store(St::Refused(_)) => "internal",
         }
     }

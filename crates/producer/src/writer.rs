@@ -77,6 +77,10 @@ pub enum Error {
     /// Redis is at `maxmemory` (`OOM`): nothing more fits until consumers drain and trim.
     #[error("Redis is full (maxmemory reached; consumers must drain it): {0}")]
     Full(String),
+    /// Redis cannot persist writes (`MISCONF`: its disk is full or failing) and refuses them
+    /// until it can.
+    #[error("Redis cannot persist writes (its disk is full or failing) and refuses them until it can: {0}")]
+    Unpersisted(String),
     /// Redis refused the write for another reason (e.g. the key holds another type).
     #[error("Redis refused the write: {0}")]
     Refused(String),
@@ -333,6 +337,8 @@ fn classify(e: redis::RedisError) -> Error {
     let text = redline_core::redis::describe(&e);
     if redline_core::redis::is_oom(&e) {
         Error::Full(text)
+    } else if redline_core::redis::is_unpersisted(&e) {
+        Error::Unpersisted(text)
     } else if redline_core::redis::is_transient(&e) {
         Error::Unavailable(text)
     } else {

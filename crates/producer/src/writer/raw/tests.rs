@@ -79,4 +79,15 @@ fn replies_are_stored_refused_or_counted_as_redis_sent_them() {
         panic!("an error reply refuses the round");
     };
     assert!(redline_core::redis::is_oom(&error), "{error}");
+    let unpersisted =
+        b"$3\r\n1-0\r\n-MISCONF Errors writing to the AOF file: No space left on device\r\n";
+    let Outcome::Refused(error) = check(split(unpersisted).into_iter(), false) else {
+        panic!("an error reply refuses the round");
+    };
+    assert!(redline_core::redis::is_unpersisted(&error), "{error}");
+    assert!(!redline_core::redis::is_oom(&error), "{error}");
+    assert!(matches!(
+        super::classify(error),
+        Error::Unpersisted(text) if text.contains("No space left on device")
+    ));
 }
