@@ -1,5 +1,6 @@
-//! Redis faults: killed, full (`maxmemory` with `noeviction`), its disk full (`MISCONF`),
-//! hung (SIGSTOP); a replica lost under `--wait-replicas` is in `replicas`.
+//! Redis faults: killed, full (`maxmemory` with `noeviction`), hung (SIGSTOP), refusing
+//! writes (its disk full: `MISCONF`; short of the replicas `min-replicas-to-write` asks:
+//! `NOREPLICAS`); a replica lost under `--wait-replicas` is in `replicas`.
 
 use std::time::{Duration, Instant};
 
@@ -286,67 +287,141 @@ async fn a_redis_whose_disk_is_full_answers_503_dead_letters_nothing_and_deliver
     // The AOF on the small disk: Redis refuses every write (`MISCONF`) once it cannot append
     // to it, and takes writes again by itself once it can.
     let redis = RedisServer::start(&["--dir", dir, "--appendonly", "yes"]);
-    let influx = InfluxServer::start();
-    let producer = Producer::start(&redis.url(), &[]).await;
-    let write = format!("{}/write?db=db0", producer.url);
-    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
-    post_until_stored(&write, &timestamped_lines(0, 5_000)).await;
-    support::wait_for_count(&influx, "db0", 5_000, Duration::from_secs(60)).await;
-
-    disk.fill();
-    // Each body is 5,000 lines (about 300 KB of AOF): the first ones may still go to Redis's
-    // memory before its next append fails; from then on every request is refused.
-    let mut stored = 1;
-    let refused = loop {
-        let body = timestamped_lines(stored * 5_000, 5_000);
-        let response = post(&write, body.clone()).await;
-        match response.status().as_u16() {
-            204 => {
-                stored += 1;
-                assert!(stored < 20, "Redis kept taking writes on a full disk");
-            }
-            503 => {
-                assert_eq!(response.headers()["retry-after"], "1");
-                let answer: serde_json::Value = response.json().await.unwrap();
-                let error = answer["error"].as_str().unwrap_or_default();
-                assert!(error.contains("Redis cannot persist writes"), "{answer}");
-                assert!(error.contains("No space left on device"), "{answer}");
-                break body;
-            }
-            other => panic!(
-                "{other} while Redis's disk is full (503 expected): {}",
-                response.text().await.unwrap()
-            ),
-        }
+    let refusal = Refusal {
+        redis: &redis,
+        cause: Cause::DiskFull(&disk),
     };
+    refusal
+        .outlived(
+            &["Redis cannot persist writes", "No space left on device"],
+            "MISCONF",
+        )
+        .await;
+}
 
-    // A consumer restarted now comes up and waits: Redis refuses even creating a group that
-    // exists, and every read.
-    c1.sigkill();
-    let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
-    wait_until(
-        "the restarted c1 meets the refusal",
-        Duration::from_secs(30),
-        || {
-            let logs = c1.logs();
-            async move { logs.contains("MISCONF") }
-        },
-    )
-    .await;
-    assert!(c1.is_running(), "the consumer exited:\n{}", c1.logs());
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_short_of_the_replicas_it_requires_answers_503_dead_letters_nothing_and_delivers_everything_once_they_are_back(
+) {
+    let redis = RedisServer::start(&[]);
+    let refusal = Refusal {
+        redis: &redis,
+        cause: Cause::NoReplicas,
+    };
+    refusal
+        .outlived(
+            &["min-replicas-to-write", "Not enough good replicas"],
+            "NOREPLICAS",
+        )
+        .await;
+}
 
-    // Room again: the client's retry is stored, more follow, and everything that got a 204
-    // reaches InfluxDB once, nothing dead-lettered.
-    disk.free();
-    post_until_stored(&write, &refused).await;
-    post_until_stored(&write, &timestamped_lines((stored + 1) * 5_000, 5_000)).await;
-    let total = (stored + 2) * 5_000;
-    support::wait_for_count(&influx, "db0", total as u64, Duration::from_secs(120)).await;
-    let mut conn = redis.conn().await;
-    support::wait_nothing_pending(&conn).await;
-    assert!(
-        dead_letters(&mut conn).await.is_empty(),
-        "an outage became dead letters"
-    );
-    assert!(c1.is_running(), "{}", c1.logs());
+/// A Redis that refuses every write for a while, reads of a group and acks included.
+struct Refusal<'a> {
+    redis: &'a RedisServer,
+    cause: Cause<'a>,
+}
+
+/// Why it refuses.
+enum Cause<'a> {
+    /// Its AOF is on this disk, filled (`MISCONF`).
+    DiskFull(&'a Tmpfs),
+    /// `min-replicas-to-write 1` without a replica (`NOREPLICAS`).
+    NoReplicas,
+}
+
+impl Refusal<'_> {
+    async fn begin(&self) {
+        match self.cause {
+            Cause::DiskFull(disk) => disk.fill(),
+            Cause::NoReplicas => self.min_replicas(1).await,
+        }
+    }
+
+    async fn end(&self) {
+        match self.cause {
+            Cause::DiskFull(disk) => disk.free(),
+            Cause::NoReplicas => self.min_replicas(0).await,
+        }
+    }
+
+    async fn min_replicas(&self, n: u32) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(n)
+            .query_async(&mut self.redis.conn().await)
+            .await
+            .unwrap();
+    }
+
+    /// An outage, whatever its cause: the producer answers 503 + `Retry-After` saying
+    /// `says`, never a 500; a consumer restarted meanwhile meets the refusal (`code` in its
+    /// log) and waits instead of exiting; once Redis takes writes again, every line that
+    /// got a 204 reaches InfluxDB once, nothing is pending and nothing dead-lettered.
+    async fn outlived(&self, says: &[&str], code: &str) {
+        let redis = self.redis;
+        let influx = InfluxServer::start();
+        let producer = Producer::start(&redis.url(), &[]).await;
+        let write = format!("{}/write?db=db0", producer.url);
+        let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+        post_until_stored(&write, &timestamped_lines(0, 5_000)).await;
+        support::wait_for_count(&influx, "db0", 5_000, Duration::from_secs(60)).await;
+
+        self.begin().await;
+        // A full disk: the first 5,000-line bodies (about 300 KB of AOF each) may still go
+        // to Redis's memory before its next append fails; from then on every request is
+        // refused.
+        let mut stored = 1;
+        let refused = loop {
+            let body = timestamped_lines(stored * 5_000, 5_000);
+            let response = post(&write, body.clone()).await;
+            match response.status().as_u16() {
+                204 => {
+                    stored += 1;
+                    assert!(stored < 20, "Redis kept taking writes");
+                }
+                503 => {
+                    assert_eq!(response.headers()["retry-after"], "1");
+                    let answer: serde_json::Value = response.json().await.unwrap();
+                    let error = answer["error"].as_str().unwrap_or_default();
+                    for text in says {
+                        assert!(error.contains(text), "{text:?} not in {answer}");
+                    }
+                    break body;
+                }
+                other => panic!(
+                    "{other} while Redis refuses writes (503 expected): {}",
+                    response.text().await.unwrap()
+                ),
+            }
+        };
+
+        // Redis refuses even creating a group that exists, and every read.
+        c1.sigkill();
+        let mut c1 = consumer(&redis.url(), &influx.url(), "c1", &[]);
+        wait_until(
+            "the restarted c1 meets the refusal",
+            Duration::from_secs(30),
+            || {
+                let logs = c1.logs();
+                async move { logs.contains(code) }
+            },
+        )
+        .await;
+        assert!(c1.is_running(), "the consumer exited:\n{}", c1.logs());
+
+        // The client's retry is stored, another body follows.
+        self.end().await;
+        post_until_stored(&write, &refused).await;
+        post_until_stored(&write, &timestamped_lines((stored + 1) * 5_000, 5_000)).await;
+        let total = (stored + 2) * 5_000;
+        support::wait_for_count(&influx, "db0", total as u64, Duration::from_secs(120)).await;
+        let mut conn = redis.conn().await;
+        support::wait_nothing_pending(&conn).await;
+        assert!(
+            dead_letters(&mut conn).await.is_empty(),
+            "an outage became dead letters"
+        );
+        assert!(c1.is_running(), "{}", c1.logs());
+    }
 }

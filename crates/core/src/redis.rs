@@ -411,6 +411,13 @@ pub fn is_unpersisted(e: &redis::RedisError) -> bool {
     refused_with(e, "MISCONF")
 }
 
+/// True when Redis refused a write because fewer replicas than its `min-replicas-to-write`
+/// are connected (`NOREPLICAS Not enough good replicas to write.`): it refuses every write,
+/// reads of a group included, until they are back. A pipeline counts as for [`is_oom`].
+pub fn is_short_of_replicas(e: &redis::RedisError) -> bool {
+    refused_with(e, "NOREPLICAS")
+}
+
 /// Whether Redis answered `e`, or any command of a pipeline, with the error `code`.
 fn refused_with(e: &redis::RedisError, code: &str) -> bool {
     e.code() == Some(code)
@@ -421,10 +428,11 @@ fn refused_with(e: &redis::RedisError, code: &str) -> bool {
 
 /// True when a Redis error means "try again later" (connection refused or dropped, timeout,
 /// loading, failover, cluster redirection in progress, out of memory, a disk it cannot
-/// persist to) rather than a bad command.
+/// persist to, replicas missing) rather than a bad command.
 pub fn is_transient(e: &redis::RedisError) -> bool {
     is_oom(e)
         || is_unpersisted(e)
+        || is_short_of_replicas(e)
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound

@@ -47,6 +47,7 @@ impl WriteError {
                 St::Unavailable(_)
                 | St::Full(_)
                 | St::Unpersisted(_)
+                | St::TooFewReplicas(_)
                 | St::BufferFull(_)
                 | St::Replicas { .. },
             ) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
@@ -68,7 +69,9 @@ impl WriteError {
             Self::Ingest(_) => "invalid",
             Self::Store(St::BufferFull(_)) => "buffer_full",
             Self::Store(St::Replicas { .. }) => "replicas",
-            Self::Store(St::Unavailable(_) | St::Full(_) | St::Unpersisted(_)) => "redis",
+            Self::Store(
+                St::Unavailable(_) | St::Full(_) | St::Unpersisted(_) | St::TooFewReplicas(_),
+            ) => "redis",
             Self::Store(St::Refused(_)) => "internal",
         }
     }

@@ -81,6 +81,10 @@ pub enum Error {
     /// until it can.
     #[error("Redis cannot persist writes (its disk is full or failing) and refuses them until it can: {0}")]
     Unpersisted(String),
+    /// Redis refuses writes while fewer replicas than its `min-replicas-to-write` are
+    /// connected (`NOREPLICAS`); nothing was stored by the refused commands.
+    #[error("Redis refuses writes while fewer replicas than its min-replicas-to-write are connected: {0}")]
+    TooFewReplicas(String),
     /// Redis refused the write for another reason (e.g. the key holds another type).
     #[error("Redis refused the write: {0}")]
     Refused(String),
@@ -339,6 +343,8 @@ fn classify(e: redis::RedisError) -> Error {
         Error::Full(text)
     } else if redline_core::redis::is_unpersisted(&e) {
         Error::Unpersisted(text)
+    } else if redline_core::redis::is_short_of_replicas(&e) {
+        Error::TooFewReplicas(text)
     } else if redline_core::redis::is_transient(&e) {
         Error::Unavailable(text)
     } else {

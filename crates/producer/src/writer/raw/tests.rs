@@ -90,4 +90,11 @@ fn replies_are_stored_refused_or_counted_as_redis_sent_them() {
         super::classify(error),
         Error::Unpersisted(text) if text.contains("No space left on device")
     ));
+    let short = b"-NOREPLICAS Not enough good replicas to write.\r\n";
+    let Outcome::Refused(error) = check(split(short).into_iter(), false) else {
+        panic!("an error reply refuses the round");
+    };
+    assert!(redline_core::redis::is_short_of_replicas(&error), "{error}");
+    assert!(!redline_core::redis::is_unpersisted(&error), "{error}");
+    assert!(matches!(super::classify(error), Error::TooFewReplicas(_)));
 }
