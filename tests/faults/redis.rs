@@ -1,6 +1,7 @@
 //! Redis faults: killed, full (`maxmemory` with `noeviction`), hung (SIGSTOP), refusing
 //! writes (its disk full: `MISCONF`; short of the replicas `min-replicas-to-write` asks:
-//! `NOREPLICAS`); a replica lost under `--wait-replicas` is in `replicas`.
+//! `NOREPLICAS`; a script running too long: `BUSY`); a replica lost under `--wait-replicas`
+//! is in `replicas`.
 
 use std::time::{Duration, Instant};
 
@@ -315,6 +316,20 @@ async fn a_redis_short_of_the_replicas_it_requires_answers_503_dead_letters_noth
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_busy_running_a_script_answers_503_dead_letters_nothing_and_delivers_everything_once_it_is_killed(
+) {
+    // Past 100 ms a script makes Redis answer `BUSY` to everything but SCRIPT KILL.
+    let redis = RedisServer::start(&["--busy-reply-threshold", "100"]);
+    let refusal = Refusal {
+        redis: &redis,
+        cause: Cause::Script,
+    };
+    refusal
+        .outlived(&["Redis is unavailable", "busy running a script"], "BUSY")
+        .await;
+}
+
 /// A Redis that refuses every write for a while, reads of a group and acks included.
 struct Refusal<'a> {
     redis: &'a RedisServer,
@@ -327,6 +342,8 @@ enum Cause<'a> {
     DiskFull(&'a Tmpfs),
     /// `min-replicas-to-write 1` without a replica (`NOREPLICAS`).
     NoReplicas,
+    /// A script that never ends (`BUSY`), until SCRIPT KILL.
+    Script,
 }
 
 impl Refusal<'_> {
@@ -334,6 +351,31 @@ impl Refusal<'_> {
         match self.cause {
             Cause::DiskFull(disk) => disk.fill(),
             Cause::NoReplicas => self.min_replicas(1).await,
+            Cause::Script => {
+                let mut conn = self.redis.conn().await;
+                // Answered only once killed.
+                tokio::spawn(async move {
+                    let _: redis::RedisResult<()> = redis::cmd("EVAL")
+                        .arg("while true do end")
+                        .arg(0)
+                        .query_async(&mut conn)
+                        .await;
+                });
+                let url = self.redis.url();
+                wait_until("Redis answers BUSY", Duration::from_secs(10), || {
+                    let url = url.clone();
+                    async move {
+                        let client = redis::Client::open(url).unwrap();
+                        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                            return false;
+                        };
+                        let pong: redis::RedisResult<String> =
+                            redis::cmd("PING").query_async(&mut conn).await;
+                        matches!(pong, Err(e) if e.code() == Some("BUSY"))
+                    }
+                })
+                .await;
+            }
         }
     }
 
@@ -341,6 +383,13 @@ impl Refusal<'_> {
         match self.cause {
             Cause::DiskFull(disk) => disk.free(),
             Cause::NoReplicas => self.min_replicas(0).await,
+            Cause::Script => {
+                let _: () = redis::cmd("SCRIPT")
+                    .arg("KILL")
+                    .query_async(&mut self.redis.conn().await)
+                    .await
+                    .unwrap();
+            }
         }
     }
 

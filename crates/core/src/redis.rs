@@ -418,6 +418,12 @@ pub fn is_short_of_replicas(e: &redis::RedisError) -> bool {
     refused_with(e, "NOREPLICAS")
 }
 
+/// True when Redis is running a script past `busy-reply-threshold` (`BUSY Redis is busy
+/// running a script…`): it answers every command so until the script ends or is killed.
+pub fn is_busy(e: &redis::RedisError) -> bool {
+    refused_with(e, "BUSY")
+}
+
 /// Whether Redis answered `e`, or any command of a pipeline, with the error `code`.
 fn refused_with(e: &redis::RedisError, code: &str) -> bool {
     e.code() == Some(code)
@@ -428,11 +434,12 @@ fn refused_with(e: &redis::RedisError, code: &str) -> bool {
 
 /// True when a Redis error means "try again later" (connection refused or dropped, timeout,
 /// loading, failover, cluster redirection in progress, out of memory, a disk it cannot
-/// persist to, replicas missing) rather than a bad command.
+/// persist to, replicas missing, a script running too long) rather than a bad command.
 pub fn is_transient(e: &redis::RedisError) -> bool {
     is_oom(e)
         || is_unpersisted(e)
         || is_short_of_replicas(e)
+        || is_busy(e)
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
