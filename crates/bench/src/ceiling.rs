@@ -90,29 +90,22 @@ pub(crate) fn tune(requests: u64, redis: &RedisServer) -> Ceiling {
 /// One redis-benchmark run of `requests` XADDs; the key is deleted afterwards.
 pub(crate) fn once(requests: u64, redis: &RedisServer, pipeline: u32, clients: u32) -> Run {
     let line = workload::typical_line();
-    let args: Vec<String> = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &redis.port().to_string(),
-        "-c",
-        &clients.to_string(),
-        "-P",
-        &pipeline.to_string(),
-        "-n",
-        &requests.to_string(),
-        "-q",
-        "XADD",
-        KEY,
-        "*",
-        "lp",
-        &line,
-        "db",
-        workload::DB,
-    ]
-    .iter()
-    .map(ToString::to_string)
-    .collect();
+    let args = benchmark_args(
+        redis,
+        clients,
+        requests,
+        &[
+            "-P",
+            &pipeline.to_string(),
+            "XADD",
+            KEY,
+            "*",
+            "lp",
+            &line,
+            "db",
+            workload::DB,
+        ],
+    );
     let (rps, other_cores) = benchmark(&args);
     // DEL, not UNLINK: freeing in the background would compete with the next run.
     let _: () = redis::cmd("DEL")
@@ -160,29 +153,22 @@ impl ReadCeiling {
             .query(&mut conn)
             .unwrap_or_else(|e| panic!("XREADGROUP {}: {e}", Self::KEY));
         let requests = entries_to_read.div_ceil(batch).max(20);
-        let args: Vec<String> = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &redis.port().to_string(),
-            "-c",
-            "4",
-            "-n",
-            &requests.to_string(),
-            "-q",
-            "XREADGROUP",
-            "GROUP",
-            "ceiling",
-            "c",
-            "COUNT",
-            &batch.to_string(),
-            "STREAMS",
-            Self::KEY,
-            "0",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let args = benchmark_args(
+            redis,
+            4,
+            requests,
+            &[
+                "XREADGROUP",
+                "GROUP",
+                "ceiling",
+                "c",
+                "COUNT",
+                &batch.to_string(),
+                "STREAMS",
+                Self::KEY,
+                "0",
+            ],
+        );
         Self {
             conn,
             batch,
@@ -226,6 +212,24 @@ impl ReadCeiling {
                 .collect::<Vec<_>>(),
         )
     }
+}
+
+/// `redis-benchmark`'s arguments: `clients` connections to `redis`, `requests` requests in
+/// all, quiet output, then `rest` (options and the command).
+fn benchmark_args(redis: &RedisServer, clients: u32, requests: u64, rest: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "-h".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        redis.port().to_string(),
+        "-c".into(),
+        clients.to_string(),
+        "-n".into(),
+        requests.to_string(),
+        "-q".into(),
+    ];
+    args.extend(rest.iter().map(ToString::to_string));
+    args
 }
 
 /// Runs `redis-benchmark args`: requests per second, and the cores other processes used
