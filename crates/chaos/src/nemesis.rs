@@ -1,8 +1,9 @@
 //! The nemesis: applies the schedule to the stack on a thread of its own, logs every step
 //! with its time, and heals everything at the end.
 //!
-//! A fault has two steps, its start (kill, SIGSTOP, the low `maxmemory`, the poison point)
-//! and its end (start again, SIGCONT, the usual `maxmemory`); the steps of all faults run in
+//! A fault has two steps, its start (kill, SIGSTOP, the low `maxmemory`, `min-replicas-to-write
+//! 1`, the poison point) and its end (start again, SIGCONT, the usual `maxmemory`,
+//! `min-replicas-to-write 0`); the steps of all faults run in
 //! the order of their planned times, so faults overlap as planned. A step that takes time
 //! (Redis loading its AOF) delays the next ones: the log shows the actual times next to
 //! the planned ones. Between steps the nemesis watches for processes that exited by
@@ -17,7 +18,7 @@ use crate::stack::{self, Stack, MAXMEMORY};
 use crate::workload::{self, DATABASES};
 use crate::writer::{self, Ledger};
 
-/// How often the nemesis looks at the processes and at a pending `maxmemory` restore.
+/// How often the nemesis looks at the processes and at a pending restore of Redis's settings.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What the nemesis shares with the main thread while it runs.
@@ -43,6 +44,20 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(line);
+    }
+}
+
+/// Redis settings a fault's end could not restore (Redis hung or down then): retried between
+/// steps until Redis answers.
+#[derive(Debug, Default)]
+struct Deferred {
+    maxmemory: bool,
+    min_replicas: bool,
+}
+
+impl Deferred {
+    fn any(&self) -> bool {
+        self.maxmemory || self.min_replicas
     }
 }
 
@@ -73,7 +88,7 @@ pub(crate) fn run(
     // Stable: a fault's start comes before its end even with a hold of 0.
     steps.sort_by_key(|(at, _, _)| *at);
     let mut active: Vec<usize> = Vec::new();
-    let mut restore_maxmemory = false;
+    let mut deferred = Deferred::default();
     let mut poisoned = 0u64;
     for (at, i, step) in steps {
         let fault = &faults[i];
@@ -82,7 +97,7 @@ pub(crate) fn run(
             if shared.heal.load(Ordering::Relaxed) {
                 break;
             }
-            watch(&mut stack, &shared, t0, &mut restore_maxmemory);
+            watch(&mut stack, &shared, t0, &mut deferred);
             let left = at.saturating_sub(t0.elapsed());
             if left.is_zero() {
                 break;
@@ -111,32 +126,32 @@ pub(crate) fn run(
             }
             Step::End => {
                 active.retain(|&a| a != i);
-                let detail = end(&mut stack, fault, &mut restore_maxmemory);
+                let detail = end(&mut stack, fault, &mut deferred);
                 shared.note(t0, format!("{what} ends: {detail}{planned}"));
             }
         }
     }
     // Every step ran: keep watching the processes until the duration is over.
     while !shared.heal.load(Ordering::Relaxed) {
-        watch(&mut stack, &shared, t0, &mut restore_maxmemory);
+        watch(&mut stack, &shared, t0, &mut deferred);
         std::thread::sleep(TICK);
     }
     // Heal: end what is still active, then make sure of every process and of Redis's limit.
     for i in active {
         let fault = &faults[i];
-        let detail = end(&mut stack, fault, &mut restore_maxmemory);
+        let detail = end(&mut stack, fault, &mut deferred);
         shared.note(t0, format!("#{} {} healed: {detail}", fault.id, fault.kind));
     }
     stack.heal_processes();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while restore_maxmemory && Instant::now() < deadline {
-        watch(&mut stack, &shared, t0, &mut restore_maxmemory);
+    while deferred.any() && Instant::now() < deadline {
+        watch(&mut stack, &shared, t0, &mut deferred);
         std::thread::sleep(TICK);
     }
-    watch(&mut stack, &shared, t0, &mut restore_maxmemory);
+    watch(&mut stack, &shared, t0, &mut deferred);
     shared.note(
         t0,
-        "healed: every process up, maxmemory restored".to_string(),
+        "healed: every process up, maxmemory and min-replicas-to-write restored".to_string(),
     );
     stack
 }
@@ -167,6 +182,12 @@ fn start(
             Ok(used) => format!("CONFIG SET maxmemory {used} (what Redis uses now) for {hold}"),
             Err(error) => format!("not applied, Redis did not answer ({error})"),
         },
+        Kind::RedisRefuses => match stack::set_min_replicas(&stack.redis.url(), 1) {
+            Ok(()) => format!(
+                "CONFIG SET min-replicas-to-write 1 (no replica: every write refused) for {hold}"
+            ),
+            Err(error) => format!("not applied, Redis did not answer ({error})"),
+        },
         Kind::Poison => {
             let Target::Database(db) = target else {
                 return "no database".to_string();
@@ -192,7 +213,7 @@ fn start(
 }
 
 /// Ends `fault`; what it did, for the log.
-fn end(stack: &mut Stack, fault: &Fault, restore_maxmemory: &mut bool) -> String {
+fn end(stack: &mut Stack, fault: &Fault, deferred: &mut Deferred) -> String {
     let target = fault.target;
     match fault.kind {
         Kind::KillConsumer | Kind::KillProducer | Kind::KillRedis | Kind::RestartInfluxdb => {
@@ -211,7 +232,14 @@ fn end(stack: &mut Stack, fault: &Fault, restore_maxmemory: &mut bool) -> String
         Kind::RedisFull => match stack::set_maxmemory(&stack.redis.url(), Some(MAXMEMORY)) {
             Ok(_) => format!("CONFIG SET maxmemory {MAXMEMORY}"),
             Err(error) => {
-                *restore_maxmemory = true;
+                deferred.maxmemory = true;
+                format!("Redis did not answer ({error}); retrying until it does")
+            }
+        },
+        Kind::RedisRefuses => match stack::set_min_replicas(&stack.redis.url(), 0) {
+            Ok(()) => "CONFIG SET min-replicas-to-write 0".to_string(),
+            Err(error) => {
+                deferred.min_replicas = true;
                 format!("Redis did not answer ({error}); retrying until it does")
             }
         },
@@ -219,12 +247,20 @@ fn end(stack: &mut Stack, fault: &Fault, restore_maxmemory: &mut bool) -> String
     }
 }
 
-/// Between steps: restores `maxmemory` if a restore is pending, and notes (and restarts)
-/// processes that exited by themselves.
-fn watch(stack: &mut Stack, shared: &Shared, t0: Instant, restore_maxmemory: &mut bool) {
-    if *restore_maxmemory && stack::set_maxmemory(&stack.redis.url(), Some(MAXMEMORY)).is_ok() {
-        *restore_maxmemory = false;
+/// Between steps: restores Redis's settings if a restore is pending, and notes (and
+/// restarts) processes that exited by themselves.
+fn watch(stack: &mut Stack, shared: &Shared, t0: Instant, deferred: &mut Deferred) {
+    let url = stack.redis.url();
+    if deferred.maxmemory && stack::set_maxmemory(&url, Some(MAXMEMORY)).is_ok() {
+        deferred.maxmemory = false;
         shared.note(t0, format!("CONFIG SET maxmemory {MAXMEMORY} (deferred)"));
+    }
+    if deferred.min_replicas && stack::set_min_replicas(&url, 0).is_ok() {
+        deferred.min_replicas = false;
+        shared.note(
+            t0,
+            "CONFIG SET min-replicas-to-write 0 (deferred)".to_string(),
+        );
     }
     for anomaly in stack.exited_by_themselves() {
         shared.note(t0, format!("ANOMALY: {anomaly}"));

@@ -40,9 +40,10 @@ usage: redline-chaos [--duration 60s] [--seed N] [--rate METRICS_PER_S] [--fault
   --seed N             PRNG seed of the fault schedule (same seed, same schedule)
                                                                       [from the clock]
   --rate N             metrics per second the writer offers           [5000]
-  --faults LIST        comma-separated: all, kill, stop, restart, oom, poison, or kinds:
-                       kill-consumer kill-producer kill-redis stop-redis stop-influxdb
-                       stop-consumer stop-producer restart-influxdb redis-full poison [all]
+  --faults LIST        comma-separated: all, kill, stop, restart, oom, refuse, poison, or
+                       kinds: kill-consumer kill-producer kill-redis stop-redis
+                       stop-influxdb stop-consumer stop-producer restart-influxdb redis-full
+                       redis-refuses poison [all]
   --consumers N        consumer processes (the second one runs --workers 2) [2]
   --body-lines N       lines per request body                         [5000]
   --connections N      writer connections (one request in flight each) [2]

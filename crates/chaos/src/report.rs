@@ -52,7 +52,7 @@ pub(crate) fn schedule(faults: &[Fault], consumer_names: &[String]) -> String {
     let mut out = String::new();
     for f in faults {
         let target = match f.target {
-            Target::Redis | Target::RedisMemory => "redis-server".to_string(),
+            Target::Redis | Target::RedisMemory | Target::RedisWrites => "redis-server".to_string(),
             Target::Influxdb => "influxd".to_string(),
             Target::Producer => "producer".to_string(),
             Target::Consumer(i) => consumer_names.get(i).cloned().unwrap_or_default(),

@@ -6,8 +6,8 @@
 //!   the same inputs print the same schedule, whatever the machine does during the run;
 //! - a process (Redis, InfluxDB, the producer, each consumer) holds one process fault at a
 //!   time (a kill or a hang, with a second of calm after it heals), while different targets
-//!   overlap freely, and Redis's memory limit is a target of its own, so Redis can be full
-//!   and hung or killed at once;
+//!   overlap freely, and Redis's memory limit and its `min-replicas-to-write` are targets
+//!   of their own, so Redis can be full, refusing writes and hung or killed at once;
 //! - every enabled kind is drawn once, in a seeded order, before kinds are drawn at random,
 //!   so a run long enough for that many faults sees every kind.
 
@@ -36,12 +36,16 @@ pub(crate) enum Kind {
     /// `CONFIG SET maxmemory` to what Redis uses now (`noeviction`: writes refused), the
     /// usual limit again after the hold.
     RedisFull,
+    /// `CONFIG SET min-replicas-to-write 1` without a replica: Redis refuses every write,
+    /// group reads and acks included (`NOREPLICAS`, as with its disk full), 0 again after
+    /// the hold.
+    RedisRefuses,
     /// A point whose field type conflicts with the workload's, through the producer.
     Poison,
 }
 
 /// Every kind, in the order the report lists them.
-pub(crate) const KINDS: [Kind; 10] = [
+pub(crate) const KINDS: [Kind; 11] = [
     Kind::KillConsumer,
     Kind::KillProducer,
     Kind::KillRedis,
@@ -51,11 +55,12 @@ pub(crate) const KINDS: [Kind; 10] = [
     Kind::StopProducer,
     Kind::RestartInfluxdb,
     Kind::RedisFull,
+    Kind::RedisRefuses,
     Kind::Poison,
 ];
 
 /// `--faults` group names and the kinds they stand for.
-pub(crate) const GROUPS: [(&str, &[Kind]); 5] = [
+pub(crate) const GROUPS: [(&str, &[Kind]); 6] = [
     (
         "kill",
         &[Kind::KillConsumer, Kind::KillProducer, Kind::KillRedis],
@@ -71,6 +76,7 @@ pub(crate) const GROUPS: [(&str, &[Kind]); 5] = [
     ),
     ("restart", &[Kind::RestartInfluxdb]),
     ("oom", &[Kind::RedisFull]),
+    ("refuse", &[Kind::RedisRefuses]),
     ("poison", &[Kind::Poison]),
 ];
 
@@ -87,6 +93,7 @@ impl Kind {
             Self::StopProducer => "stop-producer",
             Self::RestartInfluxdb => "restart-influxdb",
             Self::RedisFull => "redis-full",
+            Self::RedisRefuses => "redis-refuses",
             Self::Poison => "poison",
         }
     }
@@ -101,7 +108,7 @@ impl Kind {
             Self::StopRedis | Self::StopProducer => (500, 6_000),
             Self::StopInfluxdb => (1_000, 10_000),
             Self::StopConsumer => (1_000, 9_000),
-            Self::RedisFull => (2_000, 8_000),
+            Self::RedisFull | Self::RedisRefuses => (2_000, 8_000),
             Self::Poison => (0, 0),
         }
     }
@@ -113,7 +120,7 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Parses `--faults`: group names (`kill`, `stop`, `restart`, `oom`, `poison`), kind names
+/// Parses `--faults`: group names (`kill`, `stop`, `restart`, `oom`, `refuse`, `poison`), kind names
 /// (`kill-redis`, …) or `all`, separated by commas.
 ///
 /// # Errors
@@ -155,6 +162,8 @@ pub(crate) enum Target {
     Redis,
     /// Redis's `maxmemory`.
     RedisMemory,
+    /// Redis's `min-replicas-to-write`.
+    RedisWrites,
     /// influxd.
     Influxdb,
     /// The producer.
@@ -220,6 +229,7 @@ pub(crate) fn draw(
             Kind::KillRedis | Kind::StopRedis => vec![Target::Redis],
             Kind::StopInfluxdb | Kind::RestartInfluxdb => vec![Target::Influxdb],
             Kind::RedisFull => vec![Target::RedisMemory],
+            Kind::RedisRefuses => vec![Target::RedisWrites],
             Kind::Poison => (0..databases).map(Target::Database).collect(),
         };
         let free: Vec<Target> = candidates

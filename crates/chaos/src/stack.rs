@@ -135,7 +135,7 @@ impl Stack {
     /// The name and pid of a process target, for the log.
     pub(crate) fn describe(&mut self, target: Target) -> String {
         match target {
-            Target::Redis | Target::RedisMemory => {
+            Target::Redis | Target::RedisMemory | Target::RedisWrites => {
                 format!("redis-server (pid {})", self.redis.pid())
             }
             Target::Influxdb => format!("influxd (pid {})", self.influx.pid()),
@@ -365,6 +365,18 @@ pub(crate) fn redis_conn(url: &str) -> redis::RedisResult<redis::Connection> {
     conn.set_read_timeout(Some(REDIS_TIMEOUT))?;
     conn.set_write_timeout(Some(REDIS_TIMEOUT))?;
     Ok(conn)
+}
+
+/// `CONFIG SET min-replicas-to-write n`: with 1 and no replica, Redis refuses every write.
+///
+/// # Errors
+/// Redis unreachable or hung.
+pub(crate) fn set_min_replicas(url: &str, n: u32) -> redis::RedisResult<()> {
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(n)
+        .query(&mut redis_conn(url)?)
 }
 
 /// `CONFIG SET maxmemory <bytes>`; returns what Redis used just before.
