@@ -1,10 +1,10 @@
 //! The nemesis: applies the schedule to the stack on a thread of its own, logs every step
 //! with its time, and heals everything at the end.
 //!
-//! A fault has two steps, its start (kill, SIGSTOP, the low `maxmemory`, `min-replicas-to-write
-//! 1`, the poison point) and its end (start again, SIGCONT, the usual `maxmemory`,
-//! `min-replicas-to-write 0`); the steps of all faults run in
-//! the order of their planned times, so faults overlap as planned. A step that takes time
+//! A fault has two steps, its start (kill, SIGSTOP, the low `maxmemory`,
+//! `min-replicas-to-write` 1, the poison point) and its end (start again, SIGCONT, the usual
+//! `maxmemory`, `min-replicas-to-write` 0); the steps of all faults run in the order of
+//! their planned times, so faults overlap as planned. A step that takes time
 //! (Redis loading its AOF) delays the next ones: the log shows the actual times next to
 //! the planned ones. Between steps the nemesis watches for processes that exited by
 //! themselves.

@@ -398,7 +398,7 @@ pub fn describe(e: &redis::RedisError) -> String {
 /// A pipeline counts when any of its commands was refused so (the first ones of a request
 /// may fit, the rest not).
 pub fn is_oom(e: &redis::RedisError) -> bool {
-    refused_with(e, "OOM")
+    refused_with(e, &[OOM])
 }
 
 /// True when Redis refused a write because it cannot persist it (`MISCONF Errors writing to
@@ -408,38 +408,42 @@ pub fn is_oom(e: &redis::RedisError) -> bool {
 /// finds out by itself (it retries its AOF every second): an outage, not a verdict. A
 /// pipeline counts as for [`is_oom`].
 pub fn is_unpersisted(e: &redis::RedisError) -> bool {
-    refused_with(e, "MISCONF")
+    refused_with(e, &[MISCONF])
 }
 
 /// True when Redis refused a write because fewer replicas than its `min-replicas-to-write`
 /// are connected (`NOREPLICAS Not enough good replicas to write.`): it refuses every write,
 /// reads of a group included, until they are back. A pipeline counts as for [`is_oom`].
 pub fn is_short_of_replicas(e: &redis::RedisError) -> bool {
-    refused_with(e, "NOREPLICAS")
+    refused_with(e, &[NOREPLICAS])
 }
 
-/// True when Redis is running a script past `busy-reply-threshold` (`BUSY Redis is busy
-/// running a script…`): it answers every command so until the script ends or is killed.
-pub fn is_busy(e: &redis::RedisError) -> bool {
-    refused_with(e, "BUSY")
-}
+/// Redis's error code at `maxmemory`.
+const OOM: &str = "OOM";
+/// Redis's error code when it cannot persist (its disk full or failing).
+const MISCONF: &str = "MISCONF";
+/// Redis's error code when fewer replicas than `min-replicas-to-write` are connected.
+const NOREPLICAS: &str = "NOREPLICAS";
+/// Redis's error code while a script runs past `busy-reply-threshold` (`BUSY Redis is busy
+/// running a script…`), to every command until the script ends or is killed.
+const BUSY: &str = "BUSY";
 
-/// Whether Redis answered `e`, or any command of a pipeline, with the error `code`.
-fn refused_with(e: &redis::RedisError, code: &str) -> bool {
-    e.code() == Some(code)
-        || e.clone()
-            .into_server_errors()
-            .is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
+/// Whether Redis answered `e`, or any command of a pipeline, with one of `codes` (the
+/// pipeline's errors are copied out once, however many codes are asked about).
+fn refused_with(e: &redis::RedisError, codes: &[&str]) -> bool {
+    e.code().is_some_and(|code| codes.contains(&code))
+        || e.clone().into_server_errors().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|(_, error)| codes.contains(&error.code()))
+        })
 }
 
 /// True when a Redis error means "try again later" (connection refused or dropped, timeout,
 /// loading, failover, cluster redirection in progress, out of memory, a disk it cannot
 /// persist to, replicas missing, a script running too long) rather than a bad command.
 pub fn is_transient(e: &redis::RedisError) -> bool {
-    is_oom(e)
-        || is_unpersisted(e)
-        || is_short_of_replicas(e)
-        || is_busy(e)
+    refused_with(e, &[OOM, MISCONF, NOREPLICAS, BUSY])
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
